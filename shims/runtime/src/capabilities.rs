@@ -1,0 +1,107 @@
+//! The five capability sets of a container process. Where the spec asks for a
+//! capability the runtime itself does not hold in its bounding set (on some machines
+//! even root lacks CAP_SYS_RESOURCE), the capability is left out rather than failing.
+
+use std::str::FromStr;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::LinuxCapabilities;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CapabilityError {
+    #[error("unknown capability {0}")]
+    Unknown(String),
+    #[error("{what}: {source}")]
+    Apply { what: &'static str, source: caps::errors::CapsError },
+}
+
+/// The capability sets to give a process, already limited to what the runtime holds.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityPlan {
+    bounding: CapsHashSet,
+    effective: CapsHashSet,
+    permitted: CapsHashSet,
+    inheritable: CapsHashSet,
+    ambient: CapsHashSet,
+}
+
+fn convert(
+    set: &Option<oci_spec::runtime::Capabilities>,
+    held: &CapsHashSet,
+) -> Result<CapsHashSet, CapabilityError> {
+    let mut result = CapsHashSet::new();
+    for cap in set.iter().flatten() {
+        let name = format!("CAP_{cap}");
+        let cap = Capability::from_str(&name).map_err(|_| CapabilityError::Unknown(name))?;
+        if held.contains(&cap) {
+            result.insert(cap);
+        }
+    }
+    Ok(result)
+}
+
+impl CapabilityPlan {
+    /// Built in the runtime before the process exists. No `capabilities` in the spec
+    /// means an empty set everywhere.
+    pub fn from_spec(spec: Option<&LinuxCapabilities>) -> Result<Self, CapabilityError> {
+        let held = caps::read(None, CapSet::Bounding)
+            .map_err(|source| CapabilityError::Apply { what: "reading the bounding set", source })?;
+        let Some(spec) = spec else { return Ok(CapabilityPlan::default()) };
+        Ok(CapabilityPlan {
+            bounding: convert(spec.bounding(), &held)?,
+            effective: convert(spec.effective(), &held)?,
+            permitted: convert(spec.permitted(), &held)?,
+            inheritable: convert(spec.inheritable(), &held)?,
+            ambient: convert(spec.ambient(), &held)?,
+        })
+    }
+
+    /// Drops from the bounding set what the process may never regain. Call before
+    /// changing user, while CAP_SETPCAP is still held.
+    pub fn limit_bounding_set(&self) -> Result<(), CapabilityError> {
+        let current = caps::read(None, CapSet::Bounding)
+            .map_err(|source| CapabilityError::Apply { what: "reading the bounding set", source })?;
+        for cap in current.difference(&self.bounding) {
+            caps::drop(None, CapSet::Bounding, *cap)
+                .map_err(|source| CapabilityError::Apply { what: "dropping from the bounding set", source })?;
+        }
+        Ok(())
+    }
+
+    /// Sets inheritable, permitted, effective and ambient, in the order the kernel
+    /// accepts. Call after changing user (with PR_SET_KEEPCAPS set across the change).
+    pub fn apply(&self) -> Result<(), CapabilityError> {
+        let steps = [
+            ("setting the inheritable set", CapSet::Inheritable, &self.inheritable),
+            ("setting the permitted set", CapSet::Permitted, &self.permitted),
+            ("setting the effective set", CapSet::Effective, &self.effective),
+        ];
+        for (what, set, value) in steps {
+            caps::set(None, set, value).map_err(|source| CapabilityError::Apply { what, source })?;
+        }
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|source| CapabilityError::Apply { what: "clearing the ambient set", source })?;
+        for cap in &self.ambient {
+            // The kernel refuses an ambient capability not both permitted and inheritable;
+            // runc ignores those, so do we.
+            let _ = caps::raise(None, CapSet::Ambient, *cap);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unheld_capabilities_are_left_out() {
+        let json = r#"{"bounding":["CAP_CHOWN","CAP_SYS_RESOURCE"],"effective":["CAP_CHOWN"]}"#;
+        let spec: LinuxCapabilities = serde_json::from_str(json).unwrap();
+        let held: CapsHashSet = [Capability::CAP_CHOWN].into_iter().collect();
+        let bounding = convert(spec.bounding(), &held).unwrap();
+        assert_eq!(bounding, held);
+        assert!(convert(spec.inheritable(), &held).unwrap().is_empty());
+    }
+}

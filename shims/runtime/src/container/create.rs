@@ -1,0 +1,154 @@
+//! `create`: from a bundle to a container whose init waits for `start`.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::Runtime;
+use crate::bundle::Bundle;
+use crate::capabilities::CapabilityPlan;
+use crate::cgroups::ContainerCgroup;
+use crate::error::RuntimeError;
+use crate::init::{ChildConfig, Role};
+use crate::namespaces::NamespacePlan;
+use crate::rootfs::RootfsConfig;
+use crate::spawn::{spawn, ParentDuties};
+use crate::state::{self, ContainerRecord, Status};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+impl Runtime {
+    /// Creates the container. On any failure nothing is left behind: no state
+    /// directory, cgroup or process.
+    pub fn create(&self, options: &CreateOptions) -> Result<ContainerRecord, RuntimeError> {
+        let bundle = Bundle::load(&options.bundle)?;
+        let dir = self.state.reserve(&options.id)?;
+        let previous_mask = super::block_signals()?;
+        let mut record = new_record(&options.id, bundle);
+        let result = self.create_in(&mut record, options, &dir);
+        super::restore_signals(&previous_mask);
+        if let Err(error) = result {
+            if let Some(cgroup) = &record.cgroup {
+                let _ = cgroup.destroy();
+            }
+            let _ = self.state.remove(&options.id);
+            return Err(error);
+        }
+        Ok(record)
+    }
+
+    fn create_in(&self, record: &mut ContainerRecord, options: &CreateOptions, dir: &Path) -> Result<(), RuntimeError> {
+        let spec = &record.spec;
+        let (linux, process) = match (spec.linux(), spec.process()) {
+            (Some(linux), Some(process)) => (linux, process),
+            _ => return Err(RuntimeError::Invalid("config.json: linux and process are required".into())),
+        };
+        let namespaces = NamespacePlan::for_container(linux.namespaces().as_deref().unwrap_or_default())?;
+        let capabilities = CapabilityPlan::from_spec(process.capabilities().as_ref())?;
+        let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+        let console_socket = connect_console(process.terminal().unwrap_or(false), options)?;
+        let cgroup = ContainerCgroup::create(linux.cgroups_path().as_deref(), &record.id, linux.resources().as_ref())?;
+        record.cgroup = Some(cgroup);
+        self.state.save(record)?;
+        let state_dir = make_exec_fifo(dir)?;
+        let rootfs = RootfsConfig {
+            spec,
+            rootfs: record.rootfs.clone(),
+            no_pivot: options.no_pivot,
+            in_user_namespace: namespaces.creates_user_namespace(),
+            in_cgroup_namespace: namespaces.new_cgroup,
+        };
+        let child = ChildConfig {
+            role: Role::ContainerInit { rootfs, state_dir },
+            spec,
+            process,
+            namespaces: &namespaces,
+            capabilities,
+            seccomp,
+            console_socket,
+            preserve_fds: options.preserve_fds,
+        };
+        let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
+        let duties = ParentDuties {
+            cgroup: record.cgroup.as_ref(),
+            oom_score_adj: process.oom_score_adj(),
+            uid_mappings: linux.uid_mappings().as_deref().unwrap_or_default(),
+            gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
+            run_hooks: &run_hooks,
+        };
+        let pid = spawn(&child, &duties).map_err(|e| init_error(&record.id, e))?;
+        drop(child);
+        record.init_pid = pid;
+        record.init_start_time = state::process_start_time(pid)
+            .ok_or_else(|| RuntimeError::Init { id: record.id.clone(), message: "the init exited during setup".into() })?;
+        self.state.save(record)?;
+        if let Some(path) = &options.pid_file {
+            super::write_pid_file(path, pid)?;
+        }
+        Ok(())
+    }
+
+    /// prestart and createRuntime hooks, in the runtime's namespaces, once the
+    /// container's namespaces and mounts exist.
+    fn runtime_hooks(&self, record: &ContainerRecord, pid: i32) -> Result<String, RuntimeError> {
+        let mut snapshot = record.clone();
+        snapshot.init_pid = pid;
+        self.run_hooks("prestart", &snapshot, Status::Created)?;
+        self.run_hooks("createRuntime", &snapshot, Status::Created)
+    }
+}
+
+fn init_error(id: &str, error: RuntimeError) -> RuntimeError {
+    match error {
+        RuntimeError::Invalid(message) => RuntimeError::Init { id: id.to_string(), message },
+        other => other,
+    }
+}
+
+fn new_record(id: &str, bundle: Bundle) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_string(),
+        bundle: bundle.dir,
+        rootfs: bundle.rootfs,
+        init_pid: 0,
+        init_start_time: 0,
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        cgroup: None,
+        spec: bundle.spec,
+    }
+}
+
+fn connect_console(terminal: bool, options: &CreateOptions) -> Result<Option<OwnedFd>, RuntimeError> {
+    if !terminal {
+        return Ok(None);
+    }
+    let path = options.console_socket.as_deref().ok_or_else(|| {
+        RuntimeError::Invalid("process.terminal is true but no --console-socket was given".into())
+    })?;
+    Ok(Some(crate::console::connect(path)?))
+}
+
+/// Makes the FIFO the init blocks on until `start`, and returns an O_PATH descriptor of
+/// the state directory through which the init opens it after leaving the host's root.
+fn make_exec_fifo(dir: &Path) -> Result<OwnedFd, RuntimeError> {
+    let fifo = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| RuntimeError::system(format!("mkfifo {}", fifo.display()), e))?;
+    // mkfifo is subject to the umask; any container user must be able to open it.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| RuntimeError::system(format!("chmod {}", fifo.display()), e))?;
+    let fd = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| RuntimeError::system(format!("opening {}", dir.display()), e))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,0 +1,306 @@
+//! The child side of process creation: what a new container init, or a process
+//! joining a running container, does between `clone` and `execve`. Each step is a
+//! short function; errors go back to the runtime over the sync channel.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use oci_spec::runtime::{Process, Spec};
+
+use crate::capabilities::CapabilityPlan;
+use crate::channel::{Channel, Message};
+use crate::error::InitError;
+use crate::namespaces::{unshare_flags, NamespacePlan};
+use crate::rootfs::RootfsConfig;
+use crate::seccomp::SeccompProgram;
+use crate::{console, credentials, hooks, rootfs, state};
+
+/// What the new process becomes.
+pub enum Role<'a> {
+    /// A container's init: sets up the rootfs, then waits for `start` on the exec FIFO.
+    ContainerInit { rootfs: RootfsConfig<'a>, state_dir: OwnedFd },
+    /// A process joining a running container (`exec`).
+    Joiner,
+}
+
+/// Everything the child needs, prepared by the runtime before `clone`.
+pub struct ChildConfig<'a> {
+    pub role: Role<'a>,
+    pub spec: &'a Spec,
+    pub process: &'a Process,
+    pub namespaces: &'a NamespacePlan,
+    pub capabilities: CapabilityPlan,
+    pub seccomp: Option<SeccompProgram>,
+    pub console_socket: Option<OwnedFd>,
+    pub preserve_fds: i32,
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn child_main(config: &ChildConfig, channel: Channel) -> ! {
+    let error = match become_process(config, &channel) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let _ = channel.send(&Message::Error(error.to_string()));
+    unsafe { libc::_exit(1) }
+}
+
+fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible, InitError> {
+    nix::sys::prctl::set_dumpable(false).map_err(|e| InitError::System("prctl(PR_SET_DUMPABLE)", e))?;
+    channel.expect_go().map_err(InitError::Channel)?;
+    let plan = config.namespaces;
+    plan.join_all()?;
+    if plan.needs_intermediate() {
+        create_namespaces_then_fork(config, channel)?;
+    } else if plan.creates_user_namespace() {
+        become_namespace_root(config.spec)?;
+    }
+    if plan.new_cgroup {
+        unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
+    }
+    match &config.role {
+        Role::ContainerInit { rootfs, state_dir } => init_container(config, channel, rootfs, state_dir),
+        Role::Joiner => join_container(config, channel),
+    }
+}
+
+/// In the intermediate process: creates the namespaces that must follow the joins,
+/// forks the real process (which lands in the new or joined pid namespace) and exits.
+fn create_namespaces_then_fork(config: &ChildConfig, channel: &Channel) -> Result<(), InitError> {
+    let plan = config.namespaces;
+    if plan.creates_user_namespace() {
+        unshare_flags(CloneFlags::CLONE_NEWUSER)?;
+        channel.send(&Message::MapRequest).map_err(InitError::Channel)?;
+        channel.expect_go().map_err(InitError::Channel)?;
+        become_namespace_root(config.spec)?;
+    }
+    unshare_flags(plan.new - CloneFlags::CLONE_NEWUSER)?;
+    match unsafe { fork() }.map_err(|e| InitError::System("fork", e))? {
+        ForkResult::Child => Ok(()),
+        ForkResult::Parent { child } => {
+            let _ = channel.send(&Message::ChildPid(child.as_raw()));
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// In a new user namespace, become its root when the mappings include 0, so that files
+/// the setup creates get a mapped owner.
+fn become_namespace_root(spec: &Spec) -> Result<(), InitError> {
+    let linux = spec.linux().as_ref();
+    let maps_zero = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter().flatten().any(|m| m.container_id() == 0)
+    };
+    if maps_zero(linux.and_then(|l| l.gid_mappings().as_ref())) {
+        let root = Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root).map_err(|e| InitError::System("setresgid(0)", e))?;
+    }
+    if maps_zero(linux.and_then(|l| l.uid_mappings().as_ref())) {
+        let root = Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root).map_err(|e| InitError::System("setresuid(0)", e))?;
+    }
+    Ok(())
+}
+
+fn has_hooks(spec: &Spec) -> bool {
+    spec.hooks().as_ref().is_some_and(|h| {
+        [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
+            .iter()
+            .any(|list| list.as_ref().is_some_and(|l| !l.is_empty()))
+    })
+}
+
+/// Asks the runtime to run its hooks; returns the state document for ours.
+fn runtime_hooks(channel: &Channel) -> Result<Vec<u8>, InitError> {
+    channel.send(&Message::RunHooks).map_err(InitError::Channel)?;
+    match channel.receive().map_err(InitError::Channel)? {
+        Some(Message::HooksDone(state)) => Ok(state.into_bytes()),
+        Some(Message::Error(message)) => Err(InitError::Aborted(message)),
+        other => Err(InitError::Protocol(format!("expected HooksDone, got {other:?}"))),
+    }
+}
+
+fn init_container(
+    config: &ChildConfig,
+    channel: &Channel,
+    rootfs_config: &RootfsConfig,
+    state_dir: &OwnedFd,
+) -> Result<Infallible, InitError> {
+    let spec = config.spec;
+    rootfs::prepare(rootfs_config)?;
+    let hook_state = if has_hooks(spec) { runtime_hooks(channel)? } else { Vec::new() };
+    let all_hooks = spec.hooks().as_ref();
+    hooks::run_hooks("createContainer", all_hooks.and_then(|h| h.create_container().as_ref()), &hook_state)?;
+    rootfs::enter(rootfs_config)?;
+    write_sysctls(spec)?;
+    if let Some(socket) = &config.console_socket {
+        console::setup(socket, console_size(config.process), true)?;
+    }
+    rootfs::finish(rootfs_config)?;
+    set_host_names(spec)?;
+    let executable = prepare_process(config)?;
+    channel.send(&Message::Ready).map_err(InitError::Channel)?;
+    wait_for_start(state_dir)?;
+    hooks::run_hooks("startContainer", all_hooks.and_then(|h| h.start_container().as_ref()), &hook_state)?;
+    execute(config, &executable)
+}
+
+fn join_container(config: &ChildConfig, _channel: &Channel) -> Result<Infallible, InitError> {
+    if let Some(socket) = &config.console_socket {
+        console::setup(socket, console_size(config.process), false)?;
+    }
+    let executable = prepare_process(config)?;
+    execute(config, &executable)
+}
+
+fn console_size(process: &Process) -> Option<(u16, u16)> {
+    process.console_size().map(|b| (b.height() as u16, b.width() as u16))
+}
+
+/// Rlimits, seccomp (before the user change when privileges may still grow), user and
+/// capabilities, no_new_privs, working directory, and the executable's path.
+fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
+    let process = config.process;
+    set_rlimits(process)?;
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privileges {
+        load_seccomp(config)?;
+    }
+    let set_groups = !config.namespaces.creates_user_namespace() || setgroups_allowed();
+    credentials::become_user(process.user(), &config.capabilities, set_groups)?;
+    if no_new_privileges {
+        credentials::forbid_new_privileges()?;
+    }
+    enter_working_directory(process.cwd())?;
+    find_executable(process)
+}
+
+fn load_seccomp(config: &ChildConfig) -> Result<(), InitError> {
+    if let Some(program) = &config.seccomp {
+        program.load()?;
+    }
+    Ok(())
+}
+
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
+}
+
+fn set_rlimits(process: &Process) -> Result<(), InitError> {
+    for limit in process.rlimits().iter().flatten() {
+        let resource = crate::rlimits::resource_number(limit.typ());
+        let value = libc::rlimit { rlim_cur: limit.soft(), rlim_max: limit.hard() };
+        if unsafe { libc::setrlimit(resource as _, &value) } != 0 {
+            return Err(InitError::Rlimit(format!("{:?}", limit.typ()), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn write_sysctls(spec: &Spec) -> Result<(), InitError> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    for (key, value) in sysctls.into_iter().flatten() {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| InitError::Sysctl(key.clone(), e))?;
+    }
+    Ok(())
+}
+
+fn set_host_names(spec: &Spec) -> Result<(), InitError> {
+    if let Some(name) = spec.hostname().as_ref().filter(|n| !n.is_empty()) {
+        nix::unistd::sethostname(name).map_err(|e| InitError::System("sethostname", e))?;
+    }
+    if let Some(name) = spec.domainname().as_ref().filter(|n| !n.is_empty()) {
+        if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0 {
+            return Err(InitError::System("setdomainname", nix::Error::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Enters the working directory and checks it is inside the container: a directory
+/// reached through a leaked host descriptor would show as "(unreachable)".
+fn enter_working_directory(cwd: &Path) -> Result<(), InitError> {
+    nix::unistd::chdir(cwd).map_err(|e| InitError::Cwd(cwd.into(), e))?;
+    match nix::unistd::getcwd() {
+        Ok(actual) if actual.is_absolute() => Ok(()),
+        _ => Err(InitError::Cwd(cwd.into(), nix::Error::ENOENT)),
+    }
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolves args[0] as execvp would, with the container's own PATH.
+fn find_executable(process: &Process) -> Result<CString, InitError> {
+    let name = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+    let executable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    let found = if name.contains('/') {
+        executable(Path::new(&name)).then(|| PathBuf::from(&name))
+    } else {
+        let env_path = process.env().iter().flatten().find_map(|e| e.strip_prefix("PATH="));
+        env_path.unwrap_or(DEFAULT_PATH).split(':').map(|dir| Path::new(dir).join(&name)).find(|p| executable(p))
+    };
+    let path = found.ok_or_else(|| InitError::Executable(name.clone()))?;
+    CString::new(path.into_os_string().into_encoded_bytes()).map_err(|_| InitError::Executable(name))
+}
+
+/// Blocks until `start` opens the exec FIFO for reading.
+fn wait_for_start(state_dir: &OwnedFd) -> Result<(), InitError> {
+    let fifo = nix::fcntl::openat(
+        Some(state_dir.as_raw_fd()),
+        state::EXEC_FIFO,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| InitError::System("opening the exec fifo", e))?;
+    let written = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fifo) }, b"0");
+    let _ = nix::unistd::close(fifo);
+    written.map(|_| ()).map_err(|e| InitError::System("writing the exec fifo", e))
+}
+
+/// Last steps: seccomp under no_new_privs, descriptors, signals, then execve.
+fn execute(config: &ChildConfig, executable: &CString) -> Result<Infallible, InitError> {
+    if config.process.no_new_privileges().unwrap_or(false) {
+        load_seccomp(config)?;
+    }
+    close_inherited_descriptors(config.preserve_fds)?;
+    reset_signals();
+    let to_cstrings = |items: Option<&Vec<String>>| -> Vec<CString> {
+        items.into_iter().flatten().filter_map(|s| CString::new(s.as_bytes()).ok()).collect()
+    };
+    let args = to_cstrings(config.process.args().as_ref());
+    let env = to_cstrings(config.process.env().as_ref());
+    let error = nix::unistd::execve(executable, &args, &env).unwrap_err();
+    Err(InitError::Exec(executable.to_string_lossy().into_owned(), error))
+}
+
+/// Every descriptor above stdio and the preserved ones is closed on exec.
+fn close_inherited_descriptors(preserve_fds: i32) -> Result<(), InitError> {
+    let first = 3 + preserve_fds.max(0) as u32;
+    let result = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if result != 0 {
+        return Err(InitError::System("close_range", nix::Error::last()));
+    }
+    for fd in 3..first as i32 {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+    Ok(())
+}
+
+/// Restores default dispositions for signals the runtime ignores (Rust ignores SIGPIPE)
+/// and unblocks every signal: the container starts with a clean slate.
+fn reset_signals() {
+    for signal in Signal::iterator() {
+        if signal != Signal::SIGKILL && signal != Signal::SIGSTOP {
+            unsafe {
+                let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl);
+            }
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}

@@ -1,0 +1,140 @@
+//! Which namespaces a process gets: new ones to create, existing ones to join by path,
+//! and the order that makes joining and creating work together (user first, mount last).
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NamespaceError {
+    #[error("opening {typ} namespace {path}: {source}")]
+    Open { typ: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("joining {typ} namespace {path}: {source}")]
+    Join { typ: &'static str, path: PathBuf, source: nix::Error },
+    #[error("creating namespaces {flags:?}: {source}")]
+    Unshare { flags: CloneFlags, source: nix::Error },
+}
+
+/// An existing namespace to enter.
+pub struct Join {
+    pub flag: CloneFlags,
+    pub path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The namespaces of one process to be created.
+pub struct NamespacePlan {
+    /// Namespaces to create, except the cgroup namespace.
+    pub new: CloneFlags,
+    /// A cgroup namespace is created once the process is in its cgroup.
+    pub new_cgroup: bool,
+    /// Namespaces to join, user first and mount last.
+    pub joins: Vec<Join>,
+}
+
+/// Namespace kinds in the order they are joined.
+const JOIN_ORDER: [(LinuxNamespaceType, CloneFlags, &str); 7] = [
+    (LinuxNamespaceType::User, CloneFlags::CLONE_NEWUSER, "user"),
+    (LinuxNamespaceType::Ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+    (LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS, "uts"),
+    (LinuxNamespaceType::Network, CloneFlags::CLONE_NEWNET, "net"),
+    (LinuxNamespaceType::Pid, CloneFlags::CLONE_NEWPID, "pid"),
+    (LinuxNamespaceType::Cgroup, CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+    (LinuxNamespaceType::Mount, CloneFlags::CLONE_NEWNS, "mnt"),
+];
+
+fn open_namespace(typ: &'static str, path: PathBuf, flag: CloneFlags) -> Result<Join, NamespaceError> {
+    match File::open(&path) {
+        Ok(file) => Ok(Join { flag, path, fd: file.into() }),
+        Err(source) => Err(NamespaceError::Open { typ, path, source }),
+    }
+}
+
+impl Default for NamespacePlan {
+    fn default() -> Self {
+        NamespacePlan { new: CloneFlags::empty(), new_cgroup: false, joins: Vec::new() }
+    }
+}
+
+impl NamespacePlan {
+    /// The plan for a container's init, from the spec's `linux.namespaces`. Paths to
+    /// join are opened now, in the runtime's own mount namespace.
+    pub fn for_container(namespaces: &[LinuxNamespace]) -> Result<Self, NamespaceError> {
+        let mut plan = NamespacePlan::default();
+        for (typ, flag, name) in JOIN_ORDER {
+            let Some(ns) = namespaces.iter().find(|ns| ns.typ() == typ) else { continue };
+            match ns.path() {
+                Some(path) => plan.joins.push(open_namespace(name, path.clone(), flag)?),
+                None if flag == CloneFlags::CLONE_NEWCGROUP => plan.new_cgroup = true,
+                None => plan.new |= flag,
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The plan for a process joining a running container: every namespace of the
+    /// container's init that differs from the runtime's own.
+    pub fn for_exec(init_pid: i32, namespaces: &[LinuxNamespace]) -> Result<Self, NamespaceError> {
+        let mut plan = NamespacePlan::default();
+        for (typ, flag, name) in JOIN_ORDER {
+            if !namespaces.iter().any(|ns| ns.typ() == typ) {
+                continue;
+            }
+            let theirs = PathBuf::from(format!("/proc/{init_pid}/ns/{name}"));
+            let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
+            let inode = |p: &PathBuf| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+            let their_inode = inode(&theirs)
+                .map_err(|source| NamespaceError::Open { typ: name, path: theirs.clone(), source })?;
+            if inode(&ours).ok() != Some(their_inode) {
+                plan.joins.push(open_namespace(name, theirs, flag)?);
+            }
+        }
+        Ok(plan)
+    }
+
+    fn joins(&self, flag: CloneFlags) -> bool {
+        self.joins.iter().any(|j| j.flag == flag)
+    }
+
+    /// Whether the process must be created in two steps: an intermediate process joins
+    /// and creates namespaces, then forks the real one (needed to enter a pid namespace,
+    /// or to order user namespace creation after joins).
+    pub fn needs_intermediate(&self) -> bool {
+        self.joins(CloneFlags::CLONE_NEWUSER)
+            || self.joins(CloneFlags::CLONE_NEWPID)
+            || (self.new.contains(CloneFlags::CLONE_NEWUSER) && !self.joins.is_empty())
+    }
+
+    pub fn creates_user_namespace(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Enters every namespace to join, in order.
+    pub fn join_all(&self) -> Result<(), NamespaceError> {
+        for join in &self.joins {
+            setns(join.fd.as_fd(), join.flag).map_err(|source| NamespaceError::Join {
+                typ: flag_name(join.flag),
+                path: join.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates namespaces in the calling process (children enter a new pid namespace).
+pub fn unshare_flags(flags: CloneFlags) -> Result<(), NamespaceError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    unshare(flags).map_err(|source| NamespaceError::Unshare { flags, source })
+}
+
+fn flag_name(flag: CloneFlags) -> &'static str {
+    JOIN_ORDER.iter().find(|(_, f, _)| *f == flag).map_or("unknown", |(_, _, name)| name)
+}

@@ -1,0 +1,143 @@
+//! The runtime side of process creation: clone the child with its new namespaces, put it
+//! in its cgroup, write its id maps, run the runtime's hooks when it asks, and learn its
+//! final pid, until it is ready (a container init) or has executed (a joining process).
+
+use std::io::Write;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxIdMapping;
+
+use crate::channel::{self, Channel, Message};
+use crate::cgroups::ContainerCgroup;
+use crate::error::RuntimeError;
+use crate::init::{child_main, ChildConfig, Role};
+
+/// What the runtime does for the child while it sets up.
+pub struct ParentDuties<'a> {
+    pub cgroup: Option<&'a ContainerCgroup>,
+    pub oom_score_adj: Option<i32>,
+    pub uid_mappings: &'a [LinuxIdMapping],
+    pub gid_mappings: &'a [LinuxIdMapping],
+    /// Runs prestart and createRuntime hooks for the given pid; returns the state JSON.
+    pub run_hooks: &'a dyn Fn(i32) -> Result<String, RuntimeError>,
+}
+
+/// Creates the process and returns its pid once it is ready or has executed.
+pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, RuntimeError> {
+    let (ours, theirs) = channel::pair().map_err(|e| RuntimeError::system("socketpair", e))?;
+    let intermediate = config.namespaces.needs_intermediate();
+    if intermediate {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| RuntimeError::system("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
+    }
+    let flags = if intermediate { CloneFlags::empty() } else { config.namespaces.new };
+    let first = clone_process(flags).map_err(|e| RuntimeError::system("clone", e))?;
+    if first == 0 {
+        drop(ours);
+        child_main(config, theirs);
+    }
+    drop(theirs);
+    let mut progress = Progress { first, last: first, intermediate };
+    match progress.drive(config, duties, &ours) {
+        Ok(()) => Ok(progress.last),
+        Err(error) => {
+            progress.abort();
+            Err(error)
+        }
+    }
+}
+
+fn clone_process(flags: CloneFlags) -> std::io::Result<i32> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // With no new stack the child continues on a copy of ours, like fork(2). The runtime
+    // is single-threaded here, so this is safe.
+    let result = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if result < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(result as i32)
+}
+
+struct Progress {
+    first: i32,
+    last: i32,
+    intermediate: bool,
+}
+
+impl Progress {
+    fn drive(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
+        let is_init = matches!(config.role, Role::ContainerInit { .. });
+        if let Some(cgroup) = duties.cgroup {
+            cgroup.add_process(self.first)?;
+        }
+        if let Some(score) = duties.oom_score_adj {
+            write_oom_score_adj(self.first, score)?;
+        }
+        if config.namespaces.creates_user_namespace() && !self.intermediate {
+            write_id_maps(self.first, duties)?;
+        }
+        send(channel, Message::Go)?;
+        loop {
+            let message = channel.receive().map_err(|e| RuntimeError::system("sync channel", e))?;
+            match message {
+                Some(Message::MapRequest) => {
+                    write_id_maps(self.first, duties)?;
+                    send(channel, Message::Go)?;
+                }
+                Some(Message::ChildPid(pid)) => {
+                    let _ = waitpid(Pid::from_raw(self.first), None);
+                    self.last = pid;
+                }
+                Some(Message::RunHooks) => {
+                    let state = (duties.run_hooks)(self.last)?;
+                    send(channel, Message::HooksDone(state))?;
+                }
+                Some(Message::Ready) if is_init => return Ok(()),
+                None if !is_init => return Ok(()),
+                Some(Message::Error(message)) => return Err(RuntimeError::Invalid(message)),
+                None => return Err(RuntimeError::Invalid("the container's init exited during setup".into())),
+                Some(other) => return Err(RuntimeError::Invalid(format!("sync protocol: unexpected {other:?}"))),
+            }
+        }
+    }
+
+    /// Kills and reaps what was started.
+    fn abort(&self) {
+        for pid in [self.last, self.first] {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
+}
+
+fn send(channel: &Channel, message: Message) -> Result<(), RuntimeError> {
+    channel.send(&message).map_err(|e| RuntimeError::system("sync channel", e))
+}
+
+fn write_oom_score_adj(pid: i32, score: i32) -> Result<(), RuntimeError> {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    std::fs::write(&path, score.to_string())
+        .map_err(|e| RuntimeError::system(format!("process.oomScoreAdj {score}: writing {path}"), e))
+}
+
+fn write_id_maps(pid: i32, duties: &ParentDuties) -> Result<(), RuntimeError> {
+    write_map(pid, "uid_map", duties.uid_mappings)?;
+    write_map(pid, "gid_map", duties.gid_mappings)
+}
+
+fn write_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(), RuntimeError> {
+    let mut text = String::new();
+    for m in mappings {
+        text.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+    }
+    let path = format!("/proc/{pid}/{file}");
+    let mut handle = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| RuntimeError::system(format!("opening {path}"), e))?;
+    handle
+        .write_all(text.as_bytes())
+        .map_err(|e| RuntimeError::system(format!("writing {path} ({})", text.trim().replace('\n', ", ")), e))
+}
