@@ -37,7 +37,27 @@ pub struct ChildConfig<'a> {
     pub capabilities: CapabilityPlan,
     pub seccomp: Option<SeccompProgram>,
     pub console_socket: Option<OwnedFd>,
+    /// Descriptors to become the process's stdin, stdout and stderr; None inherits.
+    pub stdio: Option<&'a ProcessStdio>,
     pub preserve_fds: i32,
+}
+
+/// The standard streams of a new process, as descriptors in the runtime.
+#[derive(Debug)]
+pub struct ProcessStdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl ProcessStdio {
+    /// Installs the descriptors as 0, 1 and 2 of the calling process.
+    fn install(&self) -> Result<(), InitError> {
+        for (fd, target) in [(&self.stdin, 0), (&self.stdout, 1), (&self.stderr, 2)] {
+            nix::unistd::dup2(fd.as_raw_fd(), target).map_err(|e| InitError::System("dup2 of stdio", e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Entry point of the cloned child. Never returns.
@@ -53,6 +73,9 @@ pub fn child_main(config: &ChildConfig, channel: Channel) -> ! {
 fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible, InitError> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| InitError::System("prctl(PR_SET_DUMPABLE)", e))?;
     channel.expect_go().map_err(InitError::Channel)?;
+    if let Some(stdio) = config.stdio {
+        stdio.install()?;
+    }
     let plan = config.namespaces;
     plan.join_all()?;
     if plan.needs_intermediate() {

@@ -28,3 +28,4 @@ pub mod wait;
 
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::RuntimeError;
+pub use init::ProcessStdio;

@@ -11,13 +11,13 @@ use crate::bundle::Bundle;
 use crate::capabilities::CapabilityPlan;
 use crate::cgroups::ContainerCgroup;
 use crate::error::RuntimeError;
-use crate::init::{ChildConfig, Role};
+use crate::init::{ChildConfig, ProcessStdio, Role};
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsConfig;
 use crate::spawn::{spawn, ParentDuties};
 use crate::state::{self, ContainerRecord, Status};
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
@@ -25,6 +25,8 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// The init's stdin, stdout and stderr; None inherits the caller's.
+    pub stdio: Option<ProcessStdio>,
 }
 
 impl Runtime {
@@ -76,6 +78,7 @@ impl Runtime {
             capabilities,
             seccomp,
             console_socket,
+            stdio: options.stdio.as_ref(),
             preserve_fds: options.preserve_fds,
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);

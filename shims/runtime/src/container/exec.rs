@@ -8,16 +8,18 @@ use oci_spec::runtime::Process;
 use super::Runtime;
 use crate::capabilities::CapabilityPlan;
 use crate::error::RuntimeError;
-use crate::init::{ChildConfig, Role};
+use crate::init::{ChildConfig, ProcessStdio, Role};
 use crate::namespaces::NamespacePlan;
 use crate::spawn::{spawn, ParentDuties};
 use crate::state::Status;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// The process's stdin, stdout and stderr; None inherits the caller's.
+    pub stdio: Option<ProcessStdio>,
 }
 
 impl Runtime {
@@ -44,6 +46,7 @@ impl Runtime {
             capabilities: CapabilityPlan::from_spec(process.capabilities().as_ref())?,
             seccomp: linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?,
             console_socket,
+            stdio: options.stdio.as_ref(),
             preserve_fds: options.preserve_fds,
         };
         let no_hooks = |_pid: i32| Ok(String::new());

@@ -60,6 +60,7 @@ fn create_options(args: &CreateArgs) -> CreateOptions {
         console_socket: args.console_socket.clone(),
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
+        stdio: None,
     }
 }
 
@@ -128,6 +129,7 @@ fn exec(runtime: &Runtime, args: &ExecArgs) -> Result<u8, CliError> {
         console_socket: args.console_socket.clone(),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
+        stdio: None,
     };
     let previous_mask = block_signals()?;
     let pid = runtime.exec(&args.id, &process, &options)?;
