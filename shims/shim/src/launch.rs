@@ -1,0 +1,94 @@
+//! The two commands containerd runs: `start` (find or fork the shim daemon for this
+//! container's group, print its address) and `delete` (clean up after a shim that
+//! died: kill and delete the container, answer with a DeleteResponse on stdout).
+
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use berth_runtime::Runtime;
+use containerd_shim_protos::api::DeleteResponse;
+use nix::unistd::{fork, ForkResult};
+use protobuf::{Message, MessageField};
+
+use crate::error::{ShimError, ShimResult};
+use crate::flags::Flags;
+use crate::paths::{group_of, Layout};
+use crate::process::{read_exit, Exit};
+use crate::{daemon, mounts, timefmt};
+
+fn bundle_of(flags: &Flags) -> ShimResult<PathBuf> {
+    if !flags.bundle.is_empty() {
+        return Ok(PathBuf::from(&flags.bundle));
+    }
+    std::env::current_dir().map_err(|e| ShimError::io("the current directory", e))
+}
+
+fn require_id(flags: &Flags) -> ShimResult<()> {
+    match flags.id.is_empty() {
+        true => Err(ShimError::Usage("-id is required".into())),
+        false => Ok(()),
+    }
+}
+
+pub fn start(flags: &Flags) -> ShimResult<()> {
+    require_id(flags)?;
+    let bundle = bundle_of(flags)?;
+    let layout = Layout::new(&flags.namespace);
+    let socket = layout.socket(&flags.address, &group_of(&bundle, &flags.id));
+    let address = format!("unix://{}", socket.display());
+    if UnixStream::connect(&socket).is_ok() {
+        return announce(&bundle, &address, None);
+    }
+    let listener = bind(&socket)?;
+    // Single-threaded here: forking is safe.
+    match unsafe { fork() }.map_err(|e| ShimError::io("fork", e))? {
+        ForkResult::Child => daemon::run(listener, socket, flags),
+        ForkResult::Parent { child } => announce(&bundle, &address, Some(child.as_raw())),
+    }
+}
+
+fn bind(socket: &Path) -> ShimResult<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let _ = std::fs::remove_file(socket);
+    UnixListener::bind(socket).map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))
+}
+
+/// Writes `address` (and the shim's pid) into the bundle, and prints the address.
+fn announce(bundle: &Path, address: &str, pid: Option<i32>) -> ShimResult<()> {
+    let _ = std::fs::write(bundle.join("address"), address);
+    if let Some(pid) = pid {
+        let _ = std::fs::write(bundle.join("shim.pid"), pid.to_string());
+    }
+    let mut stdout = std::io::stdout();
+    stdout.write_all(address.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| ShimError::io("writing the address", e))
+}
+
+pub fn delete(flags: &Flags) -> ShimResult<()> {
+    require_id(flags)?;
+    let bundle = bundle_of(flags)?;
+    let layout = Layout::new(&flags.namespace);
+    let runtime = Runtime::new(&layout.runtime_root());
+    let pid = runtime.state(&flags.id).map(|s| s.pid).unwrap_or(0);
+    let dir = layout.container_dir(&flags.id);
+    // Recorded by the shim if the init exited before the shim died; otherwise the
+    // container is killed now.
+    let exit = read_exit(&dir, "init").unwrap_or(Exit { status: 128 + libc::SIGKILL as u32, at_nanos: timefmt::now_nanos() });
+    runtime.delete(&flags.id, true)?;
+    mounts::unmount_rootfs(&bundle.join("rootfs"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let socket = layout.socket(&flags.address, &group_of(&bundle, &flags.id));
+    if UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    let response = DeleteResponse {
+        pid: pid.max(0) as u32,
+        exit_status: exit.status,
+        exited_at: MessageField::some(timefmt::timestamp(exit.at_nanos)),
+        ..Default::default()
+    };
+    let bytes = response.write_to_bytes().map_err(|e| ShimError::Invalid(e.to_string()))?;
+    std::io::stdout().write_all(&bytes).map_err(|e| ShimError::io("writing the delete response", e))
+}

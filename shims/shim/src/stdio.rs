@@ -1,0 +1,276 @@
+//! A process's stdio. Plain mode hands the output FIFOs containerd created straight
+//! to the process (no copying by the shim) and feeds stdin through a pipe so CloseIO
+//! can end it. TTY mode listens on a console socket for the pty master, then copies
+//! between the FIFOs and the master. CRI log mode gives the process pipes whose lines
+//! the shim writes to the log file itself.
+
+use std::fs::OpenOptions;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_runtime::ProcessStdio;
+use nix::fcntl::OFlag;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::pipe;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, Notify};
+
+use crate::crilog::CriLog;
+use crate::error::{ShimError, ShimResult};
+use crate::process::{ProcIo, StdioPaths};
+
+const COPY_BUFFER: usize = 4096;
+
+/// Stdio made ready before the runtime creates the process, and the copying to
+/// start once it exists.
+pub struct Prepared {
+    pub stdio: Option<ProcessStdio>,
+    pub console_socket: Option<PathBuf>,
+    pending: Vec<Pending>,
+}
+
+enum Pending {
+    Stdin { fifo: String, pipe: OwnedFd },
+    Console { listener: UnixListener, path: PathBuf, stdin: String, stdout: String },
+    Log { pipe: OwnedFd, stream: &'static str, log: Arc<CriLog> },
+}
+
+/// Opens what `paths` names. `socket` is where a console socket goes in TTY mode.
+pub fn prepare(paths: &StdioPaths, socket: &Path, log: Option<Arc<CriLog>>) -> ShimResult<Prepared> {
+    if paths.terminal {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket).map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
+        let console = Pending::Console { listener, path: socket.into(), stdin: paths.stdin.clone(), stdout: paths.stdout.clone() };
+        return Ok(Prepared { stdio: None, console_socket: Some(socket.into()), pending: vec![console] });
+    }
+    let mut pending = Vec::new();
+    let stdin = if paths.stdin.is_empty() {
+        dev_null(false)?
+    } else {
+        let (reader, writer) = cloexec_pipe()?;
+        pending.push(Pending::Stdin { fifo: paths.stdin.clone(), pipe: writer });
+        reader
+    };
+    let (stdout, stderr) = match log {
+        Some(log) => {
+            let (out_reader, out_writer) = cloexec_pipe()?;
+            let (err_reader, err_writer) = cloexec_pipe()?;
+            pending.push(Pending::Log { pipe: out_reader, stream: "stdout", log: log.clone() });
+            pending.push(Pending::Log { pipe: err_reader, stream: "stderr", log });
+            (out_writer, err_writer)
+        }
+        None => (output(&paths.stdout)?, output(&paths.stderr)?),
+    };
+    Ok(Prepared { stdio: Some(ProcessStdio { stdin, stdout, stderr }), console_socket: None, pending })
+}
+
+impl Prepared {
+    /// Starts the copying, once the runtime has created the process (and dropped
+    /// its copies of the process's ends).
+    pub fn spawn(self, io: &mut ProcIo) {
+        let (done, output_done) = mpsc::channel::<()>(1);
+        for pending in self.pending {
+            match pending {
+                Pending::Stdin { fifo, pipe } => {
+                    let close = Arc::new(Notify::new());
+                    io.close_stdin = Some(close.clone());
+                    tokio::spawn(copy_stdin(fifo, pipe, close));
+                }
+                Pending::Console { listener, path, stdin, stdout } => {
+                    let close = Arc::new(Notify::new());
+                    io.close_stdin = Some(close.clone());
+                    let slot = io.console.clone();
+                    tokio::spawn(run_console(listener, path, stdin, stdout, slot, close, done.clone()));
+                }
+                Pending::Log { pipe, stream, log } => {
+                    tokio::spawn(crate::crilog::pump(pipe, stream, log, done.clone()));
+                }
+            }
+        }
+        io.output_done = Some(output_done);
+    }
+}
+
+fn dev_null(write: bool) -> ShimResult<OwnedFd> {
+    let file = OpenOptions::new().read(!write).write(write).open("/dev/null").map_err(|e| ShimError::io("opening /dev/null", e))?;
+    Ok(file.into())
+}
+
+/// An output FIFO, opened read-write so that opening never blocks and writes never
+/// fail for want of a reader; the process gets it directly.
+fn output(path: &str) -> ShimResult<OwnedFd> {
+    if path.is_empty() {
+        return dev_null(true);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| ShimError::io(format!("opening {path}"), e))?;
+    Ok(file.into())
+}
+
+fn cloexec_pipe() -> ShimResult<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ShimError::io("pipe2", e))
+}
+
+fn nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// Copies the stdin FIFO into the process's stdin pipe until EOF or CloseIO.
+async fn copy_stdin(fifo: String, pipe: OwnedFd, close: Arc<Notify>) {
+    let Ok(mut source) = pipe::OpenOptions::new().read_write(true).open_receiver(&fifo) else { return };
+    if nonblocking(&pipe).is_err() {
+        return;
+    }
+    let Ok(mut sink) = pipe::Sender::from_owned_fd(pipe) else { return };
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let read = tokio::select! {
+            read = source.read(&mut buffer) => read,
+            _ = close.notified() => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if sink.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Receives the pty master on the console socket, then copies between it and the FIFOs.
+async fn run_console(
+    listener: UnixListener,
+    path: PathBuf,
+    stdin: String,
+    stdout: String,
+    slot: Arc<std::sync::Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>,
+    close: Arc<Notify>,
+    done: mpsc::Sender<()>,
+) {
+    let master = receive_master(&listener).await;
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+    let Ok(master) = master else { return };
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it open until dropped.
+    let Ok(master) = (unsafe { AsyncFd::register(master) }).map(Arc::new) else { return };
+    if let Ok(mut guard) = slot.lock() {
+        *guard = Some(master.clone());
+    }
+    if !stdin.is_empty() {
+        tokio::spawn(copy_into_master(stdin, master.clone(), close));
+    }
+    copy_from_master(&stdout, &master).await;
+    drop(done);
+}
+
+async fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    let (stream, _) = listener.accept().await?;
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || receive_fd(stream.as_raw_fd())) {
+            Ok(fd) => {
+                nonblocking(&fd)?;
+                return Ok(fd);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn receive_fd(socket: RawFd) -> std::io::Result<OwnedFd> {
+    let mut name = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    for control in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(fd) = fds.first() {
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no descriptor on the console socket"))
+}
+
+async fn copy_into_master(fifo: String, master: Arc<AsyncFd<OwnedFd>>, close: Arc<Notify>) {
+    let Ok(mut source) = pipe::OpenOptions::new().read_write(true).open_receiver(&fifo) else { return };
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let read = tokio::select! {
+            read = source.read(&mut buffer) => read,
+            _ = close.notified() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if write_fd(&master, &buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn copy_from_master(stdout: &str, master: &AsyncFd<OwnedFd>) {
+    let mut sink = match stdout.is_empty() {
+        true => None,
+        false => pipe::OpenOptions::new().read_write(true).open_sender(stdout).ok(),
+    };
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match read_fd(master, &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(out) = sink.as_mut() {
+            if out.write_all(&buffer[..n]).await.is_err() {
+                sink = None;
+            }
+        }
+    }
+}
+
+pub async fn read_fd(fd: &AsyncFd<OwnedFd>, buffer: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        match guard.try_io(|inner| nix::unistd::read(inner.as_raw_fd(), buffer).map_err(std::io::Error::from)) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn write_fd(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|inner| nix::unistd::write(inner.get_ref(), data).map_err(std::io::Error::from)) {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Sets the terminal size on a pty master.
+pub fn resize(master: &AsyncFd<OwnedFd>, width: u32, height: u32) -> std::io::Result<()> {
+    let size = libc::winsize { ws_row: height as u16, ws_col: width as u16, ws_xpixel: 0, ws_ypixel: 0 };
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

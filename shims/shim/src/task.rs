@@ -1,0 +1,393 @@
+//! The shim's containers and their processes, and what each Task RPC does to them.
+//! Everything runs on the one thread of the shim: runtime calls (which clone the
+//! container's processes) block it for a few milliseconds and are never concurrent.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use berth_runtime::{CreateOptions, ExecOptions, Runtime};
+use containerd_shim_protos::api::CreateTaskRequest;
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
+use protobuf::MessageField;
+use tokio::sync::Notify;
+
+use crate::crilog::{self, CriLog};
+use crate::error::{ShimError, ShimResult};
+use crate::events::Publisher;
+use crate::paths::Layout;
+use crate::process::{self, Exit, Proc, StdioPaths};
+use crate::{mounts, stats, stdio, timefmt};
+
+/// How long an exit waits for the process's output to be copied before it is reported.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub dir: PathBuf,
+    pub rootfs_mounted: bool,
+    pub init: Proc,
+    pub execs: HashMap<String, Proc>,
+    pub log: Option<Arc<CriLog>>,
+    pub memory_cgroup: Option<PathBuf>,
+}
+
+impl Container {
+    pub fn process(&self, exec_id: &str) -> ShimResult<&Proc> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs.get(exec_id).ok_or_else(|| ShimError::NoProcess { id: self.id.clone(), exec_id: exec_id.into() })
+    }
+
+    fn process_mut(&mut self, exec_id: &str) -> ShimResult<&mut Proc> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        let id = &self.id;
+        self.execs.get_mut(exec_id).ok_or_else(|| ShimError::NoProcess { id: id.clone(), exec_id: exec_id.into() })
+    }
+}
+
+pub struct Shim {
+    pub runtime: Runtime,
+    pub layout: Layout,
+    pub publisher: Publisher,
+    pub containers: Mutex<HashMap<String, Container>>,
+    pub shutdown: Arc<Notify>,
+    consoles: AtomicU32,
+}
+
+impl Shim {
+    pub fn new(layout: Layout, publisher: Publisher) -> Shim {
+        Shim {
+            runtime: Runtime::new(&layout.runtime_root()),
+            layout,
+            publisher,
+            containers: Mutex::new(HashMap::new()),
+            shutdown: Arc::new(Notify::new()),
+            consoles: AtomicU32::new(0),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+        self.containers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> ShimResult<T>) -> ShimResult<T> {
+        let mut containers = self.lock();
+        let container = containers.get_mut(id).ok_or_else(|| ShimError::NoContainer(id.into()))?;
+        f(container)
+    }
+
+    fn console_path(&self, dir: &std::path::Path) -> PathBuf {
+        dir.join(format!("c{}.sock", self.consoles.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    pub fn create(&self, request: &CreateTaskRequest) -> ShimResult<u32> {
+        let id = request.id.clone();
+        if self.lock().contains_key(&id) {
+            return Err(ShimError::Exists(format!("container {id}")));
+        }
+        let bundle = PathBuf::from(&request.bundle);
+        let dir = self.layout.container_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
+        let rootfs = bundle.join("rootfs");
+        let result = mounts::mount_rootfs(&request.rootfs, &rootfs).and_then(|mounted| {
+            self.create_mounted(request, &bundle, &dir, mounted).inspect_err(|_| {
+                if mounted {
+                    mounts::unmount_rootfs(&rootfs);
+                }
+            })
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn create_mounted(&self, request: &CreateTaskRequest, bundle: &std::path::Path, dir: &std::path::Path, mounted: bool) -> ShimResult<u32> {
+        let paths = StdioPaths {
+            stdin: request.stdin.clone(),
+            stdout: request.stdout.clone(),
+            stderr: request.stderr.clone(),
+            terminal: request.terminal,
+        };
+        let log = match log_path(bundle) {
+            Some(path) => Some(Arc::new(CriLog::open(&path)?)),
+            None => None,
+        };
+        let prepared = stdio::prepare(&paths, &self.console_path(dir), log.clone())?;
+        let options = CreateOptions {
+            id: request.id.clone(),
+            bundle: bundle.to_path_buf(),
+            console_socket: prepared.console_socket.clone(),
+            stdio: None,
+            ..CreateOptions::default()
+        };
+        let (options, prepared) = stdio_into(options, prepared);
+        let record = self.runtime.create(&options)?;
+        drop(options);
+        let mut init = Proc::new("", paths.clone());
+        init.pid = record.init_pid;
+        prepared.spawn(&mut init.io);
+        let pid = init.pid as u32;
+        let container = Container {
+            id: request.id.clone(),
+            bundle: bundle.to_path_buf(),
+            dir: dir.to_path_buf(),
+            rootfs_mounted: mounted,
+            init,
+            execs: HashMap::new(),
+            log,
+            memory_cgroup: stats::memory_dir(pid as i32),
+        };
+        self.lock().insert(request.id.clone(), container);
+        self.publisher.publish(&TaskCreate {
+            container_id: request.id.clone(),
+            bundle: request.bundle.clone(),
+            rootfs: request.rootfs.clone(),
+            io: MessageField::some(TaskIO { stdin: paths.stdin, stdout: paths.stdout, stderr: paths.stderr, terminal: paths.terminal, ..Default::default() }),
+            pid,
+            ..Default::default()
+        });
+        Ok(pid)
+    }
+
+    pub fn start(&self, id: &str, exec_id: &str) -> ShimResult<u32> {
+        if !exec_id.is_empty() {
+            return self.start_exec(id, exec_id);
+        }
+        let pid = self.with(id, |c| {
+            if c.init.started {
+                return Err(ShimError::Precondition(format!("container {id} is already started")));
+            }
+            Ok(c.init.pid)
+        })?;
+        self.runtime.start(id)?;
+        self.with(id, |c| {
+            c.init.started = true;
+            Ok(())
+        })?;
+        self.publisher.publish(&TaskStart { container_id: id.into(), pid: pid as u32, ..Default::default() });
+        Ok(pid as u32)
+    }
+
+    pub fn add_exec(&self, id: &str, exec_id: &str, paths: StdioPaths, spec: oci_spec::runtime::Process) -> ShimResult<()> {
+        self.with(id, |c| {
+            if c.execs.contains_key(exec_id) || exec_id.is_empty() {
+                return Err(ShimError::Exists(format!("exec {exec_id:?} in container {id}")));
+            }
+            if c.init.exited().is_some() {
+                return Err(ShimError::Precondition(format!("container {id} has stopped")));
+            }
+            let mut proc = Proc::new(exec_id, paths);
+            proc.spec = Some(spec);
+            c.execs.insert(exec_id.to_string(), proc);
+            Ok(())
+        })?;
+        self.publisher.publish(&TaskExecAdded { container_id: id.into(), exec_id: exec_id.into(), ..Default::default() });
+        Ok(())
+    }
+
+    fn start_exec(&self, id: &str, exec_id: &str) -> ShimResult<u32> {
+        let (spec, paths, dir) = self.with(id, |c| {
+            let dir = c.dir.clone();
+            let proc = c.process_mut(exec_id)?;
+            let spec = proc.spec.take().ok_or_else(|| ShimError::Precondition(format!("exec {exec_id} is already started")))?;
+            Ok((spec, proc.stdio.clone(), dir))
+        })?;
+        let result = self.spawn_exec(id, &spec, &paths, &dir);
+        let pid = self.with(id, |c| {
+            let proc = c.process_mut(exec_id)?;
+            match result {
+                Ok((pid, prepared)) => {
+                    proc.pid = pid;
+                    proc.started = true;
+                    prepared.spawn(&mut proc.io);
+                    Ok(pid as u32)
+                }
+                Err(error) => {
+                    proc.spec = Some(spec);
+                    Err(error)
+                }
+            }
+        })?;
+        self.publisher.publish(&TaskExecStarted { container_id: id.into(), exec_id: exec_id.into(), pid, ..Default::default() });
+        Ok(pid)
+    }
+
+    fn spawn_exec(&self, id: &str, spec: &oci_spec::runtime::Process, paths: &StdioPaths, dir: &std::path::Path) -> ShimResult<(i32, stdio::Prepared)> {
+        let mut prepared = stdio::prepare(paths, &self.console_path(dir), None)?;
+        let options = ExecOptions { console_socket: prepared.console_socket.clone(), stdio: prepared.stdio.take(), ..ExecOptions::default() };
+        let pid = self.runtime.exec(id, spec, &options)?;
+        Ok((pid, prepared))
+    }
+
+    /// The exit of a child: recorded to disk first, then (once its output is
+    /// copied) made visible to Wait/State and published.
+    pub fn on_exit(self: &Arc<Self>, pid: i32, status: u32) {
+        let exit = Exit { status, at_nanos: timefmt::now_nanos() };
+        let mut containers = self.lock();
+        let Some(container) = containers.values_mut().find(|c| c.init.pid == pid || c.execs.values().any(|p| p.pid == pid)) else {
+            return;
+        };
+        let is_init = container.init.pid == pid;
+        let exec_id = match is_init {
+            true => String::new(),
+            false => container.execs.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| k.clone()).unwrap_or_default(),
+        };
+        let dir = container.dir.clone();
+        let Ok(proc) = container.process_mut(&exec_id) else { return };
+        if let Err(error) = process::record_exit(&dir, proc.name(), exit) {
+            eprintln!("berth-shim: recording the exit of {pid}: {error}");
+        }
+        let output_done = proc.io.output_done.take();
+        let id = container.id.clone();
+        if is_init {
+            if container.memory_cgroup.as_deref().map(stats::oom_kills).unwrap_or(0) > 0 {
+                self.publisher.publish(&TaskOOM { container_id: id.clone(), ..Default::default() });
+            }
+            let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+        }
+        drop(containers);
+        let shim = self.clone();
+        tokio::spawn(async move {
+            if let Some(mut done) = output_done {
+                let _ = tokio::time::timeout(OUTPUT_DRAIN, done.recv()).await;
+            }
+            shim.publish_exit(&id, &exec_id, pid, exit);
+        });
+    }
+
+    fn publish_exit(&self, id: &str, exec_id: &str, pid: i32, exit: Exit) {
+        let known = self.with(id, |c| {
+            let proc = c.process_mut(exec_id)?;
+            proc.exit.send_replace(Some(exit));
+            Ok(())
+        });
+        if known.is_ok() {
+            self.publisher.publish(&TaskExit {
+                container_id: id.into(),
+                id: if exec_id.is_empty() { id.into() } else { exec_id.into() },
+                pid: pid as u32,
+                exit_status: exit.status,
+                exited_at: MessageField::some(timefmt::timestamp(exit.at_nanos)),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Deletes a process; for the init, the whole container. Returns (pid, exit).
+    pub fn delete(&self, id: &str, exec_id: &str) -> ShimResult<(u32, Exit)> {
+        if !exec_id.is_empty() {
+            return self.with(id, |c| {
+                let proc = c.process(exec_id)?;
+                if proc.started && proc.exited().is_none() {
+                    return Err(ShimError::Precondition(format!("exec {exec_id} of {id} is still running")));
+                }
+                let answer = (proc.pid as u32, proc.exited().unwrap_or(Exit { status: 0, at_nanos: timefmt::now_nanos() }));
+                c.execs.remove(exec_id);
+                Ok(answer)
+            });
+        }
+        let container = self.with(id, |c| {
+            if c.init.started && c.init.exited().is_none() {
+                return Err(ShimError::Precondition(format!("container {id} is still running")));
+            }
+            Ok(())
+        });
+        container?;
+        self.runtime.delete(id, true)?;
+        let container = self.lock().remove(id).ok_or_else(|| ShimError::NoContainer(id.into()))?;
+        let exit = container.init.exited().unwrap_or(Exit { status: 137, at_nanos: timefmt::now_nanos() });
+        if container.rootfs_mounted {
+            mounts::unmount_rootfs(&container.bundle.join("rootfs"));
+        }
+        let _ = std::fs::remove_dir_all(&container.dir);
+        let pid = container.init.pid as u32;
+        self.publisher.publish(&TaskDelete {
+            container_id: id.into(),
+            id: id.into(),
+            pid,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timefmt::timestamp(exit.at_nanos)),
+            ..Default::default()
+        });
+        Ok((pid, exit))
+    }
+
+    pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> ShimResult<()> {
+        let target = self.with(id, |c| {
+            let proc = c.process(exec_id)?;
+            if proc.exited().is_some() {
+                return Err(ShimError::NoProcess { id: id.into(), exec_id: format!("{} (already finished)", proc.name()) });
+            }
+            if proc.pid == 0 {
+                return Err(ShimError::Precondition(format!("exec {exec_id} of {id} is not started")));
+            }
+            Ok(proc.pid)
+        })?;
+        if exec_id.is_empty() {
+            return Ok(self.runtime.kill(id, signal as i32, all)?);
+        }
+        let signal = nix::sys::signal::Signal::try_from(signal as i32).map_err(|_| ShimError::Invalid(format!("invalid signal {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal).map_err(|e| ShimError::io(format!("kill {target}"), e))
+    }
+
+    pub fn update(&self, id: &str, resources: Option<&[u8]>, annotations: &HashMap<String, String>) -> ShimResult<()> {
+        if annotations.contains_key(crilog::REOPEN_ANNOTATION) {
+            let log = self.with(id, |c| Ok(c.log.clone()))?;
+            log.ok_or_else(|| ShimError::Precondition(format!("container {id} has no CRI log")))?.reopen()?;
+        }
+        if let Some(json) = resources.filter(|r| !r.is_empty()) {
+            let resources: oci_spec::runtime::LinuxResources =
+                serde_json::from_slice(json).map_err(|e| ShimError::Invalid(format!("update resources: {e}")))?;
+            self.runtime.update(id, &resources)?;
+        }
+        Ok(())
+    }
+}
+
+/// The CRI log path from the bundle's annotations, if any.
+fn log_path(bundle: &std::path::Path) -> Option<PathBuf> {
+    let config = std::fs::read(bundle.join("config.json")).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&config).ok()?;
+    let path = spec.get("annotations")?.get(crilog::LOG_PATH_ANNOTATION)?.as_str()?;
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+fn stdio_into(mut options: CreateOptions, mut prepared: stdio::Prepared) -> (CreateOptions, stdio::Prepared) {
+    options.stdio = prepared.stdio.take();
+    (options, prepared)
+}
+
+impl Shim {
+    /// The task state of one process of container `id`.
+    pub fn state(&self, id: &str, exec_id: &str) -> ShimResult<containerd_shim_protos::api::StateResponse> {
+        let paused = matches!(self.runtime.state(id), Ok(s) if s.status == berth_runtime::state::Status::Paused);
+        self.with(id, |c| {
+            let proc = c.process(exec_id)?;
+            let exit = proc.exited();
+            Ok(containerd_shim_protos::api::StateResponse {
+                id: if exec_id.is_empty() { id.into() } else { exec_id.into() },
+                bundle: c.bundle.display().to_string(),
+                pid: proc.pid as u32,
+                status: protobuf::EnumOrUnknown::new(proc.status(paused)),
+                stdin: proc.stdio.stdin.clone(),
+                stdout: proc.stdio.stdout.clone(),
+                stderr: proc.stdio.stderr.clone(),
+                terminal: proc.stdio.terminal,
+                exit_status: exit.map(|e| e.status).unwrap_or(0),
+                exited_at: exit.map(|e| timefmt::timestamp(e.at_nanos)).into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            })
+        })
+    }
+}
