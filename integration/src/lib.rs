@@ -1,2 +1,10 @@
 //! Shared harness for berth's integration tests and benchmarks: locating the built
-//! binaries, building bundles from busybox-static, and cleaning up after each test.
+//! binaries, building bundles from busybox-static, driving the shim, and cleaning up
+//! after each test.
+
+pub mod bins;
+pub mod cgroups;
+pub mod rootfs;
+pub mod shim;
+pub mod spec;
+pub mod tempdir;
