@@ -69,13 +69,15 @@ impl CapabilityPlan {
         Ok(())
     }
 
-    /// Sets inheritable, permitted, effective and ambient, in the order the kernel
-    /// accepts. Call after changing user (with PR_SET_KEEPCAPS set across the change).
+    /// Sets inheritable, effective, permitted and ambient, in the order the kernel
+    /// accepts: each capset writes all three sets, and the effective set must stay
+    /// within the permitted one, so effective shrinks before permitted does.
+    /// Call after changing user (with PR_SET_KEEPCAPS set across the change).
     pub fn apply(&self) -> Result<(), CapabilityError> {
         let steps = [
             ("setting the inheritable set", CapSet::Inheritable, &self.inheritable),
-            ("setting the permitted set", CapSet::Permitted, &self.permitted),
             ("setting the effective set", CapSet::Effective, &self.effective),
+            ("setting the permitted set", CapSet::Permitted, &self.permitted),
         ];
         for (what, set, value) in steps {
             caps::set(None, set, value).map_err(|source| CapabilityError::Apply { what, source })?;
