@@ -15,7 +15,6 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use crate::error::{ShimError, ShimResult};
-use crate::timefmt;
 
 pub const LOG_PATH_ANNOTATION: &str = "io.berth.cri.log-path";
 pub const REOPEN_ANNOTATION: &str = "io.berth.cri.reopen-log";
@@ -53,7 +52,7 @@ impl CriLog {
 
     /// Writes one entry in a single write, so entries of both streams never interleave.
     pub fn write_entry(&self, stream: &str, partial: bool, content: &[u8]) {
-        let line = format_entry(&timefmt::rfc3339_nanos(timefmt::now_nanos()), stream, partial, content);
+        let line = format_entry(&berth_runtime::state::now_rfc3339(), stream, partial, content);
         if let Ok(mut file) = self.file.lock() {
             let _ = file.write_all(&line);
         }
