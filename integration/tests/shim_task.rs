@@ -171,7 +171,6 @@ fn exec_with_tty_and_resize() {
         };
         client.exec(ctx(), &request).await.expect("exec");
         start(&client, &bundle.id, "t1").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let resize = ResizePtyRequest { id: bundle.id.clone(), exec_id: "t1".into(), width: 100, height: 30, ..Default::default() };
         client.resize_pty(ctx(), &resize).await.expect("resize");
         assert_eq!(wait(&client, &bundle.id, "t1").await, 0);

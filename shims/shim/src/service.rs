@@ -17,7 +17,7 @@ use ttrpc::asynchronous::TtrpcContext;
 use crate::error::ShimError;
 use crate::process::StdioPaths;
 use crate::task::Shim;
-use crate::{stats, stdio, timefmt};
+use crate::{stats, timefmt};
 
 type RpcResult<T> = ttrpc::Result<T>;
 
@@ -77,10 +77,7 @@ impl Task for Service {
     }
 
     async fn resize_pty(&self, _: &TtrpcContext, request: ResizePtyRequest) -> RpcResult<Empty> {
-        let console = ok(self.0.with(&request.id, |c| Ok(c.process(&request.exec_id)?.io.console.clone())))?;
-        let master = console.lock().ok().and_then(|slot| slot.clone());
-        let master = ok(master.ok_or_else(|| ShimError::Precondition(format!("process {:?} of {} has no terminal", request.exec_id, request.id))))?;
-        ok(stdio::resize(&master, request.width, request.height).map_err(|e| ShimError::io("TIOCSWINSZ", e)))?;
+        ok(self.0.resize(&request.id, &request.exec_id, request.width, request.height))?;
         Ok(Empty::new())
     }
 

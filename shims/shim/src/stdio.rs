@@ -7,6 +7,7 @@
 use std::fs::OpenOptions;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub struct Prepared {
 
 enum Pending {
     Stdin { fifo: String, pipe: OwnedFd },
-    Console { listener: UnixListener, path: PathBuf, stdin: String, stdout: String },
+    Console { listener: StdUnixListener, path: PathBuf, stdin: String, stdout: String },
     Log { pipe: OwnedFd, stream: &'static str, log: Arc<CriLog> },
 }
 
@@ -44,7 +45,9 @@ enum Pending {
 pub fn prepare(paths: &StdioPaths, socket: &Path, log: Option<Arc<CriLog>>) -> ShimResult<Prepared> {
     if paths.terminal {
         let _ = std::fs::remove_file(socket);
-        let listener = UnixListener::bind(socket).map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
+        let listener = StdUnixListener::bind(socket)
+            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+            .map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
         let console = Pending::Console { listener, path: socket.into(), stdin: paths.stdin.clone(), stdout: paths.stdout.clone() };
         return Ok(Prepared { stdio: None, console_socket: Some(socket.into()), pending: vec![console] });
     }
@@ -85,7 +88,12 @@ impl Prepared {
                     let close = Arc::new(Notify::new());
                     io.close_stdin = Some(close.clone());
                     let slot = io.console.clone();
-                    tokio::spawn(run_console(listener, path, stdin, stdout, slot, close, done.clone()));
+                    // Registered before the RPC answers, so ResizePty can follow at once.
+                    let master = match console_now(listener) {
+                        ConsoleSource::Master(fd) => register(fd, &slot).map(ConsoleSource::Registered).unwrap_or(ConsoleSource::Failed),
+                        other => other,
+                    };
+                    tokio::spawn(run_console(master, path, stdin, stdout, slot, close, done.clone()));
                 }
                 Pending::Log { pipe, stream, log } => {
                     tokio::spawn(crate::crilog::pump(pipe, stream, log, done.clone()));
@@ -151,45 +159,82 @@ async fn copy_stdin(fifo: String, pipe: OwnedFd, close: Arc<Notify>) {
     }
 }
 
-/// Receives the pty master on the console socket, then copies between it and the FIFOs.
-async fn run_console(
-    listener: UnixListener,
-    path: PathBuf,
-    stdin: String,
-    stdout: String,
-    slot: Arc<std::sync::Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>,
-    close: Arc<Notify>,
-    done: mpsc::Sender<()>,
-) {
-    let master = receive_master(&listener).await;
-    drop(listener);
-    let _ = std::fs::remove_file(&path);
-    let Ok(master) = master else { return };
+type ConsoleSlot = Arc<std::sync::Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>;
+
+/// Where the pty master is, or will come from.
+enum ConsoleSource {
+    Registered(Arc<AsyncFd<OwnedFd>>),
+    Master(OwnedFd),
+    Stream(UnixStream),
+    Listener(StdUnixListener),
+    Failed,
+}
+
+/// The runtime has normally sent the master by the time it returns: take it now.
+fn console_now(listener: StdUnixListener) -> ConsoleSource {
+    let stream = match listener.accept() {
+        Ok((stream, _)) => stream,
+        Err(_) => return ConsoleSource::Listener(listener),
+    };
+    if stream.set_nonblocking(true).is_err() {
+        return ConsoleSource::Failed;
+    }
+    match receive_fd(stream.as_raw_fd()) {
+        Ok(fd) => ConsoleSource::Master(fd),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ConsoleSource::Stream(stream),
+        Err(_) => ConsoleSource::Failed,
+    }
+}
+
+fn register(master: OwnedFd, slot: &ConsoleSlot) -> std::io::Result<Arc<AsyncFd<OwnedFd>>> {
+    nonblocking(&master)?;
     // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it open until dropped.
-    let Ok(master) = (unsafe { AsyncFd::register(master) }).map(Arc::new) else { return };
+    let master = Arc::new(unsafe { AsyncFd::register(master) }.map_err(|e| std::io::Error::other(e.to_string()))?);
     if let Ok(mut guard) = slot.lock() {
         *guard = Some(master.clone());
     }
+    Ok(master)
+}
+
+async fn obtain_master(source: ConsoleSource, slot: &ConsoleSlot) -> std::io::Result<Arc<AsyncFd<OwnedFd>>> {
+    let stream = match source {
+        ConsoleSource::Registered(master) => return Ok(master),
+        ConsoleSource::Master(fd) => return register(fd, slot),
+        ConsoleSource::Failed => return Err(std::io::Error::other("no pty master")),
+        ConsoleSource::Stream(stream) => tokio::net::UnixStream::from_std(stream)?,
+        ConsoleSource::Listener(listener) => {
+            listener.set_nonblocking(true)?;
+            UnixListener::from_std(listener)?.accept().await?.0
+        }
+    };
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || receive_fd(stream.as_raw_fd())) {
+            Ok(fd) => return register(fd, slot),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Copies between the pty master and the FIFOs once the master is there.
+async fn run_console(
+    source: ConsoleSource,
+    path: PathBuf,
+    stdin: String,
+    stdout: String,
+    slot: ConsoleSlot,
+    close: Arc<Notify>,
+    done: mpsc::Sender<()>,
+) {
+    let master = obtain_master(source, &slot).await;
+    let _ = std::fs::remove_file(&path);
+    let Ok(master) = master else { return };
     if !stdin.is_empty() {
         tokio::spawn(copy_into_master(stdin, master.clone(), close));
     }
     copy_from_master(&stdout, &master).await;
     drop(done);
-}
-
-async fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
-    let (stream, _) = listener.accept().await?;
-    loop {
-        stream.readable().await?;
-        match stream.try_io(Interest::READABLE, || receive_fd(stream.as_raw_fd())) {
-            Ok(fd) => {
-                nonblocking(&fd)?;
-                return Ok(fd);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 fn receive_fd(socket: RawFd) -> std::io::Result<OwnedFd> {

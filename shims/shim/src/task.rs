@@ -368,6 +368,25 @@ fn stdio_into(mut options: CreateOptions, mut prepared: stdio::Prepared) -> (Cre
 }
 
 impl Shim {
+    /// Resizes a process's terminal. Before an exec'd process starts (ctr resizes
+    /// then), the size goes into its spec, for the runtime to set on the new pty.
+    pub fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> ShimResult<()> {
+        let console = self.with(id, |c| {
+            let proc = c.process_mut(exec_id)?;
+            if let Some(spec) = proc.spec.as_mut() {
+                let size: oci_spec::runtime::Box = serde_json::from_value(serde_json::json!({ "height": height, "width": width }))
+                    .map_err(|e| ShimError::Invalid(format!("console size: {e}")))?;
+                spec.set_console_size(Some(size));
+                return Ok(None);
+            }
+            Ok(Some(proc.io.console.clone()))
+        })?;
+        let Some(console) = console else { return Ok(()) };
+        let master = console.lock().ok().and_then(|slot| slot.clone());
+        let master = master.ok_or_else(|| ShimError::Precondition(format!("process {exec_id:?} of {id} has no terminal")))?;
+        stdio::resize(&master, width, height).map_err(|e| ShimError::io("TIOCSWINSZ", e))
+    }
+
     /// The task state of one process of container `id`.
     pub fn state(&self, id: &str, exec_id: &str) -> ShimResult<containerd_shim_protos::api::StateResponse> {
         let paused = matches!(self.runtime.state(id), Ok(s) if s.status == berth_runtime::state::Status::Paused);
