@@ -4,6 +4,7 @@
 
 pub mod bins;
 pub mod cgroups;
+pub mod containerd;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
