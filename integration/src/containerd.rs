@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bins::bin_path;
 use crate::rootfs::build_rootfs;
 use crate::tempdir::TempDir;
 
@@ -41,7 +40,7 @@ impl Containerd {
         let dir = TempDir::new("containerd");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).expect("mkdir bin");
-        std::os::unix::fs::symlink(bin_path("berth-shim"), bin.join("containerd-shim-berth-v2")).expect("link the shim");
+        std::os::unix::fs::symlink(crate::shim::shim_binary(), bin.join("containerd-shim-berth-v2")).expect("link the shim");
         std::fs::write(dir.path().join("config.toml"), config(dir.path())).expect("write config.toml");
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let child = Command::new(CONTAINERD)

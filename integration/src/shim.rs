@@ -24,6 +24,11 @@ use crate::tempdir::{unique_name, TempDir};
 
 pub const NAMESPACE: &str = "berth-test";
 
+/// The berth-shim binary under test: `$BERTH_SHIM_BIN`, else the built one.
+pub fn shim_binary() -> PathBuf {
+    std::env::var_os("BERTH_SHIM_BIN").map(PathBuf::from).unwrap_or_else(|| bin_path("berth-shim"))
+}
+
 /// A single-threaded tokio runtime for one test.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -133,7 +138,7 @@ pub struct Shim {
 
 impl Shim {
     fn command(&self, action: &str) -> Command {
-        let mut command = Command::new(bin_path("berth-shim"));
+        let mut command = Command::new(shim_binary());
         command
             .args(["-namespace", NAMESPACE, "-address", "/run/berth-test-daemon.sock", "-publish-binary", "/bin/false"])
             .args(["-id", &self.id, "-bundle", &self.bundle.display().to_string(), action])

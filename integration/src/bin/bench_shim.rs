@@ -1,6 +1,6 @@
 //! The shim benchmark (issue 3, "Memory and speed"). Run as root from the workspace:
 //!
-//!     cargo build --release -p berth-shim -p berth-runtime
+//!     cargo build --release -p berth-runtime && cargo build --profile shim -p berth-shim
 //!     cargo run --release -p berth-integration --bin bench_shim [-- COUNT]
 //!
 //! 1. Starts COUNT (default 20) idle containers (`sleep`) through a private containerd
@@ -70,7 +70,7 @@ fn memory_benchmark(count: usize) {
         return;
     };
     containerd.import_busybox();
-    let berth = measure_runtime(&containerd, BERTH_RUNTIME, &bin_path("berth-shim"), count);
+    let berth = measure_runtime(&containerd, BERTH_RUNTIME, &berth_integration::shim::shim_binary(), count);
     let per = |_: &MemoryResult, v: u64| v as f64 / count as f64 / 1024.0;
     println!("berth-shim: {count} containers, {} shim processes: RSS {:.2} MiB/container, PSS {:.2} MiB/container",
         berth.shims, per(&berth, berth.rss_kib), per(&berth, berth.pss_kib));
@@ -152,7 +152,19 @@ fn time_shim(rounds: usize) -> (Duration, Duration) {
     (median(rpc), median(launch))
 }
 
+/// Prefers the size-optimised build (`cargo build --profile shim -p berth-shim`).
+fn choose_shim_binary() {
+    let optimised = bin_path("berth-shim").parent().and_then(|d| d.parent()).map(|t| t.join("shim/berth-shim"));
+    if std::env::var_os("BERTH_SHIM_BIN").is_none() {
+        if let Some(path) = optimised.filter(|p| p.exists()) {
+            std::env::set_var("BERTH_SHIM_BIN", path);
+        }
+    }
+    println!("berth-shim binary: {}", berth_integration::shim::shim_binary().display());
+}
+
 fn main() {
+    choose_shim_binary();
     let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     memory_benchmark(count);
     let rounds = 10;

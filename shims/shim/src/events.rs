@@ -12,7 +12,7 @@ use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
 use containerd_shim_protos::topics;
 use protobuf::well_known_types::any::Any;
-use protobuf::{MessageDyn, MessageField};
+use protobuf::{Message, MessageField};
 use tokio::sync::mpsc;
 
 use crate::timefmt;
@@ -23,40 +23,40 @@ pub struct Publisher {
     queue: mpsc::UnboundedSender<(&'static str, Any)>,
 }
 
-/// Wraps a message as containerd does: the type URL is the message's full name.
-pub fn to_any(message: &dyn MessageDyn) -> Any {
+/// Wraps a message as containerd does, the type URL being the message's full name
+/// (given by hand: asking protobuf's reflection for it would build its descriptor
+/// pool, a few hundred KiB that an idle shim would keep).
+pub fn to_any(message: &impl Message, full_name: &str) -> Any {
     let mut any = Any::new();
-    any.type_url = message.descriptor_dyn().full_name().to_string();
-    any.value = message.write_to_bytes_dyn().unwrap_or_default();
+    any.type_url = full_name.to_string();
+    any.value = message.write_to_bytes().unwrap_or_default();
     any
 }
 
-fn topic_of(message: &dyn MessageDyn) -> &'static str {
-    match message.descriptor_dyn().name() {
-        "TaskCreate" => topics::TASK_CREATE_EVENT_TOPIC,
-        "TaskStart" => topics::TASK_START_EVENT_TOPIC,
-        "TaskExit" => topics::TASK_EXIT_EVENT_TOPIC,
-        "TaskDelete" => topics::TASK_DELETE_EVENT_TOPIC,
-        "TaskOOM" => topics::TASK_OOM_EVENT_TOPIC,
-        "TaskExecAdded" => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-        "TaskExecStarted" => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-        "TaskPaused" => topics::TASK_PAUSED_EVENT_TOPIC,
-        "TaskResumed" => topics::TASK_RESUMED_EVENT_TOPIC,
-        _ => topics::TASK_UNKNOWN_TOPIC,
-    }
+/// The event messages the shim publishes: their full names and topics.
+pub trait TaskEvent: Message {
+    const TYPE_URL: &'static str;
+    const TOPIC: &'static str;
 }
 
-/// Marker for the event messages the shim publishes.
-pub trait TaskEvent: MessageDyn {}
-impl TaskEvent for TaskCreate {}
-impl TaskEvent for TaskStart {}
-impl TaskEvent for TaskExit {}
-impl TaskEvent for TaskDelete {}
-impl TaskEvent for TaskOOM {}
-impl TaskEvent for TaskExecAdded {}
-impl TaskEvent for TaskExecStarted {}
-impl TaskEvent for TaskPaused {}
-impl TaskEvent for TaskResumed {}
+macro_rules! task_event {
+    ($type:ident, $topic:ident) => {
+        impl TaskEvent for $type {
+            const TYPE_URL: &'static str = concat!("containerd.events.", stringify!($type));
+            const TOPIC: &'static str = topics::$topic;
+        }
+    };
+}
+
+task_event!(TaskCreate, TASK_CREATE_EVENT_TOPIC);
+task_event!(TaskStart, TASK_START_EVENT_TOPIC);
+task_event!(TaskExit, TASK_EXIT_EVENT_TOPIC);
+task_event!(TaskDelete, TASK_DELETE_EVENT_TOPIC);
+task_event!(TaskOOM, TASK_OOM_EVENT_TOPIC);
+task_event!(TaskExecAdded, TASK_EXEC_ADDED_EVENT_TOPIC);
+task_event!(TaskExecStarted, TASK_EXEC_STARTED_EVENT_TOPIC);
+task_event!(TaskPaused, TASK_PAUSED_EVENT_TOPIC);
+task_event!(TaskResumed, TASK_RESUMED_EVENT_TOPIC);
 
 impl Publisher {
     /// Starts the sending task. With no address, events are dropped.
@@ -66,8 +66,8 @@ impl Publisher {
         Publisher { queue }
     }
 
-    pub fn publish(&self, event: &dyn TaskEvent) {
-        let _ = self.queue.send((topic_of(event), to_any(event)));
+    pub fn publish<E: TaskEvent>(&self, event: &E) {
+        let _ = self.queue.send((E::TOPIC, to_any(event, E::TYPE_URL)));
     }
 }
 
@@ -105,4 +105,18 @@ async fn connect(address: &str) -> Option<EventsClient> {
     let path = address.strip_prefix("unix://").unwrap_or(address);
     let stream = tokio::net::UnixStream::connect(path).await.ok()?;
     Some(EventsClient::new(ttrpc::asynchronous::Client::new(stream.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protobuf::MessageFull;
+
+    #[test]
+    fn names_match_the_descriptors() {
+        assert_eq!(<TaskExit as TaskEvent>::TYPE_URL, TaskExit::descriptor().full_name());
+        assert_eq!(<TaskOOM as TaskEvent>::TYPE_URL, TaskOOM::descriptor().full_name());
+        assert_eq!(<TaskExecStarted as TaskEvent>::TYPE_URL, TaskExecStarted::descriptor().full_name());
+        assert_eq!(TaskExit::TOPIC, "/tasks/exit");
+    }
 }

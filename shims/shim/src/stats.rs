@@ -53,9 +53,9 @@ fn cgroup_dir(pid: i32, controller: &str) -> ShimResult<PathBuf> {
 /// The Metrics of the cgroup `pid` is in, as an Any.
 pub fn collect(pid: i32) -> ShimResult<Any> {
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        Ok(to_any(&collect_v2(&cgroup_dir(pid, "")?)))
+        Ok(to_any(&collect_v2(&cgroup_dir(pid, "")?), "io.containerd.cgroups.v2.Metrics"))
     } else {
-        Ok(to_any(&collect_v1(pid)?))
+        Ok(to_any(&collect_v1(pid)?, "io.containerd.cgroups.v1.Metrics"))
     }
 }
 
