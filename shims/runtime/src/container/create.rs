@@ -116,8 +116,8 @@ impl Runtime {
     fn runtime_hooks(&self, record: &ContainerRecord, pid: i32) -> Result<String, RuntimeError> {
         let mut snapshot = record.clone();
         snapshot.init_pid = pid;
-        self.run_hooks("prestart", &snapshot, Status::Created)?;
-        self.run_hooks("createRuntime", &snapshot, Status::Created)
+        self.run_hooks("prestart", &snapshot, Status::Creating)?;
+        self.run_hooks("createRuntime", &snapshot, Status::Creating)
     }
 }
 
