@@ -9,6 +9,7 @@ pub mod command;
 pub mod console;
 pub mod leak;
 pub mod matrix;
+pub mod netns;
 pub mod ops;
 pub mod rootfs;
 pub mod runtime;

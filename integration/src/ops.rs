@@ -170,4 +170,12 @@ impl Bundle<'_> {
     pub fn run_ok(&self) -> String {
         self.run(&[]).ok().stdout
     }
+
+    /// Runs `script` with `sh -c` to completion (exit 0 required); returns stdout.
+    #[track_caller]
+    pub fn run_sh(&mut self, script: &str) -> String {
+        self.set_sh(script);
+        let id = self.new_id();
+        self.run_id(&id, &[]).ok().stdout
+    }
 }
