@@ -33,7 +33,14 @@ impl<'a> Bundle<'a> {
         let spec = default_spec(&["sleep", "100"], &format!("/{cgroup_name}"));
         rt.track_id(&id);
         rt.track_cgroup(&cgroup_name);
-        Bundle { rt, dir, ids: RefCell::new(vec![id.clone()]), id, cgroup_name, spec }
+        Bundle {
+            rt,
+            dir,
+            ids: RefCell::new(vec![id.clone()]),
+            id,
+            cgroup_name,
+            spec,
+        }
     }
 
     /// A bundle whose container runs `args`.
@@ -100,7 +107,11 @@ impl Bundle<'_> {
     /// a process behind.
     #[track_caller]
     pub fn assert_no_leaks(&self) {
-        let found = crate::leak::leaks(self.rt.root(), &self.ids.borrow(), &[self.cgroup_name.clone()]);
+        let found = crate::leak::leaks(
+            self.rt.root(),
+            &self.ids.borrow(),
+            &[self.cgroup_name.clone()],
+        );
         assert!(found.is_empty(), "left behind: {found:#?}");
     }
 }
@@ -109,7 +120,8 @@ impl Drop for Bundle<'_> {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
             let mut cmd = self.rt.command(&["delete", "--force", id.as_str()]);
-            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
             let _ = cmd.status();
         }
     }

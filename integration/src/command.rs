@@ -78,7 +78,9 @@ pub fn run_command(mut cmd: Command, timeout: Duration) -> CmdOutput {
         std::thread::sleep(Duration::from_millis(5));
     };
     use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     CmdOutput {
         what,
         code,

@@ -20,7 +20,8 @@ impl ConsoleSocket {
     /// Listens at `dir/console.sock`.
     pub fn new(dir: &Path) -> ConsoleSocket {
         let path = dir.join(format!("console-{}.sock", crate::tempdir::unique_name("c")));
-        let listener = UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        let listener =
+            UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(receive(listener));
@@ -75,7 +76,8 @@ fn receive_fd(sock: RawFd) -> Result<OwnedFd, String> {
     let mut name = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty()).map_err(|e| format!("recvmsg: {e}"))?;
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty())
+        .map_err(|e| format!("recvmsg: {e}"))?;
     for cmsg in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(&fd) = fds.first() {

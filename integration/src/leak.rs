@@ -16,14 +16,23 @@ pub fn leaks(root: &Path, ids: &[String], cgroups: &[String]) -> Vec<String> {
     for name in cgroups {
         let mut dirs = Vec::new();
         find_dirs_named(Path::new("/sys/fs/cgroup"), name, 6, &mut dirs);
-        found.extend(dirs.into_iter().map(|d| format!("cgroup dir {d} still exists")));
-        found.extend(procs_in_cgroup(name).into_iter().map(|p| format!("process {p} still in cgroup {name}")));
+        found.extend(
+            dirs.into_iter()
+                .map(|d| format!("cgroup dir {d} still exists")),
+        );
+        found.extend(
+            procs_in_cgroup(name)
+                .into_iter()
+                .map(|p| format!("process {p} still in cgroup {name}")),
+        );
     }
     found
 }
 
 fn find_dirs_named(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in rd.flatten() {
         let Ok(ft) = entry.file_type() else { continue };
         if !ft.is_dir() {
@@ -41,10 +50,16 @@ fn find_dirs_named(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
 /// Live (not zombie) pids whose /proc/<pid>/cgroup mentions `name`. Zombies are
 /// skipped: orphaned container inits are reaped by the machine's pid 1, not by us.
 pub fn procs_in_cgroup(name: &str) -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map(|t| t.contains(name)).unwrap_or(false))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|t| t.contains(name))
+                .unwrap_or(false)
+        })
         .filter(|pid| !pid_gone(*pid))
         .collect()
 }
@@ -53,6 +68,9 @@ pub fn procs_in_cgroup(name: &str) -> Vec<i32> {
 pub fn pid_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(s) => s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')).unwrap_or(true),
+        Ok(s) => s
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+            .unwrap_or(true),
     }
 }

@@ -78,19 +78,25 @@ impl Bundle<'_> {
     #[track_caller]
     pub fn state_of(&self, id: &str) -> Value {
         let out = self.rt_cmd(&["state", id]).ok();
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("state of {id} is not JSON ({e}): {out}"))
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("state of {id} is not JSON ({e}): {out}"))
     }
 
     #[track_caller]
     pub fn status(&self) -> String {
-        self.state()["status"].as_str().unwrap_or_default().to_string()
+        self.state()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The container init's host pid from `state`.
     #[track_caller]
     pub fn pid(&self) -> i32 {
         let st = self.state();
-        st["pid"].as_i64().unwrap_or_else(|| panic!("state has no pid: {st}")) as i32
+        st["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("state has no pid: {st}")) as i32
     }
 
     #[track_caller]
@@ -132,8 +138,14 @@ impl Bundle<'_> {
     #[track_caller]
     pub fn ps_pids(&self) -> Vec<i32> {
         let out = self.rt_cmd(&["ps", "--format", "json", self.id()]).ok();
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ps json ({e}): {out}"));
-        v.as_array().unwrap_or_else(|| panic!("ps json is not a list: {out}")).iter().filter_map(|p| p.as_i64()).map(|p| p as i32).collect()
+        let v: Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ps json ({e}): {out}"));
+        v.as_array()
+            .unwrap_or_else(|| panic!("ps json is not a list: {out}"))
+            .iter()
+            .filter_map(|p| p.as_i64())
+            .map(|p| p as i32)
+            .collect()
     }
 
     #[track_caller]
@@ -156,11 +168,17 @@ impl Bundle<'_> {
         let deadline = Instant::now() + timeout;
         loop {
             let out = self.rt_cmd(&["state", self.id()]);
-            let status = serde_json::from_str::<Value>(&out.stdout).ok().and_then(|v| v["status"].as_str().map(str::to_string));
+            let status = serde_json::from_str::<Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_string));
             if status.as_deref() == Some(want) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{} did not reach status {want} in {timeout:?}; last: {out}", self.id());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not reach status {want} in {timeout:?}; last: {out}",
+                self.id()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

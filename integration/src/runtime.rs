@@ -1,8 +1,8 @@
 //! The runtimes under test (berth-runc, runc, crun): how to invoke each, with its own
 //! temporary `--root` state directory. `BERTH_TEST_RUNTIMES=runc,crun` narrows the set.
 
-use std::path::{Path, PathBuf};
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::bins::bin_path;
@@ -36,7 +36,13 @@ impl Runtime {
             return None;
         }
         let crun_wrap = name == "crun" && hybrid_cgroups();
-        Some(Runtime { name: name.to_string(), program, crun_wrap, state: TempDir::new(&format!("state-{name}")), tracked: RefCell::default() })
+        Some(Runtime {
+            name: name.to_string(),
+            program,
+            crun_wrap,
+            state: TempDir::new(&format!("state-{name}")),
+            tracked: RefCell::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -83,7 +89,12 @@ impl Runtime {
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = if self.crun_wrap {
             let mut c = Command::new("unshare");
-            c.args(["-m", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\""]);
+            c.args([
+                "-m",
+                "sh",
+                "-c",
+                "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"",
+            ]);
             c.arg(&self.program);
             c
         } else {
@@ -105,9 +116,16 @@ pub fn runtimes() -> Vec<Runtime> {
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
-            .map(|n| Runtime::find(n).unwrap_or_else(|| panic!("runtime {n} asked for in BERTH_TEST_RUNTIMES is not installed/built")))
+            .map(|n| {
+                Runtime::find(n).unwrap_or_else(|| {
+                    panic!("runtime {n} asked for in BERTH_TEST_RUNTIMES is not installed/built")
+                })
+            })
             .collect(),
-        _ => ALL_RUNTIMES.iter().filter_map(|n| Runtime::find(n)).collect(),
+        _ => ALL_RUNTIMES
+            .iter()
+            .filter_map(|n| Runtime::find(n))
+            .collect(),
     }
 }
 

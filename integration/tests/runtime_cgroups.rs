@@ -25,7 +25,10 @@ fn with_resources(rt: &Runtime, resources: Value, check: impl Fn(&Bundle, i32)) 
 fn memory_limit() {
     each_runtime("memory_limit", &[], |rt| {
         with_resources(rt, json!({ "memory": { "limit": 67108864 } }), |_, pid| {
-            assert_eq!(read_cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"), "67108864");
+            assert_eq!(
+                read_cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"),
+                "67108864"
+            );
         });
     });
 }
@@ -40,8 +43,14 @@ fn cpu_shares_quota_period() {
                 assert_ne!(read_cgroup_file(pid, "cpu", "", "cpu.weight"), "100");
             } else {
                 assert_eq!(read_cgroup_file(pid, "cpu", "cpu.shares", ""), "512");
-                assert_eq!(read_cgroup_file(pid, "cpu", "cpu.cfs_quota_us", ""), "50000");
-                assert_eq!(read_cgroup_file(pid, "cpu", "cpu.cfs_period_us", ""), "100000");
+                assert_eq!(
+                    read_cgroup_file(pid, "cpu", "cpu.cfs_quota_us", ""),
+                    "50000"
+                );
+                assert_eq!(
+                    read_cgroup_file(pid, "cpu", "cpu.cfs_period_us", ""),
+                    "100000"
+                );
             }
         });
     });
@@ -50,12 +59,27 @@ fn cpu_shares_quota_period() {
 #[test]
 fn cpuset_cpus_and_mems() {
     each_runtime("cpuset_cpus_and_mems", &[], |rt| {
-        with_resources(rt, json!({ "cpu": { "cpus": "0", "mems": "0" } }), |b, pid| {
-            assert_eq!(read_cgroup_file(pid, "cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
-            assert_eq!(read_cgroup_file(pid, "cpuset", "cpuset.mems", "cpuset.mems"), "0");
-            let out = b.exec(&[], &["grep", "Cpus_allowed_list", "/proc/self/status"]).ok();
-            assert!(out.stdout.trim().ends_with("\t0") || out.stdout.trim().ends_with(" 0"), "{out}");
-        });
+        with_resources(
+            rt,
+            json!({ "cpu": { "cpus": "0", "mems": "0" } }),
+            |b, pid| {
+                assert_eq!(
+                    read_cgroup_file(pid, "cpuset", "cpuset.cpus", "cpuset.cpus"),
+                    "0"
+                );
+                assert_eq!(
+                    read_cgroup_file(pid, "cpuset", "cpuset.mems", "cpuset.mems"),
+                    "0"
+                );
+                let out = b
+                    .exec(&[], &["grep", "Cpus_allowed_list", "/proc/self/status"])
+                    .ok();
+                assert!(
+                    out.stdout.trim().ends_with("\t0") || out.stdout.trim().ends_with(" 0"),
+                    "{out}"
+                );
+            },
+        );
     });
 }
 
@@ -70,16 +94,38 @@ fn pids_limit() {
 
 /// The blkio/io weight of `pid`'s cgroup, from whichever weight file the kernel has.
 fn blkio_weight(pid: i32) -> String {
-    let dir = if is_v2() { cgroup_dir(pid, "") } else { cgroup_dir(pid, "blkio") }.expect("blkio cgroup dir");
-    let files = ["blkio.weight", "blkio.bfq.weight", "io.bfq.weight", "io.weight"];
-    let text = files.iter().find_map(|f| std::fs::read_to_string(dir.join(f)).ok()).expect("a blkio weight file");
+    let dir = if is_v2() {
+        cgroup_dir(pid, "")
+    } else {
+        cgroup_dir(pid, "blkio")
+    }
+    .expect("blkio cgroup dir");
+    let files = [
+        "blkio.weight",
+        "blkio.bfq.weight",
+        "io.bfq.weight",
+        "io.weight",
+    ];
+    let text = files
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .expect("a blkio weight file");
     // "default 500" (bfq) or "500".
-    text.lines().next().unwrap_or("").split_whitespace().last().unwrap_or("").to_string()
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
 fn blkio_weight_is_set() {
-    let known = &[("crun", "crun 1.8 writes blkio.weight, which a BFQ-only v1 kernel lacks (blkio.bfq.weight)")];
+    let known = &[(
+        "crun",
+        "crun 1.8 writes blkio.weight, which a BFQ-only v1 kernel lacks (blkio.bfq.weight)",
+    )];
     each_runtime("blkio_weight_is_set", known, |rt| {
         with_resources(rt, json!({ "blockIO": { "weight": 500 } }), |_, pid| {
             assert_eq!(blkio_weight(pid), "500");
@@ -96,12 +142,17 @@ fn devices_list_on_host() {
         b.spec["linux"]["devices"] = json!([
             { "path": "/dev/berthkmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0 }
         ]);
-        b.spec["linux"]["resources"]["devices"].as_array_mut().unwrap()
+        b.spec["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
             .push(json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm" }));
         let pid = b.create_start();
         if !is_v2() {
             let list = read_cgroup_file(pid, "devices", "devices.list", "");
-            assert!(!list.contains("a *:* rwm") && !list.contains("c 1:11 "), "{list}");
+            assert!(
+                !list.contains("a *:* rwm") && !list.contains("c 1:11 "),
+                "{list}"
+            );
             assert!(list.contains("c 1:5 "), "{list}");
         }
         b.delete_force().ok();
@@ -116,10 +167,16 @@ fn devices_denied_write_fails() {
         b.spec["linux"]["devices"] = json!([
             { "path": "/dev/berthkmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0 }
         ]);
-        b.spec["linux"]["resources"]["devices"].as_array_mut().unwrap()
+        b.spec["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
             .push(json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm" }));
-        let out = b.run_sh("echo x 2>&1 > /dev/berthkmsg; echo rc=$?; echo y > /dev/zero && echo zero-ok");
-        assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{out}");
+        let out = b
+            .run_sh("echo x 2>&1 > /dev/berthkmsg; echo rc=$?; echo y > /dev/zero && echo zero-ok");
+        assert!(
+            out.contains("Operation not permitted") && !out.contains("rc=0"),
+            "{out}"
+        );
         assert!(out.contains("zero-ok"), "{out}");
     });
 }
@@ -129,8 +186,12 @@ fn update_changes_limits() {
     each_runtime("update_changes_limits", &[], |rt| {
         let res = json!({ "memory": { "limit": 67108864 }, "pids": { "limit": 64 } });
         with_resources(rt, res, |b, pid| {
-            b.update(&["--memory", "134217728", "--pids-limit", "100"]).ok();
-            assert_eq!(read_cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"), "134217728");
+            b.update(&["--memory", "134217728", "--pids-limit", "100"])
+                .ok();
+            assert_eq!(
+                read_cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"),
+                "134217728"
+            );
             assert_eq!(read_cgroup_file(pid, "pids", "pids.max", "pids.max"), "100");
             let file = b.dir().join("resources.json");
             std::fs::write(&file, r#"{"pids": {"limit": 50}}"#).expect("write resources.json");
@@ -147,13 +208,23 @@ fn pause_freezes_resume_thaws() {
             b.pause().ok();
             assert_eq!(b.status(), "paused");
             let frozen = if is_v2() { "1" } else { "FROZEN" };
-            assert_eq!(read_cgroup_file(pid, "freezer", "freezer.state", "cgroup.freeze"), frozen);
+            assert_eq!(
+                read_cgroup_file(pid, "freezer", "freezer.state", "cgroup.freeze"),
+                frozen
+            );
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            assert!(st.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S') || r.starts_with('D')), "{st}");
+            assert!(
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('S') || r.starts_with('D')),
+                "{st}"
+            );
             b.resume().ok();
             b.wait_for_status("running", Duration::from_secs(5));
             let thawed = if is_v2() { "0" } else { "THAWED" };
-            assert_eq!(read_cgroup_file(pid, "freezer", "freezer.state", "cgroup.freeze"), thawed);
+            assert_eq!(
+                read_cgroup_file(pid, "freezer", "freezer.state", "cgroup.freeze"),
+                thawed
+            );
         });
     });
 }
@@ -163,9 +234,15 @@ fn cgroup_dirs_removed_after_delete() {
     each_runtime("cgroup_dirs_removed_after_delete", &[], |rt| {
         let b = Bundle::new(rt);
         let pid = b.create_start();
-        let dirs: Vec<_> = all_cgroup_dirs(pid).into_iter().filter(|d| d.to_string_lossy().contains(b.cgroup_name())).collect();
+        let dirs: Vec<_> = all_cgroup_dirs(pid)
+            .into_iter()
+            .filter(|d| d.to_string_lossy().contains(b.cgroup_name()))
+            .collect();
         let want = if is_v2() { 1 } else { 6 };
-        assert!(dirs.len() >= want, "container is in its own cgroups: {dirs:?}");
+        assert!(
+            dirs.len() >= want,
+            "container is in its own cgroups: {dirs:?}"
+        );
         b.kill("KILL").ok();
         b.wait_for_status("stopped", Duration::from_secs(10));
         b.delete().ok();

@@ -27,8 +27,19 @@ fn exec_args_env_cwd_user() {
     each_runtime("exec_args_env_cwd_user", &[], |rt| {
         let b = running(rt);
         assert_eq!(b.exec(&[], &["echo", "a  b", "c"]).ok().stdout, "a  b c\n");
-        let flags = ["--env", "PATH=/bin", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1001"];
-        let out = b.exec(&flags, &["sh", "-c", "echo $FOO; pwd; id -u; id -g"]).ok();
+        let flags = [
+            "--env",
+            "PATH=/bin",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/tmp",
+            "--user",
+            "1000:1001",
+        ];
+        let out = b
+            .exec(&flags, &["sh", "-c", "echo $FOO; pwd; id -u; id -g"])
+            .ok();
         assert_eq!(out.stdout, "bar\n/tmp\n1000\n1001\n");
         let failed = b.exec(&[], &["sh", "-c", "exit 7"]);
         assert_eq!(failed.code, 7, "{failed}");
@@ -38,11 +49,19 @@ fn exec_args_env_cwd_user() {
 
 #[test]
 fn exec_env_adds_to_process_env() {
-    let known = &[("crun", "crun 1.8 exec --env replaces the process env (PATH gone, `sh` not found)")];
+    let known = &[(
+        "crun",
+        "crun 1.8 exec --env replaces the process env (PATH gone, `sh` not found)",
+    )];
     each_runtime("exec_env_adds_to_process_env", known, |rt| {
         let b = running(rt);
-        let out = b.exec(&["--env", "FOO=bar"], &["sh", "-c", "echo $FOO $PATH"]).ok();
-        assert_eq!(out.stdout, "bar /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+        let out = b
+            .exec(&["--env", "FOO=bar"], &["sh", "-c", "echo $FOO $PATH"])
+            .ok();
+        assert_eq!(
+            out.stdout,
+            "bar /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        );
         finish(&b);
     });
 }
@@ -55,7 +74,9 @@ fn exec_process_file() {
             "args": ["sh", "-c", "echo $P; pwd"], "env": ["PATH=/bin", "P=from-file"] });
         let file = b.dir().join("process.json");
         std::fs::write(&file, process.to_string()).expect("write process.json");
-        let out = b.rt_cmd(&["exec", "--process", &file.to_string_lossy(), b.id()]).ok();
+        let out = b
+            .rt_cmd(&["exec", "--process", &file.to_string_lossy(), b.id()])
+            .ok();
         assert_eq!(out.stdout, "from-file\n/tmp\n");
         finish(&b);
     });
@@ -66,9 +87,16 @@ fn exec_tty_over_console_socket() {
     each_runtime("exec_tty_over_console_socket", &[], |rt| {
         let b = running(rt);
         let console = ConsoleSocket::new(b.dir());
-        b.exec(&["--tty", "--detach", "--console-socket", &console.path_str()], &["sh", "-c", "tty; echo exec-tty"]).ok();
+        b.exec(
+            &["--tty", "--detach", "--console-socket", &console.path_str()],
+            &["sh", "-c", "tty; echo exec-tty"],
+        )
+        .ok();
         let out = console.output(Duration::from_secs(10));
-        assert!(out.contains("/dev/pts/") && out.contains("exec-tty"), "{out:?}");
+        assert!(
+            out.contains("/dev/pts/") && out.contains("exec-tty"),
+            "{out:?}"
+        );
         finish(&b);
     });
 }
@@ -83,10 +111,20 @@ fn exec_detached_joins_namespaces_and_cgroup() {
         let init = b.pid();
         let pid_file = b.dir().join("exec.pid");
         let started = std::time::Instant::now();
-        b.exec(&["--detach", "--pid-file", &pid_file.to_string_lossy()], &["sleep", "30"]).ok();
-        assert!(started.elapsed() < Duration::from_secs(10), "--detach returned at once");
+        b.exec(
+            &["--detach", "--pid-file", &pid_file.to_string_lossy()],
+            &["sleep", "30"],
+        )
+        .ok();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "--detach returned at once"
+        );
         let text = std::fs::read_to_string(&pid_file).expect("exec pid file");
-        let pid: i32 = text.trim().parse().unwrap_or_else(|_| panic!("pid file {text:?}"));
+        let pid: i32 = text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("pid file {text:?}"));
         assert!(!pid_gone(pid) && pid != init);
         for ns in NS {
             let a = std::fs::read_link(format!("/proc/{init}/ns/{ns}")).expect("init ns");
@@ -111,7 +149,12 @@ fn exec_cannot_reach_runtime_through_proc() {
         let lines: Vec<&str> = out.stdout.lines().collect();
         assert_eq!(lines[..2], ["/bin/busybox", "/bin/busybox"], "{out}");
         assert_eq!(lines.len(), 2, "unexpected open fds beyond stdio:\n{out}");
-        let exe = b.exec(&[], &["sh", "-c", "cat /proc/1/exe | head -c 4 | od -c | head -1"]).ok();
+        let exe = b
+            .exec(
+                &[],
+                &["sh", "-c", "cat /proc/1/exe | head -c 4 | od -c | head -1"],
+            )
+            .ok();
         assert!(exe.stdout.contains("E   L   F"), "{exe}");
         finish(&b);
     });

@@ -16,7 +16,10 @@ fn create_start_kill_delete() {
         let st = b.state();
         assert_eq!(st["status"], "created", "{st}");
         let pid = b.pid();
-        assert!(pid > 0 && !pid_gone(pid), "created container has a live pid: {st}");
+        assert!(
+            pid > 0 && !pid_gone(pid),
+            "created container has a live pid: {st}"
+        );
         b.start().ok();
         b.wait_for_status("running", WAIT);
         b.kill("KILL").ok();
@@ -52,7 +55,10 @@ fn kill_all_stops_every_process() {
         let pid = b.create_start();
         std::thread::sleep(Duration::from_millis(200));
         let pids = b.ps_pids();
-        assert!(pids.len() >= 3 && pids.contains(&pid), "ps lists init and children: {pids:?}");
+        assert!(
+            pids.len() >= 3 && pids.contains(&pid),
+            "ps lists init and children: {pids:?}"
+        );
         b.rt_cmd(&["kill", "--all", b.id(), "KILL"]).ok();
         b.wait_for_status("stopped", WAIT);
         for p in &pids {
@@ -101,12 +107,19 @@ fn state_fields() {
         let b = Bundle::new(rt);
         b.create(&[]).ok();
         let st = b.state();
-        assert!(st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()), "{st}");
+        assert!(
+            st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()),
+            "{st}"
+        );
         assert_eq!(st["id"], b.id(), "{st}");
         assert_eq!(st["status"], "created", "{st}");
         assert!(st["pid"].as_i64().is_some_and(|p| p > 0), "{st}");
         let bundle = st["bundle"].as_str().unwrap_or_default();
-        assert_eq!(std::fs::canonicalize(bundle).ok(), std::fs::canonicalize(b.dir()).ok(), "{st}");
+        assert_eq!(
+            std::fs::canonicalize(bundle).ok(),
+            std::fs::canonicalize(b.dir()).ok(),
+            "{st}"
+        );
         b.delete_force().ok();
         b.assert_no_leaks();
     });
@@ -120,12 +133,28 @@ fn list_shows_header_and_containers() {
         let second = b.new_id();
         b.create_id(&second, &[]).ok();
         let out = b.list().ok();
-        let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         // runc prints "ID ...", crun "NAME ...".
-        assert!((lines[0].starts_with("ID") || lines[0].starts_with("NAME")) && lines[0].contains("STATUS"), "{out}");
+        assert!(
+            (lines[0].starts_with("ID") || lines[0].starts_with("NAME"))
+                && lines[0].contains("STATUS"),
+            "{out}"
+        );
         assert_eq!(lines.len(), 3, "{out}");
-        assert!(lines.iter().any(|l| l.starts_with(b.id()) && l.contains("created")), "{out}");
-        assert!(lines.iter().any(|l| l.starts_with(second.as_str())), "{out}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(b.id()) && l.contains("created")),
+            "{out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(second.as_str())),
+            "{out}"
+        );
         b.rt_cmd(&["delete", "--force", &second]).ok();
         b.delete_force().ok();
         b.assert_no_leaks();
@@ -150,40 +179,58 @@ fn pid_file_holds_init_pid() {
         let pid_file = b.dir().join("init.pid");
         b.create(&["--pid-file", &pid_file.to_string_lossy()]).ok();
         let text = std::fs::read_to_string(&pid_file).expect("pid file written");
-        assert_eq!(text.trim().parse::<i32>().ok(), Some(b.pid()), "pid file {text:?}");
+        assert_eq!(
+            text.trim().parse::<i32>().ok(),
+            Some(b.pid()),
+            "pid file {text:?}"
+        );
         b.delete_force().ok();
         b.assert_no_leaks();
     });
 }
 
 /// crun 1.8 knows spec versions up to 1.1 and refuses newer: "unknown version specified".
-const CRUN_OLD_SPEC: &[berth_integration::Expect] = &[("crun", "crun 1.8 refuses ociVersion > 1.1: unknown version specified")];
+const CRUN_OLD_SPEC: &[berth_integration::Expect] = &[(
+    "crun",
+    "crun 1.8 refuses ociVersion > 1.1: unknown version specified",
+)];
 
 fn runs_with_version(rt: &berth_integration::Runtime, version: &str) {
     let mut b = Bundle::new(rt);
     b.spec["ociVersion"] = serde_json::json!(version);
     b.set_sh("echo ok");
     let out = b.run(&[]);
-    assert!(out.success() && out.stdout == "ok\n", "ociVersion {version}: {out}");
+    assert!(
+        out.success() && out.stdout == "ok\n",
+        "ociVersion {version}: {out}"
+    );
     b.assert_no_leaks();
 }
 
 #[test]
 fn oci_version_1_0_0() {
-    each_runtime("oci_version_1_0_0", &[], |rt| runs_with_version(rt, "1.0.0"));
+    each_runtime("oci_version_1_0_0", &[], |rt| {
+        runs_with_version(rt, "1.0.0")
+    });
 }
 
 #[test]
 fn oci_version_1_2_0() {
-    each_runtime("oci_version_1_2_0", CRUN_OLD_SPEC, |rt| runs_with_version(rt, "1.2.0"));
+    each_runtime("oci_version_1_2_0", CRUN_OLD_SPEC, |rt| {
+        runs_with_version(rt, "1.2.0")
+    });
 }
 
 #[test]
 fn oci_version_1_3_0() {
-    each_runtime("oci_version_1_3_0", CRUN_OLD_SPEC, |rt| runs_with_version(rt, "1.3.0"));
+    each_runtime("oci_version_1_3_0", CRUN_OLD_SPEC, |rt| {
+        runs_with_version(rt, "1.3.0")
+    });
 }
 
 #[test]
 fn oci_version_future_1_9_0() {
-    each_runtime("oci_version_future_1_9_0", CRUN_OLD_SPEC, |rt| runs_with_version(rt, "1.9.0"));
+    each_runtime("oci_version_future_1_9_0", CRUN_OLD_SPEC, |rt| {
+        runs_with_version(rt, "1.9.0")
+    });
 }

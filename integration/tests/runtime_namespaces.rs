@@ -8,7 +8,10 @@ use berth_integration::{each_runtime, Bundle};
 use serde_json::json;
 
 fn host_ns(kind: &str) -> String {
-    std::fs::read_link(format!("/proc/self/ns/{kind}")).expect("host ns link").to_string_lossy().into_owned()
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .expect("host ns link")
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -21,7 +24,10 @@ fn pid_namespace_own_pid_is_1() {
 
 #[test]
 fn uts_namespace_hostname_and_domainname() {
-    let known = &[("runc", "runc 1.1 ignores the spec's domainname (supported from runc 1.2)")];
+    let known = &[(
+        "runc",
+        "runc 1.1 ignores the spec's domainname (supported from runc 1.2)",
+    )];
     each_runtime("uts_namespace_hostname_and_domainname", known, |rt| {
         let mut b = Bundle::new(rt);
         b.spec["hostname"] = json!("berth-host");
@@ -37,7 +43,10 @@ fn new_namespaces_differ_from_host() {
         let mut b = Bundle::new(rt);
         set_namespace(&mut b.spec, "cgroup", None);
         let kinds = ["pid", "net", "ipc", "uts", "mnt", "cgroup"];
-        let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
+        let script: String = kinds
+            .iter()
+            .map(|k| format!("readlink /proc/self/ns/{k}; "))
+            .collect();
         let out = b.run_sh(&script);
         let links: Vec<&str> = out.lines().collect();
         assert_eq!(links.len(), kinds.len(), "{out}");
@@ -62,7 +71,10 @@ fn cgroup_namespace_root_is_slash() {
         let mut b = Bundle::new(rt);
         set_namespace(&mut b.spec, "cgroup", None);
         let out = b.run_sh("cat /proc/self/cgroup");
-        assert!(out.lines().count() > 0 && out.lines().all(|l| l.ends_with(":/")), "{out}");
+        assert!(
+            out.lines().count() > 0 && out.lines().all(|l| l.ends_with(":/")),
+            "{out}"
+        );
     });
 }
 
@@ -71,13 +83,22 @@ fn user_namespace_with_mappings() {
     each_runtime("user_namespace_with_mappings", &[], |rt| {
         let mut b = Bundle::new(rt);
         set_namespace(&mut b.spec, "user", None);
-        b.spec["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-        b.spec["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        b.spec["linux"]["uidMappings"] =
+            json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        b.spec["linux"]["gidMappings"] =
+            json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
         // A cgroup v1 mount cannot be made from inside a new user namespace.
-        b.spec["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+        b.spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
         let out = b.run_sh("cat /proc/self/uid_map /proc/self/gid_map; id -u");
         let words: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(words, ["0", "100000", "65536", "0", "200000", "65536", "0"], "{out}");
+        assert_eq!(
+            words,
+            ["0", "100000", "65536", "0", "200000", "65536", "0"],
+            "{out}"
+        );
     });
 }
 
@@ -98,7 +119,11 @@ fn join_other_container_ipc_namespace() {
         let pid = first.create_start();
         let want = std::fs::read_link(format!("/proc/{pid}/ns/ipc")).expect("ipc link");
         let mut second = Bundle::new(rt);
-        set_namespace(&mut second.spec, "ipc", Some(&format!("/proc/{pid}/ns/ipc")));
+        set_namespace(
+            &mut second.spec,
+            "ipc",
+            Some(&format!("/proc/{pid}/ns/ipc")),
+        );
         let out = second.run_sh("readlink /proc/self/ns/ipc");
         assert_eq!(out.trim(), want.to_string_lossy());
         first.delete_force().ok();
@@ -112,6 +137,9 @@ fn no_uts_namespace_shares_host() {
         let mut b = Bundle::new(rt);
         remove_namespace(&mut b.spec, "uts");
         b.spec.as_object_mut().unwrap().remove("hostname");
-        assert_eq!(b.run_sh("readlink /proc/self/ns/uts").trim(), host_ns("uts"));
+        assert_eq!(
+            b.run_sh("readlink /proc/self/ns/uts").trim(),
+            host_ns("uts")
+        );
     });
 }

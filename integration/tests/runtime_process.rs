@@ -52,7 +52,10 @@ fn umask_is_applied() {
     each_runtime("umask_is_applied", &[], |rt| {
         let mut b = Bundle::new(rt);
         b.spec["process"]["user"]["umask"] = json!(0o027);
-        assert_eq!(b.run_sh("umask; touch /tmp/f; stat -c %a /tmp/f"), "0027\n640\n");
+        assert_eq!(
+            b.run_sh("umask; touch /tmp/f; stat -c %a /tmp/f"),
+            "0027\n640\n"
+        );
     });
 }
 
@@ -75,9 +78,15 @@ fn capabilities_sets() {
 fn no_new_privileges() {
     each_runtime("no_new_privileges", &[], |rt| {
         let mut b = Bundle::new(rt);
-        assert_eq!(status_field(&b.run_sh("cat /proc/self/status"), "NoNewPrivs"), "1");
+        assert_eq!(
+            status_field(&b.run_sh("cat /proc/self/status"), "NoNewPrivs"),
+            "1"
+        );
         b.spec["process"]["noNewPrivileges"] = json!(false);
-        assert_eq!(status_field(&b.run_sh("cat /proc/self/status"), "NoNewPrivs"), "0");
+        assert_eq!(
+            status_field(&b.run_sh("cat /proc/self/status"), "NoNewPrivs"),
+            "0"
+        );
     });
 }
 
@@ -85,7 +94,8 @@ fn no_new_privileges() {
 fn rlimits() {
     each_runtime("rlimits", &[], |rt| {
         let mut b = Bundle::new(rt);
-        b.spec["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 600, "soft": 512 }]);
+        b.spec["process"]["rlimits"] =
+            json!([{ "type": "RLIMIT_NOFILE", "hard": 600, "soft": 512 }]);
         assert_eq!(b.run_sh("ulimit -n; ulimit -Hn"), "512\n600\n");
     });
 }
@@ -108,7 +118,10 @@ fn terminal_over_console_socket() {
         let console = ConsoleSocket::new(b.dir());
         b.run(&["-d", "--console-socket", &console.path_str()]).ok();
         let out = console.output(Duration::from_secs(10));
-        assert!(out.contains("/dev/pts/0") && out.contains("hello-tty"), "{out:?}");
+        assert!(
+            out.contains("/dev/pts/0") && out.contains("hello-tty"),
+            "{out:?}"
+        );
         b.wait_for_status("stopped", Duration::from_secs(10));
         b.delete().ok();
         b.assert_no_leaks();
@@ -119,8 +132,12 @@ fn terminal_over_console_socket() {
 fn sysctls() {
     each_runtime("sysctls", &[], |rt| {
         let mut b = Bundle::new(rt);
-        b.spec["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1", "kernel.shmmax": "4096000" });
-        assert_eq!(b.run_sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"), "1\n4096000\n");
+        b.spec["linux"]["sysctl"] =
+            json!({ "net.ipv4.ip_forward": "1", "kernel.shmmax": "4096000" });
+        assert_eq!(
+            b.run_sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"),
+            "1\n4096000\n"
+        );
         let host = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap_or_default();
         assert_ne!(host.trim(), "4096000", "host sysctl changed");
     });
@@ -137,7 +154,10 @@ fn seccomp_denies_mkdir() {
         });
         let out = b.run_sh("grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/y && echo touched");
         assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
-        assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{out}");
+        assert!(
+            out.contains("Operation not permitted") && !out.contains("rc=0"),
+            "{out}"
+        );
         assert!(out.contains("touched"), "{out}");
     });
 }
