@@ -110,7 +110,7 @@ impl Bundle<'_> {
         let found = crate::leak::leaks(
             self.rt.root(),
             &self.ids.borrow(),
-            &[self.cgroup_name.clone()],
+            std::slice::from_ref(&self.cgroup_name),
         );
         assert!(found.is_empty(), "left behind: {found:#?}");
     }

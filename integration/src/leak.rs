@@ -14,8 +14,7 @@ pub fn leaks(root: &Path, ids: &[String], cgroups: &[String]) -> Vec<String> {
         }
     }
     for name in cgroups {
-        let mut dirs = Vec::new();
-        find_dirs_named(Path::new("/sys/fs/cgroup"), name, 6, &mut dirs);
+        let dirs = cgroup_dirs_named(name);
         found.extend(
             dirs.into_iter()
                 .map(|d| format!("cgroup dir {d} still exists")),
@@ -27,6 +26,29 @@ pub fn leaks(root: &Path, ids: &[String], cgroups: &[String]) -> Vec<String> {
         );
     }
     found
+}
+
+/// Removes (deepest first) every cgroup dir named after one of `cgroups`, so that a
+/// runtime's leftovers do not outlive the test; returns what could not be removed.
+pub fn remove_cgroup_dirs(cgroups: &[String]) -> Vec<String> {
+    let mut stuck = Vec::new();
+    for name in cgroups {
+        let mut dirs = cgroup_dirs_named(name);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        for d in dirs {
+            if std::fs::remove_dir(&d).is_err() {
+                stuck.push(d);
+            }
+        }
+    }
+    stuck
+}
+
+/// Dirs under /sys/fs/cgroup (6 levels deep) whose name contains `name`.
+fn cgroup_dirs_named(name: &str) -> Vec<String> {
+    let mut dirs = Vec::new();
+    find_dirs_named(Path::new("/sys/fs/cgroup"), name, 6, &mut dirs);
+    dirs
 }
 
 fn find_dirs_named(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {

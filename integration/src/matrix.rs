@@ -28,7 +28,10 @@ pub fn each_runtime(test: &str, known: &[Expect], body: impl Fn(&Runtime)) {
         let verdict = match (&result, leaks.is_empty(), expected) {
             (Ok(()), true, None) => "pass".to_string(),
             (Ok(()), true, Some(why)) => format!("XPASS (listed as known failure: {why})"),
-            (Err(_), _, Some(why)) => format!("expected failure: {why}"),
+            (Err(_), true, Some(why)) => format!("expected failure: {why}"),
+            (Err(_), false, Some(why)) => {
+                format!("expected failure: {why}; and it leaked {leaks:?}")
+            }
             (Err(e), _, None) => {
                 failures.push(format!("{}: {}", rt.name(), panic_text(e)));
                 "FAIL".to_string()

@@ -28,6 +28,12 @@ impl NetNs {
     }
 }
 
+impl Default for NetNs {
+    fn default() -> Self {
+        NetNs::new()
+    }
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = sh(&format!("ip netns delete {}", self.name));

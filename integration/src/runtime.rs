@@ -78,9 +78,13 @@ impl Runtime {
         crate::leak::leaks(self.root(), &t.0, &t.1)
     }
 
-    /// Forgets the tracked ids and cgroups (after a leak check).
+    /// Removes leftover cgroup dirs of the tracked containers, then forgets the
+    /// tracked ids and cgroups (after a leak check).
     pub fn untrack_all(&self) {
         let mut t = self.tracked.borrow_mut();
+        for dir in crate::leak::remove_cgroup_dirs(&t.1) {
+            eprintln!("warning: could not remove leftover cgroup {dir}");
+        }
         t.0.clear();
         t.1.clear();
     }

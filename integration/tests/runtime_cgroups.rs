@@ -133,19 +133,24 @@ fn blkio_weight_is_set() {
     });
 }
 
+/// Adds /dev/berthkmsg (kmsg, 1:11: outside the default allow list, harmless if a
+/// write got through) and a rule denying it. /dev/null cannot serve: the runtimes'
+/// default rules allow it again after the spec's.
+fn deny_kmsg_node(b: &mut Bundle) {
+    b.spec["linux"]["devices"] = json!([
+        { "path": "/dev/berthkmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0 }
+    ]);
+    b.spec["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .expect("default device rules")
+        .push(json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm" }));
+}
+
 #[test]
 fn devices_list_on_host() {
     each_runtime("devices_list_on_host", &[], |rt| {
         let mut b = Bundle::new(rt);
-        // Two nodes outside the default allow list: kmsg (1:11) denied, zero (1:5) as
-        // /dev/berthzero allowed explicitly. The default rules would re-allow /dev/null.
-        b.spec["linux"]["devices"] = json!([
-            { "path": "/dev/berthkmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0 }
-        ]);
-        b.spec["linux"]["resources"]["devices"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm" }));
+        deny_kmsg_node(&mut b);
         let pid = b.create_start();
         if !is_v2() {
             let list = read_cgroup_file(pid, "devices", "devices.list", "");
@@ -164,13 +169,7 @@ fn devices_list_on_host() {
 fn devices_denied_write_fails() {
     each_runtime("devices_denied_write_fails", &[], |rt| {
         let mut b = Bundle::new(rt);
-        b.spec["linux"]["devices"] = json!([
-            { "path": "/dev/berthkmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0 }
-        ]);
-        b.spec["linux"]["resources"]["devices"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm" }));
+        deny_kmsg_node(&mut b);
         let out = b
             .run_sh("echo x 2>&1 > /dev/berthkmsg; echo rc=$?; echo y > /dev/zero && echo zero-ok");
         assert!(

@@ -13,8 +13,7 @@ use serde_json::json;
 fn mount_line<'a>(mountinfo: &'a str, target: &str) -> &'a str {
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(target))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(target))
         .unwrap_or_else(|| panic!("no mount at {target} in:\n{mountinfo}"))
 }
 
