@@ -81,7 +81,7 @@ impl Runtime {
             in_cgroup_namespace: namespaces.new_cgroup,
         };
         let child = ChildConfig {
-            role: Role::ContainerInit { rootfs, state_dir },
+            role: Role::ContainerInit { rootfs, bundle: &record.bundle, state_dir },
             spec,
             process,
             namespaces: &namespaces,

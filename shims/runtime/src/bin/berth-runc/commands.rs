@@ -43,7 +43,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             runtime.update(&args.id, &resources).map(|_| 0).map_err(Into::into)
         }
         Command::Features => print_json(&berth_runtime::features::features()),
-        Command::Spec(args) => write_default_spec(args),
+        Command::Spec(args) => write_default_spec(args, cli.rootless.as_deref() == Some("true")),
     }
 }
 
@@ -250,12 +250,12 @@ fn add_capabilities(process: &mut Process, names: &[String]) -> Result<(), CliEr
     Ok(())
 }
 
-fn write_default_spec(args: &SpecArgs) -> Result<u8, CliError> {
+fn write_default_spec(args: &SpecArgs, rootless: bool) -> Result<u8, CliError> {
     let path = args.bundle.join("config.json");
     if path.exists() {
         return Err(usage(format!("{} exists: remove it first", path.display())));
     }
-    let spec = berth_runtime::features::default_spec(args.rootless);
+    let spec = berth_runtime::features::default_spec(rootless);
     let text = serde_json::to_string_pretty(&spec).map_err(|e| usage(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| usage(format!("writing {}: {e}", path.display())))?;
     Ok(0)
