@@ -30,7 +30,11 @@ pub fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
     let rel = text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        let hit = if controller.is_empty() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+        let hit = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
         hit.then(|| path.to_string())
     })?;
     let mount = cgroup_mounts().into_iter().find(|(_, fstype, opts)| {
@@ -47,10 +51,17 @@ pub fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
 /// the `controller` dir. Returns the trimmed content.
 #[track_caller]
 pub fn read_cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> String {
-    let (dir, file) = if is_v2() { (cgroup_dir(pid, ""), v2_file) } else { (cgroup_dir(pid, controller), v1_file) };
+    let (dir, file) = if is_v2() {
+        (cgroup_dir(pid, ""), v2_file)
+    } else {
+        (cgroup_dir(pid, controller), v1_file)
+    };
     let dir = dir.unwrap_or_else(|| panic!("pid {pid} has no {controller} cgroup"));
     let path = dir.join(file);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())).trim().to_string()
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// Every host cgroup directory of `pid` (v1 controllers and unified), for checking

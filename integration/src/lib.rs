@@ -1,11 +1,26 @@
 //! Shared harness for berth's integration tests and benchmarks: locating the built
-//! binaries, building bundles from busybox-static, driving the shim, and cleaning up
-//! after each test.
+//! binaries, building bundles from busybox-static, driving runc-compatible runtimes
+//! (berth-runc, runc, crun), driving berth-shim and a private containerd, and checking
+//! that nothing was left behind.
 
 pub mod bins;
+pub mod bundle;
 pub mod cgroups;
 pub mod containerd;
+pub mod command;
+pub mod console;
+pub mod leak;
+pub mod matrix;
+pub mod netns;
+pub mod ops;
 pub mod rootfs;
+pub mod runtime;
 pub mod shim;
 pub mod spec;
 pub mod tempdir;
+
+pub use bundle::Bundle;
+pub use command::CmdOutput;
+pub use console::ConsoleSocket;
+pub use matrix::{each_runtime, Expect};
+pub use runtime::{runtimes, Runtime};

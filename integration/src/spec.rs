@@ -64,13 +64,18 @@ fn default_mounts() -> Value {
 
 /// Appends a mount to `spec["mounts"]`.
 pub fn add_mount(spec: &mut Value, mount: Value) {
-    spec["mounts"].as_array_mut().expect("spec has mounts").push(mount);
+    spec["mounts"]
+        .as_array_mut()
+        .expect("spec has mounts")
+        .push(mount);
 }
 
 /// Adds a namespace entry (`path` optional) to `spec.linux.namespaces`, replacing an
 /// entry of the same type.
 pub fn set_namespace(spec: &mut Value, ns_type: &str, path: Option<&str>) {
-    let list = spec["linux"]["namespaces"].as_array_mut().expect("spec has namespaces");
+    let list = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("spec has namespaces");
     list.retain(|n| n["type"] != ns_type);
     let mut entry = json!({ "type": ns_type });
     if let Some(p) = path {
@@ -81,6 +86,8 @@ pub fn set_namespace(spec: &mut Value, ns_type: &str, path: Option<&str>) {
 
 /// Removes the namespace of `ns_type` from `spec.linux.namespaces`.
 pub fn remove_namespace(spec: &mut Value, ns_type: &str) {
-    let list = spec["linux"]["namespaces"].as_array_mut().expect("spec has namespaces");
+    let list = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("spec has namespaces");
     list.retain(|n| n["type"] != ns_type);
 }

@@ -12,6 +12,8 @@ use thiserror::Error;
 pub enum CapabilityError {
     #[error("unknown capability {0}")]
     Unknown(String),
+    #[error("capset: {0}")]
+    Set(std::io::Error),
     #[error("{what}: {source}")]
     Apply { what: &'static str, source: caps::errors::CapsError },
 }
@@ -69,19 +71,10 @@ impl CapabilityPlan {
         Ok(())
     }
 
-    /// Sets inheritable, effective, permitted and ambient, in the order the kernel
-    /// accepts: each capset writes all three sets, and the effective set must stay
-    /// within the permitted one, so effective shrinks before permitted does.
-    /// Call after changing user (with PR_SET_KEEPCAPS set across the change).
+    /// Sets effective, permitted and inheritable in one capset(2), then ambient. Call
+    /// after changing user (with PR_SET_KEEPCAPS set across the change).
     pub fn apply(&self) -> Result<(), CapabilityError> {
-        let steps = [
-            ("setting the inheritable set", CapSet::Inheritable, &self.inheritable),
-            ("setting the effective set", CapSet::Effective, &self.effective),
-            ("setting the permitted set", CapSet::Permitted, &self.permitted),
-        ];
-        for (what, set, value) in steps {
-            caps::set(None, set, value).map_err(|source| CapabilityError::Apply { what, source })?;
-        }
+        capset(&self.effective, &self.permitted, &self.inheritable)?;
         caps::clear(None, CapSet::Ambient)
             .map_err(|source| CapabilityError::Apply { what: "clearing the ambient set", source })?;
         for cap in &self.ambient {
@@ -91,6 +84,42 @@ impl CapabilityPlan {
         }
         Ok(())
     }
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn bits(set: &CapsHashSet) -> u64 {
+    set.iter().fold(0u64, |acc, cap| acc | cap.bitmask())
+}
+
+/// The three sets at once: setting them one by one can pass through states the kernel
+/// refuses (an effective set larger than the permitted one).
+fn capset(effective: &CapsHashSet, permitted: &CapsHashSet, inheritable: &CapsHashSet) -> Result<(), CapabilityError> {
+    let (e, p, i) = (bits(effective), bits(permitted), bits(inheritable));
+    let mut data = [CapData::default(); 2];
+    for (word, slot) in data.iter_mut().enumerate() {
+        let shift = 32 * word;
+        *slot = CapData { effective: (e >> shift) as u32, permitted: (p >> shift) as u32, inheritable: (i >> shift) as u32 };
+    }
+    let header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } != 0 {
+        return Err(CapabilityError::Set(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConsoleError {
+    #[error("process.terminal is true but no --console-socket was given")]
+    Missing,
     #[error("connecting to console socket {0}: {1}")]
     Connect(PathBuf, std::io::Error),
     #[error("creating the pty: {0}")]
@@ -24,6 +26,25 @@ pub enum ConsoleError {
     Console(&'static str, nix::Error),
     #[error("sending the pty master to the console socket: {0}")]
     Send(nix::Error),
+}
+
+/// The socket a terminal process's pty master is sent to: an already connected one, or
+/// the path of one to connect to. None when the process has no terminal.
+pub fn console_socket_for(
+    terminal: bool,
+    connected: Option<&OwnedFd>,
+    path: Option<&Path>,
+) -> Result<Option<OwnedFd>, ConsoleError> {
+    if !terminal {
+        return Ok(None);
+    }
+    if let Some(fd) = connected {
+        return fd.try_clone().map(Some).map_err(|e| ConsoleError::Connect("(connected socket)".into(), e));
+    }
+    match path {
+        Some(path) => connect(path).map(Some),
+        None => Err(ConsoleError::Missing),
+    }
 }
 
 /// Connects to the caller's console socket (in the runtime's mount namespace).

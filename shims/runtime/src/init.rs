@@ -23,7 +23,7 @@ use crate::{console, credentials, hooks, rootfs, state};
 /// What the new process becomes.
 pub enum Role<'a> {
     /// A container's init: sets up the rootfs, then waits for `start` on the exec FIFO.
-    ContainerInit { rootfs: RootfsConfig<'a>, state_dir: OwnedFd },
+    ContainerInit { rootfs: RootfsConfig<'a>, bundle: &'a Path, state_dir: OwnedFd },
     /// A process joining a running container (`exec`).
     Joiner,
 }
@@ -87,7 +87,11 @@ fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible,
         unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
     }
     match &config.role {
-        Role::ContainerInit { rootfs, state_dir } => init_container(config, channel, rootfs, state_dir),
+        Role::ContainerInit { rootfs, bundle, state_dir } => {
+            // Relative bind mount sources are relative to the bundle.
+            nix::unistd::chdir(*bundle).map_err(|e| InitError::Cwd(bundle.to_path_buf(), e))?;
+            init_container(config, channel, rootfs, state_dir)
+        }
         Role::Joiner => join_container(config, channel),
     }
 }

@@ -194,12 +194,11 @@ impl ContainerRecord {
 
     /// The OCI state document (`runc state` output and the hooks' stdin).
     pub fn oci_state(&self, status: Status) -> OciState {
-        let running = !matches!(status, Status::Stopped | Status::Creating);
         OciState {
             oci_version: self.spec.version().clone(),
             id: self.id.clone(),
             status,
-            pid: if running { self.init_pid } else { 0 },
+            pid: if status == Status::Stopped { 0 } else { self.init_pid },
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),

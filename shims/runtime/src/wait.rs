@@ -9,8 +9,8 @@ use nix::unistd::Pid;
 use crate::error::RuntimeError;
 
 /// Waits for `pid`. Every signal must already be blocked in the calling thread, from
-/// before `pid` was created, so its exit cannot be missed.
-pub fn wait_forwarding_signals(pid: i32) -> Result<i32, RuntimeError> {
+/// before `pid` was created, so its exit cannot be missed. `on_resize` runs on SIGWINCH.
+pub fn wait_forwarding_signals(pid: i32, on_resize: &dyn Fn()) -> Result<i32, RuntimeError> {
     let all = SigSet::all();
     loop {
         if let Some(code) = reap(pid)? {
@@ -18,7 +18,8 @@ pub fn wait_forwarding_signals(pid: i32) -> Result<i32, RuntimeError> {
         }
         let signal = all.wait().map_err(|e| RuntimeError::system("sigwait", e))?;
         match signal {
-            Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGURG => {}
+            Signal::SIGWINCH => on_resize(),
+            Signal::SIGCHLD | Signal::SIGURG => {}
             other => {
                 let _ = kill(Pid::from_raw(pid), other);
             }

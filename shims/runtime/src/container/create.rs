@@ -23,6 +23,8 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket, used instead of `console_socket`.
+    pub console: Option<OwnedFd>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
     /// The init's stdin, stdout and stderr; None inherits the caller's.
@@ -33,7 +35,11 @@ impl Runtime {
     /// Creates the container. On any failure nothing is left behind: no state
     /// directory, cgroup or process.
     pub fn create(&self, options: &CreateOptions) -> Result<ContainerRecord, RuntimeError> {
-        let bundle = Bundle::load(&options.bundle)?;
+        self.create_from(Bundle::load(&options.bundle)?, options)
+    }
+
+    /// `create` for a bundle the caller already loaded (`options.bundle` is not read).
+    pub fn create_from(&self, bundle: Bundle, options: &CreateOptions) -> Result<ContainerRecord, RuntimeError> {
         let dir = self.state.reserve(&options.id)?;
         let previous_mask = super::block_signals()?;
         let mut record = new_record(&options.id, bundle);
@@ -58,7 +64,11 @@ impl Runtime {
         let namespaces = NamespacePlan::for_container(linux.namespaces().as_deref().unwrap_or_default())?;
         let capabilities = CapabilityPlan::from_spec(process.capabilities().as_ref())?;
         let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
-        let console_socket = connect_console(process.terminal().unwrap_or(false), options)?;
+        let console_socket = crate::console::console_socket_for(
+            process.terminal().unwrap_or(false),
+            options.console.as_ref(),
+            options.console_socket.as_deref(),
+        )?;
         let cgroup = ContainerCgroup::create(linux.cgroups_path().as_deref(), &record.id, linux.resources().as_ref())?;
         record.cgroup = Some(cgroup);
         self.state.save(record)?;
@@ -71,7 +81,7 @@ impl Runtime {
             in_cgroup_namespace: namespaces.new_cgroup,
         };
         let child = ChildConfig {
-            role: Role::ContainerInit { rootfs, state_dir },
+            role: Role::ContainerInit { rootfs, bundle: &record.bundle, state_dir },
             spec,
             process,
             namespaces: &namespaces,
@@ -106,8 +116,8 @@ impl Runtime {
     fn runtime_hooks(&self, record: &ContainerRecord, pid: i32) -> Result<String, RuntimeError> {
         let mut snapshot = record.clone();
         snapshot.init_pid = pid;
-        self.run_hooks("prestart", &snapshot, Status::Created)?;
-        self.run_hooks("createRuntime", &snapshot, Status::Created)
+        self.run_hooks("prestart", &snapshot, Status::Creating)?;
+        self.run_hooks("createRuntime", &snapshot, Status::Creating)
     }
 }
 
@@ -130,16 +140,6 @@ fn new_record(id: &str, bundle: Bundle) -> ContainerRecord {
         cgroup: None,
         spec: bundle.spec,
     }
-}
-
-fn connect_console(terminal: bool, options: &CreateOptions) -> Result<Option<OwnedFd>, RuntimeError> {
-    if !terminal {
-        return Ok(None);
-    }
-    let path = options.console_socket.as_deref().ok_or_else(|| {
-        RuntimeError::Invalid("process.terminal is true but no --console-socket was given".into())
-    })?;
-    Ok(Some(crate::console::connect(path)?))
 }
 
 /// Makes the FIFO the init blocks on until `start`, and returns an O_PATH descriptor of

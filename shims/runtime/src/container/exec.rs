@@ -16,6 +16,8 @@ use crate::state::Status;
 #[derive(Debug, Default)]
 pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket, used instead of `console_socket`.
+    pub console: Option<std::os::fd::OwnedFd>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     /// The process's stdin, stdout and stderr; None inherits the caller's.
@@ -33,11 +35,11 @@ impl Runtime {
         let linux = record.spec.linux().as_ref().ok_or_else(|| RuntimeError::Invalid("config.json: linux is missing".into()))?;
         crate::bundle::validate_process(process)?;
         let namespaces = NamespacePlan::for_exec(record.init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
-        let console_socket = match (process.terminal().unwrap_or(false), &options.console_socket) {
-            (false, _) => None,
-            (true, Some(path)) => Some(crate::console::connect(path)?),
-            (true, None) => return Err(RuntimeError::Invalid("a terminal needs --console-socket".into())),
-        };
+        let console_socket = crate::console::console_socket_for(
+            process.terminal().unwrap_or(false),
+            options.console.as_ref(),
+            options.console_socket.as_deref(),
+        )?;
         let child = ChildConfig {
             role: Role::Joiner,
             spec: &record.spec,

@@ -1,14 +1,98 @@
-//! TEMP STUB (not committed): replaced by the rootfs branch.
-#[derive(Debug, thiserror::Error)]
-#[error("rootfs stub")]
-pub struct RootfsError;
+//! The container's root filesystem, built by its init inside its new mount namespace:
+//! mounts, /dev, the switch into the new root, then masked and read-only paths.
+//!
+//! Until the switch, every destination is resolved inside the rootfs with
+//! `openat2(RESOLVE_IN_ROOT)` and mounted through its `/proc/self/fd` path, so that no
+//! symlink in the image, nor one swapped in meanwhile, can send a mount to the host.
+
+mod cgroupfs;
+mod devices;
+mod mounts;
+mod options;
+mod paths;
+mod pivot;
+mod protect;
+
+use std::path::PathBuf;
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::Spec;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RootfsError {
+    #[error("mount {destination}: {what}: {source}")]
+    Mount { destination: String, what: &'static str, source: nix::Error },
+    #[error("mount {destination}: {problem}")]
+    Invalid { destination: String, problem: String },
+    #[error("{path}: {what}: {source}")]
+    Path { path: String, what: &'static str, source: nix::Error },
+    #[error("device {path}: {source}")]
+    Device { path: String, source: nix::Error },
+    #[error("linux.rootfsPropagation: unknown value {0:?}")]
+    Propagation(String),
+    #[error("switching to the new root {rootfs}: {what}: {source}")]
+    Pivot { rootfs: PathBuf, what: &'static str, source: nix::Error },
+}
+
 pub struct RootfsConfig<'a> {
-    pub spec: &'a oci_spec::runtime::Spec,
-    pub rootfs: std::path::PathBuf,
+    pub spec: &'a Spec,
+    /// Absolute host path of the rootfs.
+    pub rootfs: PathBuf,
     pub no_pivot: bool,
+    /// A new user namespace: device nodes are bind-mounted from the host.
     pub in_user_namespace: bool,
     pub in_cgroup_namespace: bool,
 }
-pub fn prepare(_c: &RootfsConfig) -> Result<(), RootfsError> { Err(RootfsError) }
-pub fn enter(_c: &RootfsConfig) -> Result<(), RootfsError> { Err(RootfsError) }
-pub fn finish(_c: &RootfsConfig) -> Result<(), RootfsError> { Err(RootfsError) }
+
+/// Before createContainer hooks: propagation, the rootfs bind, every spec mount, /dev.
+/// The init's current directory is the bundle (relative bind sources start there).
+pub fn prepare(config: &RootfsConfig) -> Result<(), RootfsError> {
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // pivot_root refuses shared mounts: a shared root propagation is applied in finish.
+    let propagation = root_propagation(config.spec)?
+        .filter(|flags| !flags.contains(MsFlags::MS_SHARED))
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mounts::change_propagation("/", propagation)?;
+    mounts::bind_rootfs_onto_itself(&config.rootfs)?;
+    let root = paths::open_root(&config.rootfs)?;
+    let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();
+    for mount in spec_mounts {
+        mounts::mount_one(&root, mount, config)?;
+    }
+    devices::populate_dev(&root, config, spec_mounts)
+}
+
+/// After createContainer hooks: pivot_root (or move + chroot) into the rootfs.
+pub fn enter(config: &RootfsConfig) -> Result<(), RootfsError> {
+    pivot::switch_root(&config.rootfs, config.no_pivot)
+}
+
+/// Inside the new root: masked paths, read-only paths, read-only root, propagation.
+pub fn finish(config: &RootfsConfig) -> Result<(), RootfsError> {
+    let linux = config.spec.linux().as_ref();
+    for path in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        protect::mask(path)?;
+    }
+    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        protect::make_read_only(path)?;
+    }
+    if config.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        protect::remount_read_only("/")?;
+    }
+    if let Some(flags) = root_propagation(config.spec)? {
+        mounts::change_propagation("/", flags)?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    Ok(())
+}
+
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>, RootfsError> {
+    let Some(value) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_ref()) else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    options::propagation_flag(value).map(Some).ok_or_else(|| RootfsError::Propagation(value.clone()))
+}

@@ -20,8 +20,8 @@ pub struct Cli {
     /// Accepted for compatibility; berth manages cgroups through cgroupfs.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for compatibility.
-    #[arg(long, global = true)]
+    /// true, false or auto; with `spec`, writes a rootless configuration.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for compatibility; checkpointing is not supported.
     #[arg(long, global = true)]
@@ -211,8 +211,6 @@ pub struct UpdateArgs {
 pub struct SpecArgs {
     #[arg(long, short = 'b', default_value = ".")]
     pub bundle: PathBuf,
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 /// runc (urfave/cli) also accepts long options with a single dash (`-bundle`): rewrite

@@ -6,6 +6,7 @@ use berth_runtime::container::{block_signals, restore_signals};
 use berth_runtime::{CreateOptions, ExecOptions, Runtime, RuntimeError};
 use oci_spec::runtime::{Process, User};
 
+use crate::terminal;
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs, ListFormat, PsArgs, RunArgs, SpecArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8, CliError> {
             runtime.update(&args.id, &resources).map(|_| 0).map_err(Into::into)
         }
         Command::Features => print_json(&berth_runtime::features::features()),
-        Command::Spec(args) => write_default_spec(args),
+        Command::Spec(args) => write_default_spec(args, cli.rootless.as_deref() == Some("true")),
     }
 }
 
@@ -58,6 +59,7 @@ fn create_options(args: &CreateArgs) -> CreateOptions {
         bundle: args.bundle.clone(),
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
+        console: None,
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
         stdio: None,
@@ -66,9 +68,21 @@ fn create_options(args: &CreateArgs) -> CreateOptions {
 
 /// create + start; without --detach, wait (forwarding signals), then delete.
 fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
-    let options = create_options(&args.create);
+    let mut options = create_options(&args.create);
+    let bundle = berth_runtime::bundle::Bundle::load(&options.bundle).map_err(RuntimeError::from)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let own_terminal = terminal && options.console_socket.is_none();
+    let console_end = if own_terminal { Some(attach_console_pair(&mut options.console)?) } else { None };
     let previous_mask = block_signals()?;
-    let record = runtime.create(&options)?;
+    let record = runtime.create_from(bundle, &options)?;
+    let proxy = match console_end.as_ref().map(terminal::receive_master) {
+        Some(Ok(master)) => Some(terminal::Proxy::start(master)?),
+        Some(Err(error)) => {
+            let _ = runtime.delete(&options.id, true);
+            return Err(error);
+        }
+        None => None,
+    };
     if let Err(error) = runtime.start(&options.id) {
         let _ = runtime.delete(&options.id, true);
         return Err(error.into());
@@ -77,11 +91,30 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
         restore_signals(&previous_mask);
         return Ok(0);
     }
-    let code = berth_runtime::wait::wait_forwarding_signals(record.init_pid)?;
+    let code = wait_with_terminal(record.init_pid, proxy)?;
     if !args.keep {
         runtime.delete(&options.id, true)?;
     }
     Ok(code as u8)
+}
+
+fn attach_console_pair(slot: &mut Option<std::os::fd::OwnedFd>) -> Result<std::os::fd::OwnedFd, CliError> {
+    let (ours, theirs) = terminal::console_pair()?;
+    *slot = Some(theirs);
+    Ok(ours)
+}
+
+fn wait_with_terminal(pid: i32, proxy: Option<terminal::Proxy>) -> Result<i32, CliError> {
+    let on_resize = || {
+        if let Some(proxy) = &proxy {
+            proxy.resize();
+        }
+    };
+    let code = berth_runtime::wait::wait_forwarding_signals(pid, &on_resize)?;
+    if let Some(proxy) = proxy {
+        proxy.finish();
+    }
+    Ok(code)
 }
 
 fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> Result<u8, CliError> {
@@ -125,19 +158,26 @@ fn ps(runtime: &Runtime, args: &PsArgs) -> Result<u8, CliError> {
 
 fn exec(runtime: &Runtime, args: &ExecArgs) -> Result<u8, CliError> {
     let process = exec_process(runtime, args)?;
-    let options = ExecOptions {
+    let mut options = ExecOptions {
         console_socket: args.console_socket.clone(),
+        console: None,
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
         stdio: None,
     };
+    let own_terminal = process.terminal().unwrap_or(false) && args.console_socket.is_none() && !args.detach;
+    let console_end = if own_terminal { Some(attach_console_pair(&mut options.console)?) } else { None };
     let previous_mask = block_signals()?;
     let pid = runtime.exec(&args.id, &process, &options)?;
     if args.detach {
         restore_signals(&previous_mask);
         return Ok(0);
     }
-    Ok(berth_runtime::wait::wait_forwarding_signals(pid)? as u8)
+    let proxy = match console_end.as_ref().map(terminal::receive_master) {
+        Some(master) => Some(terminal::Proxy::start(master?)?),
+        None => None,
+    };
+    Ok(wait_with_terminal(pid, proxy)? as u8)
 }
 
 /// The process to exec: the --process file as given, or the container's own process
@@ -210,12 +250,12 @@ fn add_capabilities(process: &mut Process, names: &[String]) -> Result<(), CliEr
     Ok(())
 }
 
-fn write_default_spec(args: &SpecArgs) -> Result<u8, CliError> {
+fn write_default_spec(args: &SpecArgs, rootless: bool) -> Result<u8, CliError> {
     let path = args.bundle.join("config.json");
     if path.exists() {
         return Err(usage(format!("{} exists: remove it first", path.display())));
     }
-    let spec = berth_runtime::features::default_spec(args.rootless);
+    let spec = berth_runtime::features::default_spec(rootless);
     let text = serde_json::to_string_pretty(&spec).map_err(|e| usage(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| usage(format!("writing {}: {e}", path.display())))?;
     Ok(0)

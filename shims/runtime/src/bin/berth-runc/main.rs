@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod log;
 mod resources;
+mod terminal;
 
 use std::process::ExitCode;
 

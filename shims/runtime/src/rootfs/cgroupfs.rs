@@ -1,0 +1,121 @@
+//! A `cgroup` mount inside the container: with a cgroup namespace, fresh cgroup
+//! filesystems; without one, bind mounts of the container's own cgroup directories.
+//! cgroup v1 hierarchies go in a tmpfs, one directory each; cgroup v2 is one mount.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+
+use super::mounts::{remount_bind, reopen};
+use super::options::ParsedOptions;
+use super::paths::{open_or_create, proc_fd_path, Leaf};
+use super::RootfsError;
+
+/// One mounted cgroup v1 hierarchy of the host.
+struct Hierarchy {
+    /// The host mount point, e.g. /sys/fs/cgroup/cpu.
+    mount_point: PathBuf,
+    /// Its controllers as mount options, e.g. "cpu" or "name=systemd".
+    controllers: String,
+}
+
+fn error(destination: &Path, what: &'static str, source: Errno) -> RootfsError {
+    RootfsError::Mount { destination: destination.display().to_string(), what, source }
+}
+
+pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions, namespaced: bool) -> Result<(), RootfsError> {
+    let flags = (parsed.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let hierarchies = v1_hierarchies();
+    if hierarchies.is_empty() {
+        return mount_unified(root, destination, flags, namespaced);
+    }
+    let target = open_or_create(root, destination, Leaf::Directory)?;
+    let writable = flags - MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), proc_fd_path(&target).as_c_str(), Some("tmpfs"), writable, Some("mode=755"))
+        .map_err(|e| error(destination, "mounting the cgroup tmpfs", e))?;
+    let own = own_cgroup_paths();
+    for hierarchy in &hierarchies {
+        mount_hierarchy(root, destination, hierarchy, &own, flags, namespaced)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let tmpfs = reopen(root, destination)?;
+        let path = proc_fd_path(&tmpfs);
+        mount(None::<&str>, path.as_c_str(), None::<&str>, MsFlags::MS_REMOUNT | flags, Some("mode=755"))
+            .map_err(|e| error(destination, "remounting the cgroup tmpfs read-only", e))?;
+    }
+    Ok(())
+}
+
+fn mount_unified(root: &OwnedFd, destination: &Path, flags: MsFlags, namespaced: bool) -> Result<(), RootfsError> {
+    let target = open_or_create(root, destination, Leaf::Directory)?;
+    let path = proc_fd_path(&target);
+    if namespaced {
+        return mount(Some("cgroup2"), path.as_c_str(), Some("cgroup2"), flags, None::<&str>)
+            .map_err(|e| error(destination, "mounting cgroup2", e));
+    }
+    let own = own_cgroup_paths().into_iter().find(|(c, _)| c.is_empty()).map(|(_, p)| p).unwrap_or_default();
+    let source = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+    bind_with_flags(root, destination, &path, &source, flags)
+}
+
+fn mount_hierarchy(
+    root: &OwnedFd,
+    destination: &Path,
+    hierarchy: &Hierarchy,
+    own: &[(String, String)],
+    flags: MsFlags,
+    namespaced: bool,
+) -> Result<(), RootfsError> {
+    let Some(name) = hierarchy.mount_point.file_name() else { return Ok(()) };
+    let sub = destination.join(name);
+    let target = open_or_create(root, &sub, Leaf::Directory)?;
+    let path = proc_fd_path(&target);
+    if namespaced {
+        return mount(Some("cgroup"), path.as_c_str(), Some("cgroup"), flags, Some(hierarchy.controllers.as_str()))
+            .map_err(|e| error(&sub, "mounting a cgroup hierarchy", e));
+    }
+    let own_path = own.iter().find(|(c, _)| *c == hierarchy.controllers).map(|(_, p)| p.as_str()).unwrap_or("/");
+    let source = hierarchy.mount_point.join(own_path.trim_start_matches('/'));
+    bind_with_flags(root, &sub, &path, &source, flags)
+}
+
+fn bind_with_flags(root: &OwnedFd, destination: &Path, target: &std::ffi::CStr, source: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| error(destination, "binding the container's cgroup", e))?;
+    let mounted = reopen(root, destination)?;
+    remount_bind(&proc_fd_path(&mounted), flags, MsFlags::empty())
+        .map_err(|e| error(destination, "remounting the cgroup bind", e))
+}
+
+/// The host's cgroup v1 hierarchies under /sys/fs/cgroup, from mountinfo.
+fn v1_hierarchies() -> Vec<Hierarchy> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo.lines().filter_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mut fs = after.split(' ');
+        if fs.next()? != "cgroup" {
+            return None;
+        }
+        let mount_point = PathBuf::from(before.split(' ').nth(4)?);
+        if !mount_point.starts_with("/sys/fs/cgroup") {
+            return None;
+        }
+        let super_options = fs.nth(1)?;
+        let controllers: Vec<&str> = super_options.split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "xattr")
+            .collect();
+        Some(Hierarchy { mount_point, controllers: controllers.join(",") })
+    }).collect()
+}
+
+/// (controllers, path) of the calling process from /proc/self/cgroup; "" is cgroup v2.
+fn own_cgroup_paths() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines().filter_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((controllers.to_string(), path.to_string()))
+    }).collect()
+}

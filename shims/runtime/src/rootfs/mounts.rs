@@ -1,0 +1,164 @@
+//! The spec's mounts: bind mounts and filesystem mounts with their flags, data,
+//! propagation and recursive attributes, each on a destination resolved in the rootfs.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use oci_spec::runtime::Mount;
+
+use super::options::{self, ParsedOptions};
+use super::paths::{open_in_root, open_or_create, proc_fd_path, Leaf};
+use super::{cgroupfs, RootfsConfig, RootfsError};
+
+fn mount_error(destination: &Path, what: &'static str, source: Errno) -> RootfsError {
+    RootfsError::Mount { destination: destination.display().to_string(), what, source }
+}
+
+pub fn change_propagation(target: &str, flags: MsFlags) -> Result<(), RootfsError> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| mount_error(Path::new(target), "changing propagation", e))
+}
+
+/// pivot_root needs the new root to be a mount point.
+pub fn bind_rootfs_onto_itself(rootfs: &Path) -> Result<(), RootfsError> {
+    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| mount_error(rootfs, "binding the rootfs onto itself", e))
+}
+
+pub fn mount_one(root: &OwnedFd, spec_mount: &Mount, config: &RootfsConfig) -> Result<(), RootfsError> {
+    let destination = spec_mount.destination();
+    let typ = spec_mount.typ().as_deref().unwrap_or_default();
+    let parsed = options::parse(spec_mount.options().as_deref().unwrap_or_default());
+    if destination.as_os_str().is_empty() || destination == Path::new("/") {
+        return Err(RootfsError::Invalid { destination: destination.display().to_string(), problem: "not a valid destination".into() });
+    }
+    if typ == "cgroup" {
+        return cgroupfs::mount_cgroups(root, destination, &parsed, config.in_cgroup_namespace);
+    }
+    if parsed.is_bind() || typ == "bind" {
+        bind(root, spec_mount, &parsed)?;
+    } else {
+        filesystem(root, spec_mount, typ, &parsed)?;
+    }
+    finish_attributes(root, destination, &parsed)
+}
+
+fn bind(root: &OwnedFd, spec_mount: &Mount, parsed: &ParsedOptions) -> Result<(), RootfsError> {
+    let destination = spec_mount.destination();
+    let source = spec_mount.source().as_deref().ok_or_else(|| RootfsError::Invalid {
+        destination: destination.display().to_string(),
+        problem: "a bind mount needs a source".into(),
+    })?;
+    let metadata = std::fs::metadata(source).map_err(|e| RootfsError::Invalid {
+        destination: destination.display().to_string(),
+        problem: format!("source {}: {e}", source.display()),
+    })?;
+    let leaf = if metadata.is_dir() { Leaf::Directory } else { Leaf::File };
+    let target = open_or_create(root, destination, leaf)?;
+    let flags = MsFlags::MS_BIND | (parsed.flags & MsFlags::MS_REC);
+    mount(Some(source), proc_fd_path(&target).as_c_str(), None::<&str>, flags, None::<&str>)
+        .map_err(|e| mount_error(destination, "bind", e))?;
+    let extra = parsed.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
+    if !extra.is_empty() || !parsed.cleared.is_empty() {
+        let mounted = reopen(root, destination)?;
+        remount_bind(&proc_fd_path(&mounted), extra, parsed.cleared)
+            .map_err(|e| mount_error(destination, "remounting the bind with its flags", e))?;
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount with `flags`, keeping the flags the kernel locks (nosuid,
+/// nodev, noexec, atime ones) unless explicitly cleared.
+pub fn remount_bind(target: &std::ffi::CStr, flags: MsFlags, cleared: MsFlags) -> Result<(), Errno> {
+    let locked = statvfs(target).map(|s| locked_flags(s.flags())).unwrap_or(MsFlags::empty());
+    let all = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | (locked - cleared);
+    mount(None::<&str>, target, None::<&str>, all, None::<&str>)
+}
+
+fn locked_flags(current: FsFlags) -> MsFlags {
+    let pairs = [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ];
+    pairs.iter().filter(|(st, _)| current.contains(*st)).fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms)
+}
+
+fn filesystem(root: &OwnedFd, spec_mount: &Mount, typ: &str, parsed: &ParsedOptions) -> Result<(), RootfsError> {
+    let destination = spec_mount.destination();
+    let target = open_or_create(root, destination, Leaf::Directory)?;
+    let source = spec_mount.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let data = parsed.data();
+    let flags = parsed.flags - MsFlags::MS_REMOUNT;
+    let target_path = proc_fd_path(&target);
+    match mount(Some(&source), target_path.as_c_str(), Some(typ), flags, data.as_deref()) {
+        // sysfs cannot be mounted without owning the network namespace: bind the host's.
+        Err(Errno::EPERM) if typ == "sysfs" => {
+            mount(Some("/sys"), target_path.as_c_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| mount_error(destination, "binding the host's /sys", e))?;
+            let mounted = reopen(root, destination)?;
+            remount_bind(&proc_fd_path(&mounted), flags, MsFlags::empty())
+                .map_err(|e| mount_error(destination, "remounting /sys", e))
+        }
+        Err(e) => Err(mount_error(destination, typ_name(typ), e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn typ_name(typ: &str) -> &'static str {
+    match typ {
+        "proc" => "mounting proc",
+        "tmpfs" => "mounting tmpfs",
+        "sysfs" => "mounting sysfs",
+        "devpts" => "mounting devpts",
+        "mqueue" => "mounting mqueue",
+        _ => "mounting",
+    }
+}
+
+/// Resolves the destination again, now that a mount covers it.
+pub fn reopen(root: &OwnedFd, destination: &Path) -> Result<OwnedFd, RootfsError> {
+    open_in_root(root, destination, libc::O_PATH, 0).map_err(|e| mount_error(destination, "resolving the new mount", e))
+}
+
+/// Propagation changes and recursive attributes, applied to the new mount.
+fn finish_attributes(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions) -> Result<(), RootfsError> {
+    if parsed.propagation.is_empty() && parsed.recursive_set == 0 && parsed.recursive_clear == 0 {
+        return Ok(());
+    }
+    let mounted = reopen(root, destination)?;
+    let path = proc_fd_path(&mounted);
+    for flags in &parsed.propagation {
+        mount(None::<&str>, path.as_c_str(), None::<&str>, *flags, None::<&str>)
+            .map_err(|e| mount_error(destination, "changing propagation", e))?;
+    }
+    if parsed.recursive_set != 0 || parsed.recursive_clear != 0 {
+        set_recursive_attributes(&mounted, parsed.recursive_set, parsed.recursive_clear)
+            .map_err(|e| mount_error(destination, "setting recursive attributes", e))?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn set_recursive_attributes(target: &OwnedFd, set: u64, clear: u64) -> Result<(), Errno> {
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
+    let result = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, target.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if result < 0 { Err(Errno::last()) } else { Ok(()) }
+}
