@@ -90,66 +90,88 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Create+start with the runtime library in this (single-threaded) process.
-fn time_library(rounds: usize) -> Duration {
-    let root = berth_integration::tempdir::TempDir::new("benchroot");
-    let runtime = berth_runtime::Runtime::new(root.path());
-    let mut samples = Vec::new();
-    for _ in 0..rounds {
-        let bundle = ShimBundle::new(&["sleep", "100"]);
-        let null = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map(Into::into);
-        let stdio = berth_runtime::ProcessStdio { stdin: null().unwrap(), stdout: null().unwrap(), stderr: null().unwrap() };
-        let options = berth_runtime::CreateOptions { id: bundle.id.clone(), bundle: bundle.path().into(), stdio: Some(stdio), ..Default::default() };
-        let begin = Instant::now();
-        runtime.create(&options).expect("create");
-        runtime.start(&bundle.id).expect("start");
-        samples.push(begin.elapsed());
-        runtime.delete(&bundle.id, true).expect("delete");
-        let _ = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+fn time_library(runtime: &berth_runtime::Runtime) -> Duration {
+    let bundle = ShimBundle::new(&["sleep", "100"]);
+    let null = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map(Into::into).expect("/dev/null");
+    let stdio = berth_runtime::ProcessStdio { stdin: null(), stdout: null(), stderr: null() };
+    let options = berth_runtime::CreateOptions { id: bundle.id.clone(), bundle: bundle.path().into(), stdio: Some(stdio), ..Default::default() };
+    let begin = Instant::now();
+    runtime.create(&options).expect("create");
+    runtime.start(&bundle.id).expect("start");
+    let elapsed = begin.elapsed();
+    runtime.delete(&bundle.id, true).expect("delete");
+    while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
     }
-    median(samples)
+    elapsed
 }
 
 /// `berth-runc create` + `berth-runc start`.
-fn time_cli(rounds: usize) -> Duration {
-    let root = berth_integration::tempdir::TempDir::new("benchroot");
+fn time_cli(root: &Path) -> Duration {
     let runc = |args: &[&str]| {
-        let status = std::process::Command::new(bin_path("berth-runc")).arg("--root").arg(root.path()).args(args)
+        let status = std::process::Command::new(bin_path("berth-runc")).arg("--root").arg(root).args(args)
             .stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).status().expect("berth-runc");
         assert!(status.success(), "berth-runc {args:?}");
     };
-    let mut samples = Vec::new();
-    for _ in 0..rounds {
-        let bundle = ShimBundle::new(&["sleep", "100"]);
-        let begin = Instant::now();
-        runc(&["create", "--bundle", &bundle.path_str(), &bundle.id]);
-        runc(&["start", &bundle.id]);
-        samples.push(begin.elapsed());
-        runc(&["delete", "--force", &bundle.id]);
-    }
-    median(samples)
+    let bundle = ShimBundle::new(&["sleep", "100"]);
+    let begin = Instant::now();
+    runc(&["create", "--bundle", &bundle.path_str(), &bundle.id]);
+    runc(&["start", &bundle.id]);
+    let elapsed = begin.elapsed();
+    runc(&["delete", "--force", &bundle.id]);
+    elapsed
 }
 
-/// Create + Start RPCs to a running berth-shim, and `berth-shim start` itself.
-fn time_shim(rounds: usize) -> (Duration, Duration) {
-    let (mut rpc, mut launch) = (Vec::new(), Vec::new());
+/// Create + Start (then kill, wait, delete) of one container through `client`.
+async fn shim_round(client: &containerd_shim_protos::shim_async::TaskClient, bundle: &ShimBundle) -> Duration {
+    let request = CreateTaskRequest { id: bundle.id.clone(), bundle: bundle.path_str(), ..Default::default() };
+    let begin = Instant::now();
+    client.create(ctx(), &request).await.expect("create");
+    client.start(ctx(), &StartRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("start");
+    let elapsed = begin.elapsed();
+    client.kill(ctx(), &KillRequest { id: bundle.id.clone(), signal: 9, ..Default::default() }).await.expect("kill");
+    client.wait(ctx(), &WaitRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("wait");
+    client.delete(ctx(), &DeleteRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("delete");
+    elapsed
+}
+
+/// `berth-shim start`, then Create + Start RPCs in that new shim (its first container,
+/// as containerd does it) and again in the same, now warm, shim.
+fn time_shim() -> (Duration, Duration, Duration) {
+    let bundle = ShimBundle::new(&["sleep", "100"]);
+    let second = ShimBundle::new(&["sleep", "100"]);
+    let begin = Instant::now();
+    let shim = Shim::start(bundle.path(), &bundle.id, "");
+    let launch = begin.elapsed();
+    let (cold, warm) = block_on(async {
+        let client = shim.client().await;
+        (shim_round(&client, &bundle).await, shim_round(&client, &second).await)
+    });
+    (cold, warm, launch)
+}
+
+/// The three ways, interleaved round by round so that machine load affects them alike.
+fn latency_benchmark(rounds: usize) {
+    let root = berth_integration::tempdir::TempDir::new("benchroot");
+    let runtime = berth_runtime::Runtime::new(&root.path().join("library"));
+    let (mut library, mut cli, mut cold, mut warm, mut launch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let bundle = ShimBundle::new(&["sleep", "100"]);
-        let begin = Instant::now();
-        let shim = Shim::start(bundle.path(), &bundle.id, "");
-        launch.push(begin.elapsed());
-        block_on(async {
-            let client = shim.client().await;
-            let request = CreateTaskRequest { id: bundle.id.clone(), bundle: bundle.path_str(), ..Default::default() };
-            let begin = Instant::now();
-            client.create(ctx(), &request).await.expect("create");
-            client.start(ctx(), &StartRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("start");
-            rpc.push(begin.elapsed());
-            client.kill(ctx(), &KillRequest { id: bundle.id.clone(), signal: 9, ..Default::default() }).await.expect("kill");
-            client.wait(ctx(), &WaitRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("wait");
-            client.delete(ctx(), &DeleteRequest { id: bundle.id.clone(), ..Default::default() }).await.expect("delete");
-        });
+        library.push(time_library(&runtime));
+        cli.push(time_cli(&root.path().join("cli")));
+        let (c, w, l) = time_shim();
+        cold.push(c);
+        warm.push(w);
+        launch.push(l);
     }
-    (median(rpc), median(launch))
+    let ms = |samples: Vec<Duration>| median(samples).as_secs_f64() * 1e3;
+    println!("create+start to a running process (median of {rounds}, interleaved):");
+    println!("  runtime library in-process:        {:7.2} ms", ms(library));
+    println!("  berth-runc create + start:         {:7.2} ms", ms(cli));
+    println!("  berth-shim Create + Start RPCs, first container of a new shim: {:7.2} ms", ms(cold));
+    println!("  berth-shim Create + Start RPCs, same shim again:               {:7.2} ms", ms(warm));
+    println!("  (berth-shim start, launching the shim: {:.2} ms)", ms(launch));
 }
 
 /// Prefers the size-optimised build (`cargo build --profile shim -p berth-shim`).
@@ -167,13 +189,5 @@ fn main() {
     choose_shim_binary();
     let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     memory_benchmark(count);
-    let rounds = 10;
-    let library = time_library(rounds);
-    let cli = time_cli(rounds);
-    let (rpc, launch) = time_shim(rounds);
-    println!("create+start to a running process (median of {rounds}):");
-    println!("  runtime library in-process:        {:7.2} ms", library.as_secs_f64() * 1e3);
-    println!("  berth-runc create + start:         {:7.2} ms", cli.as_secs_f64() * 1e3);
-    println!("  berth-shim Create + Start RPCs:    {:7.2} ms", rpc.as_secs_f64() * 1e3);
-    println!("  (berth-shim start, launching the shim: {:.2} ms)", launch.as_secs_f64() * 1e3);
+    latency_benchmark(20);
 }
