@@ -260,7 +260,7 @@ fn cri_log_format_partial_lines_and_reopen() {
         delete(&client, &bundle.id, "").await;
     });
     let first = std::fs::read_to_string(log.with_extension("log.1")).unwrap();
-    let entries: Vec<(&str, &str, &str)> = first.lines().map(|l| parse_cri(l)).collect();
+    let entries: Vec<(&str, &str, &str)> = first.lines().map(parse_cri).collect();
     assert!(entries.contains(&("stdout", "F", "first")), "{first}");
     assert!(entries.contains(&("stderr", "F", "second")), "{first}");
     let long: Vec<_> = entries.iter().filter(|(s, _, c)| *s == "stdout" && c.starts_with('x')).collect();
@@ -279,4 +279,25 @@ fn parse_cri(line: &str) -> (&str, &str, &str) {
     assert_eq!(bytes.len(), 30, "time {time:?}");
     assert!(bytes[4] == b'-' && bytes[10] == b'T' && bytes[19] == b'.' && bytes[29] == b'Z', "time {time:?}");
     (stream, tag, content)
+}
+
+#[test]
+fn an_oom_kill_is_published_before_the_exit() {
+    let mut bundle = ShimBundle::new(&["sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null"]);
+    bundle.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024 });
+    bundle.write_config();
+    block_on(async {
+        let events = EventServer::start(bundle.path()).await;
+        let shim = Shim::start(bundle.path(), &bundle.id, &events.path.display().to_string());
+        let client = shim.client().await;
+        client.create(ctx(), &create_request(&bundle, "", "")).await.expect("create");
+        start(&client, &bundle.id, "").await;
+        let status = wait(&client, &bundle.id, "").await;
+        events.log.wait_for("/tasks/exit", Duration::from_secs(5)).await.expect("TaskExit");
+        let topics = events.log.topics();
+        let oom = topics.iter().position(|t| t == "/tasks/oom");
+        let exit = topics.iter().position(|t| t == "/tasks/exit");
+        assert!(oom.is_some() && oom < exit, "exit status {status}, events {topics:?}");
+        delete(&client, &bundle.id, "").await;
+    });
 }
