@@ -795,4 +795,41 @@ mod tests {
         );
         assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }
+
+    #[test]
+    fn listener_gets_state_and_fd() {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        let dir =
+            std::env::temp_dir().join(format!("berth-seccomp-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let fd: OwnedFd = std::fs::File::open("/dev/null").expect("open").into();
+        let mut state = oci_spec::runtime::ContainerProcessState::default();
+        state.set_pid(42);
+        state.set_metadata(Some("meta".to_string()));
+        send_to_listener(&path, &fd, &state).expect("send");
+        let (conn, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 65536];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        let got_fd = msg
+            .cmsgs()
+            .expect("cmsgs")
+            .any(|c| matches!(c, ControlMessageOwned::ScmRights(f) if f.len() == 1));
+        let len = msg.bytes;
+        assert!(got_fd);
+        let v: serde_json::Value = serde_json::from_slice(&buf[..len]).expect("json");
+        assert_eq!(v["fds"], json!(["seccompFd"]));
+        assert_eq!(v["pid"], json!(42));
+        assert_eq!(v["metadata"], json!("meta"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
