@@ -36,7 +36,8 @@ pub fn each_runtime(test: &str, known: &[Expect], body: impl Fn(&Runtime)) {
                 failures.push(format!("{}: {}", rt.name(), panic_text(e)));
                 "FAIL".to_string()
             }
-            (Ok(()), false, _) => {
+            (Ok(()), false, Some(why)) => format!("expected failure: {why}; it leaked {leaks:?}"),
+            (Ok(()), false, None) => {
                 failures.push(format!("{}: leaked {leaks:#?}", rt.name()));
                 "FAIL (leak)".to_string()
             }

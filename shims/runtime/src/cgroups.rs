@@ -1,21 +1,686 @@
-//! TEMP STUB (not committed): replaced by the cgroups branch.
+//! The container's cgroup (v1 and v2): resolves `linux.cgroupsPath` like runc's cgroupfs
+//! driver, creates the directories (remembering which ones it made), applies
+//! `linux.resources` through youki's `libcgroups`, moves processes in, freezes, reports
+//! statistics and removes exactly what it created.
+
+mod path;
+mod stats;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};
+
+pub use path::{clean_path, expand_slice, resolve, Requested};
+pub use stats::CgroupStats;
+
+/// Where cgroup filesystems are mounted on every supported host.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Errors of the container cgroup; each names the path, field or controller involved.
 #[derive(Debug, thiserror::Error)]
-#[error("cgroup stub")]
-pub struct CgroupError;
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContainerCgroup { path: std::path::PathBuf }
-#[derive(Debug, Serialize)]
-pub struct CgroupStats {}
+pub enum CgroupError {
+    #[error("invalid linux.cgroupsPath {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("no usable cgroup hierarchy: {0}")]
+    NoHierarchy(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("creating cgroup directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("removing cgroup directory {path}: {source}")]
+    RemoveDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "linux.resources.{field} needs the {controller} cgroup controller, which this host lacks"
+    )]
+    ControllerMissing {
+        controller: &'static str,
+        field: &'static str,
+    },
+    #[error("linux.resources.unified is only supported on cgroup v2 (cgroup {0})")]
+    UnifiedOnV1(PathBuf),
+    #[error("{op} on cgroup {path}: {message}")]
+    Library {
+        op: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// cgroup v1 (one directory per hierarchy) or v2 (one directory in the unified tree).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// One hierarchy the container has a directory in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Controllers bound to it (`name=systemd` for the named one, empty for cgroup2).
+    pub controllers: Vec<String>,
+    /// The hierarchy's mount point.
+    pub mount: PathBuf,
+    /// The container's directory in it.
+    pub dir: PathBuf,
+}
+
+/// The container's cgroup, recorded in its state.json.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ContainerCgroup {
+    path: PathBuf,
+    version: CgroupVersion,
+    hierarchies: Vec<Hierarchy>,
+    /// Directories this container created, parents before children.
+    created: Vec<PathBuf>,
+    /// The device rules given at create: on v2 (eBPF) an update must re-send them.
+    #[serde(default)]
+    devices: Vec<LinuxDeviceCgroup>,
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.into(),
+        value: value.into(),
+        source,
+    })
+}
+
+fn library(op: &'static str, path: &Path, e: impl std::fmt::Display) -> CgroupError {
+    CgroupError::Library {
+        op,
+        path: path.into(),
+        message: e.to_string(),
+    }
+}
+
+/// A mounted hierarchy and the caller's own cgroup in it.
+#[derive(Debug, Clone)]
+struct Mounted {
+    controllers: Vec<String>,
+    mount: PathBuf,
+    own: PathBuf,
+}
+
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "perf_event",
+    "net_cls",
+    "net_prio",
+    "rdma",
+    "misc",
+    "name=systemd",
+];
+
+/// A v1 hierarchy in mountinfo: controllers, mount point, root of the mount.
+type V1Mount = (Vec<String>, PathBuf, PathBuf);
+
+/// Parses /proc/self/mountinfo once: (v1 hierarchies, cgroup2 mount point).
+fn mounts() -> Result<(Vec<V1Mount>, Option<PathBuf>), CgroupError> {
+    let info = read(Path::new("/proc/self/mountinfo"))?;
+    let (mut v1, mut v2) = (Vec::new(), None);
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let (root, point) = (PathBuf::from(l[3]), PathBuf::from(l[4]));
+        match r[0] {
+            "cgroup2" if v2.is_none() => v2 = Some(point),
+            "cgroup" => {
+                let ctrls: Vec<String> = r[2]
+                    .split(',')
+                    .filter(|o| V1_CONTROLLERS.contains(o))
+                    .map(String::from)
+                    .collect();
+                let seen = v1.iter().any(|(c, _, _): &V1Mount| *c == ctrls);
+                if !ctrls.is_empty() && !seen {
+                    v1.push((ctrls, point, root));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((v1, v2))
+}
+
+/// The caller's own cgroup in the hierarchy with `controllers` (empty: cgroup2), made
+/// relative to that hierarchy's mount root.
+fn own_cgroup(proc_cgroup: &str, controllers: &[String], mount_root: &Path) -> PathBuf {
+    let own = proc_cgroup.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+        let set: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+        let same =
+            set.len() == controllers.len() && controllers.iter().all(|c| set.contains(&c.as_str()));
+        same.then(|| PathBuf::from(path))
+    });
+    let own = own.unwrap_or_else(|| PathBuf::from("/"));
+    match own.strip_prefix(mount_root) {
+        Ok(rest) if mount_root != Path::new("/") => Path::new("/").join(rest),
+        _ => own,
+    }
+}
+
+/// Finds the hierarchies to use: the unified tree on v2; on v1 every controller
+/// hierarchy, `name=systemd` and (hybrid) the controller-less cgroup2 tree. The last two
+/// control nothing, but systemd tracks units through them: a container left in the
+/// caller's `name=systemd`/unified cgroup counts as part of the caller's unit and is
+/// killed when that unit stops, so, like runc, the container gets its own directory.
+fn discover() -> Result<(CgroupVersion, Vec<Mounted>), CgroupError> {
+    let (v1, v2) = mounts()?;
+    let proc_cgroup = read(Path::new("/proc/self/cgroup"))?;
+    if v2.as_deref() == Some(Path::new(CGROUP_ROOT)) || (v1.is_empty() && v2.is_some()) {
+        let mount = v2.unwrap_or_else(|| PathBuf::from(CGROUP_ROOT));
+        let own = own_cgroup(&proc_cgroup, &[], Path::new("/"));
+        return Ok((
+            CgroupVersion::V2,
+            vec![Mounted {
+                controllers: vec![],
+                mount,
+                own,
+            }],
+        ));
+    }
+    if v1.is_empty() {
+        return Err(CgroupError::NoHierarchy(
+            "no cgroup or cgroup2 mount in /proc/self/mountinfo".into(),
+        ));
+    }
+    let mut found: Vec<Mounted> = v1
+        .into_iter()
+        .map(|(controllers, mount, root)| {
+            let own = own_cgroup(&proc_cgroup, &controllers, &root);
+            Mounted {
+                controllers,
+                mount,
+                own,
+            }
+        })
+        .collect();
+    if let Some(mount) = v2 {
+        let own = own_cgroup(&proc_cgroup, &[], Path::new("/"));
+        found.push(Mounted {
+            controllers: vec![],
+            mount,
+            own,
+        });
+    }
+    Ok((CgroupVersion::V1, found))
+}
+
+/// The v1 hierarchy whose own cgroup anchors relative paths (libcgroups uses one path
+/// for every hierarchy): cpu's, else the first controller hierarchy's.
+fn anchor(found: &[Mounted]) -> PathBuf {
+    let has = |m: &&Mounted, c: &str| m.controllers.iter().any(|x| x == c);
+    found
+        .iter()
+        .find(|m| has(m, "cpu"))
+        .or_else(|| found.first())
+        .map(|m| m.own.clone())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
 impl ContainerCgroup {
-    pub fn create(_p: Option<&std::path::Path>, _id: &str, _r: Option<&oci_spec::runtime::LinuxResources>) -> Result<Self, CgroupError> { Err(CgroupError) }
-    pub fn add_process(&self, _pid: i32) -> Result<(), CgroupError> { Err(CgroupError) }
-    pub fn update(&self, _r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> { Err(CgroupError) }
-    pub fn freeze(&self) -> Result<(), CgroupError> { Err(CgroupError) }
-    pub fn thaw(&self) -> Result<(), CgroupError> { Err(CgroupError) }
-    pub fn is_frozen(&self) -> Result<bool, CgroupError> { Err(CgroupError) }
-    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> { Err(CgroupError) }
-    pub fn stats(&self) -> Result<CgroupStats, CgroupError> { Err(CgroupError) }
-    pub fn destroy(&self) -> Result<(), CgroupError> { Err(CgroupError) }
-    pub fn path(&self) -> &std::path::Path { &self.path }
+    /// Resolves `cgroupsPath` as runc's cgroupfs driver does (absolute; relative to the
+    /// caller's cgroup on v1 or its parent on v2; empty -> the container id; systemd
+    /// `slice:prefix:name` -> the scope's path), creates the directories in every
+    /// hierarchy and applies `resources`. On failure, removes what it created.
+    pub fn create(
+        cgroups_path: Option<&Path>,
+        container_id: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Self, CgroupError> {
+        let requested = path::resolve(cgroups_path, container_id)?;
+        let (version, found) = discover()?;
+        let own = match version {
+            CgroupVersion::V1 => anchor(&found),
+            CgroupVersion::V2 => found
+                .first()
+                .and_then(|m| m.own.parent())
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
+        let resolved = path::place(&requested, &own);
+        if resolved == Path::new("/") {
+            return Err(CgroupError::InvalidPath {
+                path: cgroups_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason: "resolves to the hierarchy root".into(),
+            });
+        }
+        let hierarchies = found
+            .into_iter()
+            .map(|m| {
+                let dir = m
+                    .mount
+                    .join(resolved.strip_prefix("/").unwrap_or(&resolved));
+                Hierarchy {
+                    controllers: m.controllers,
+                    mount: m.mount,
+                    dir,
+                }
+            })
+            .collect();
+        let devices = resources
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        let mut cg = ContainerCgroup {
+            path: resolved,
+            version,
+            hierarchies,
+            created: Vec::new(),
+            devices,
+        };
+        if let Err(e) = cg.build(resources) {
+            let _ = cg.destroy();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn build(&mut self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let empty = LinuxResources::default();
+        let resources = resources.unwrap_or(&empty);
+        self.check_support(resources)?;
+        self.make_dirs()?;
+        match self.version {
+            CgroupVersion::V1 => self.init_cpuset()?,
+            CgroupVersion::V2 => self.enable_controllers()?,
+        }
+        self.apply(resources, true)
+    }
+
+    /// Creates each hierarchy's directory one level at a time, recording new ones.
+    fn make_dirs(&mut self) -> Result<(), CgroupError> {
+        let rel = self
+            .path
+            .strip_prefix("/")
+            .unwrap_or(&self.path)
+            .to_path_buf();
+        for h in &self.hierarchies {
+            let mut cur = h.mount.clone();
+            for comp in rel.components() {
+                cur.push(comp);
+                match fs::create_dir(&cur) {
+                    Ok(()) => self.created.push(cur.clone()),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(source) => return Err(CgroupError::CreateDir { path: cur, source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hierarchy(&self, controller: &str) -> Option<&Hierarchy> {
+        self.hierarchies
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
+    }
+
+    fn has_controller(&self, controller: &str) -> bool {
+        match self.version {
+            CgroupVersion::V1 => self.hierarchy(controller).is_some(),
+            CgroupVersion::V2 => {
+                let Ok(h) = self.first() else { return false };
+                read(&h.mount.join("cgroup.controllers"))
+                    .map(|s| s.split_whitespace().any(|c| c == controller))
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    /// Refuses limits the host cannot enforce, before anything is created.
+    fn check_support(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        let hugetlb = r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty());
+        if hugetlb && !self.has_controller("hugetlb") {
+            return Err(CgroupError::ControllerMissing {
+                controller: "hugetlb",
+                field: "hugepageLimits",
+            });
+        }
+        let unified = r.unified().as_ref().is_some_and(|u| !u.is_empty());
+        if unified && self.version == CgroupVersion::V1 {
+            return Err(CgroupError::UnifiedOnV1(self.path.clone()));
+        }
+        Ok(())
+    }
+
+    /// v1 cpuset: an empty `cpuset.cpus`/`cpuset.mems` refuses tasks, so fill each
+    /// level below the mount from its parent (top-down).
+    fn init_cpuset(&self) -> Result<(), CgroupError> {
+        let Some(h) = self.hierarchy("cpuset") else {
+            return Ok(());
+        };
+        let rel = h.dir.strip_prefix(&h.mount).unwrap_or(Path::new(""));
+        let mut cur = h.mount.clone();
+        for comp in rel.components() {
+            let parent = cur.clone();
+            cur.push(comp);
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if read(&cur.join(file))?.trim().is_empty() {
+                    write(&cur.join(file), read(&parent.join(file))?.trim())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// v2: enable every available controller in each ancestor's subtree_control
+    /// (root down to the leaf's parent), skipping writes that change nothing.
+    fn enable_controllers(&self) -> Result<(), CgroupError> {
+        let h = self.first()?;
+        let rel = h.dir.strip_prefix(&h.mount).unwrap_or(Path::new(""));
+        let mut cur = h.mount.clone();
+        for comp in rel.components() {
+            let available = read(&cur.join("cgroup.controllers"))?;
+            let enabled = read(&cur.join("cgroup.subtree_control"))?;
+            let missing: Vec<String> = available
+                .split_whitespace()
+                .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !missing.is_empty() {
+                write(&cur.join("cgroup.subtree_control"), &missing.join(" "))?;
+            }
+            cur.push(comp);
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the container's directory of every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for h in &self.hierarchies {
+            write(&h.dir.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
+    }
+
+    /// Applies new resource limits (`runc update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.check_support(resources)?;
+        self.apply(resources, false)
+    }
+
+    fn apply(&self, r: &LinuxResources, fresh: bool) -> Result<(), CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => self.apply_v1(r, fresh),
+            CgroupVersion::V2 => self.apply_v2(r, fresh),
+        }
+    }
+
+    fn controller_opt(r: &LinuxResources) -> ControllerOpt<'_> {
+        let disable_oom_killer = r
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
+        ControllerOpt {
+            resources: r,
+            disable_oom_killer,
+            oom_score_adj: None,
+            freezer_state: None,
+        }
+    }
+
+    fn apply_v1(&self, r: &LinuxResources, fresh: bool) -> Result<(), CgroupError> {
+        if fresh || r.devices().is_some() {
+            self.apply_v1_devices(r.devices().as_deref().unwrap_or(&[]))?;
+        }
+        let mut rest = r.clone();
+        rest.set_devices(None);
+        self.strip_unsupported_kmem(&mut rest);
+        if rest == LinuxResources::default() {
+            return Ok(());
+        }
+        let mgr = libcgroups::v1::manager::Manager::new(&self.path)
+            .map_err(|e| library("opening v1 cgroup", &self.path, e))?;
+        mgr.apply(&Self::controller_opt(&rest))
+            .map_err(|e| library("applying linux.resources", &self.path, e))
+    }
+
+    /// Kernel memory limits are gone from recent kernels; like runc 1.1, ignore the
+    /// request when the file is absent.
+    fn strip_unsupported_kmem(&self, r: &mut LinuxResources) {
+        let Some(dir) = self.hierarchy("memory").map(|h| h.dir.clone()) else {
+            return;
+        };
+        if let Some(m) = r.memory_mut() {
+            if m.kernel().is_some() && !dir.join("memory.kmem.limit_in_bytes").exists() {
+                m.set_kernel(None);
+            }
+            if m.kernel_tcp().is_some() && !dir.join("memory.kmem.tcp.limit_in_bytes").exists() {
+                m.set_kernel_tcp(None);
+            }
+        }
+    }
+
+    /// v1 devices, as runc: deny everything, then the spec's rules in order, then the
+    /// devices every container gets (null, zero, full, tty, random, urandom, console,
+    /// ptmx, pts, tun, and mknod of any device).
+    fn apply_v1_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        let Some(h) = self.hierarchy("devices") else {
+            return Ok(());
+        };
+        let (allow, deny) = (h.dir.join("devices.allow"), h.dir.join("devices.deny"));
+        write(&deny, "a")?;
+        for rule in rules {
+            let file = if rule.allow() { &allow } else { &deny };
+            write(file, &rule.to_string())?;
+        }
+        for rule in DEFAULT_ALLOWED_DEVICES {
+            write(&allow, rule)?;
+        }
+        Ok(())
+    }
+
+    /// v2 devices need an eBPF program: with the `cgroupsv2-devices` feature libcgroups
+    /// attaches one (deny all, the spec's rules, the defaults) on every create; without
+    /// it device rules are not enforced on v2.
+    fn apply_v2(&self, r: &LinuxResources, fresh: bool) -> Result<(), CgroupError> {
+        if !fresh && r == &LinuxResources::default() {
+            return Ok(());
+        }
+        let mut rest = r.clone();
+        if cfg!(feature = "cgroupsv2-devices") {
+            // libcgroups replaces the whole program on every apply: keep the rules.
+            if rest.devices().is_none() {
+                rest.set_devices(Some(self.devices.clone()));
+            }
+        } else {
+            rest.set_devices(None);
+            if rest == LinuxResources::default() {
+                return Ok(());
+            }
+        }
+        self.v2_manager()?
+            .apply(&Self::controller_opt(&rest))
+            .map_err(|e| library("applying linux.resources", &self.path, e))
+    }
+
+    fn v2_manager(&self) -> Result<libcgroups::v2::manager::Manager, CgroupError> {
+        let mount = self.first()?.mount.clone();
+        libcgroups::v2::manager::Manager::new(mount, self.path.clone())
+            .map_err(|e| library("opening v2 cgroup", &self.path, e))
+    }
+
+    fn manager(&self) -> Result<libcgroups::common::AnyCgroupManager, CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => libcgroups::v1::manager::Manager::new(&self.path)
+                .map(|m| m.any())
+                .map_err(|e| library("opening v1 cgroup", &self.path, e)),
+            CgroupVersion::V2 => self.v2_manager().map(|m| m.any()),
+        }
+    }
+
+    fn set_freezer(&self, state: FreezerState, op: &'static str) -> Result<(), CgroupError> {
+        if self.version == CgroupVersion::V1 && self.hierarchy("freezer").is_none() {
+            return Err(CgroupError::ControllerMissing {
+                controller: "freezer",
+                field: "(pause/resume)",
+            });
+        }
+        self.manager()?
+            .freeze(state)
+            .map_err(|e| library(op, &self.path, e))
+    }
+
+    /// Freezes every process of the container (`pause`).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_freezer(FreezerState::Frozen, "freezing")
+    }
+
+    /// Thaws the container (`resume`).
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_freezer(FreezerState::Thawed, "thawing")
+    }
+
+    /// Whether the container is frozen (v1 `freezer.state`, v2 `cgroup.freeze`).
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => match self.hierarchy("freezer") {
+                Some(h) => Ok(read(&h.dir.join("freezer.state"))?.trim() == "FROZEN"),
+                None => Ok(false),
+            },
+            CgroupVersion::V2 => Ok(read(&self.first()?.dir.join("cgroup.freeze"))?.trim() == "1"),
+        }
+    }
+
+    /// The first hierarchy: on v2 the only one.
+    fn first(&self) -> Result<&Hierarchy, CgroupError> {
+        self.hierarchies.first().ok_or_else(|| {
+            CgroupError::NoHierarchy(format!("none recorded for {}", self.path.display()))
+        })
+    }
+
+    /// The directory that lists the container's processes.
+    fn main_dir(&self) -> Result<&Path, CgroupError> {
+        let h = self.hierarchy("pids").or_else(|| self.hierarchy("devices"));
+        Ok(&h.map_or_else(|| self.first(), Ok)?.dir)
+    }
+
+    /// Every process in the container's cgroup, sub-cgroups included.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = self.main_dir()?;
+        let pids =
+            libcgroups::common::get_all_pids(dir).map_err(|e| library("listing pids", dir, e))?;
+        Ok(pids.into_iter().map(Pid::as_raw).collect())
+    }
+
+    /// Statistics shaped as runc's `events --stats` "data".
+    pub fn stats(&self) -> Result<CgroupStats, CgroupError> {
+        let s = self
+            .manager()?
+            .stats()
+            .map_err(|e| library("reading stats", &self.path, e))?;
+        Ok(CgroupStats::from(&s))
+    }
+
+    /// Removes the directories this container created, deepest first; retries while
+    /// the last tasks exit (EBUSY). A directory already gone is fine.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for dir in self.created.iter().rev() {
+            if let Err(e) = remove_with_retry(dir) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The resolved cgroupsPath (relative to each hierarchy's root).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    pub fn hierarchies(&self) -> &[Hierarchy] {
+        &self.hierarchies
+    }
+
+    /// Directories this container created (and `destroy` removes), parents first.
+    pub fn created(&self) -> &[PathBuf] {
+        &self.created
+    }
+}
+
+/// Rules every v1 container gets after the spec's own (as runc's defaults).
+const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+];
+
+fn remove_with_retry(dir: &Path) -> Result<(), CgroupError> {
+    let mut delay = Duration::from_millis(1);
+    for attempt in 0.. {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 12 => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(source) => {
+                return Err(CgroupError::RemoveDir {
+                    path: dir.into(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
