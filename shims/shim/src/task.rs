@@ -130,15 +130,14 @@ impl Shim {
             Some(path) => Some(Arc::new(CriLog::open(&path)?)),
             None => None,
         };
-        let prepared = stdio::prepare(&paths, &self.console_path(dir), log.clone())?;
+        let mut prepared = stdio::prepare(&paths, &self.console_path(dir), log.clone())?;
         let options = CreateOptions {
             id: request.id.clone(),
             bundle: bundle.to_path_buf(),
             console_socket: prepared.console_socket.clone(),
-            stdio: None,
+            stdio: prepared.stdio.take(),
             ..CreateOptions::default()
         };
-        let (options, prepared) = stdio_into(options, prepared);
         let record = self.runtime.create(&options)?;
         drop(options);
         let mut init = Proc::new("", paths.clone());
@@ -372,11 +371,6 @@ fn log_path(bundle: &std::path::Path) -> Option<PathBuf> {
     let spec: serde_json::Value = serde_json::from_slice(&config).ok()?;
     let path = spec.get("annotations")?.get(crilog::LOG_PATH_ANNOTATION)?.as_str()?;
     (!path.is_empty()).then(|| PathBuf::from(path))
-}
-
-fn stdio_into(mut options: CreateOptions, mut prepared: stdio::Prepared) -> (CreateOptions, stdio::Prepared) {
-    options.stdio = prepared.stdio.take();
-    (options, prepared)
 }
 
 impl Shim {
