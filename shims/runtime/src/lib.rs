@@ -16,6 +16,7 @@ pub mod error;
 pub mod features;
 pub mod hooks;
 mod init;
+mod mount_api;
 pub mod namespaces;
 mod rlimits;
 pub mod rootfs;

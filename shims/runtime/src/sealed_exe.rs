@@ -56,14 +56,6 @@ pub fn ensure_sealed_executable() -> Result<(), SealError> {
     Err(last_error("execveat"))
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// An O_PATH descriptor of this binary on a new, detached, read-only bind mount.
 fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
     let flags = libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
@@ -72,19 +64,7 @@ fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
         return Err(last_error("open_tree"));
     }
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if result < 0 {
-        return Err(last_error("mount_setattr"));
-    }
+    crate::mount_api::set_mount_attributes(&tree, crate::mount_api::MOUNT_ATTR_RDONLY, 0, false)
+        .map_err(|e| SealError::System("mount_setattr", e.into()))?;
     Ok(tree)
 }

@@ -1,7 +1,7 @@
 //! The spec's mounts: bind mounts and filesystem mounts with their flags, data,
 //! propagation and recursive attributes, each on a destination resolved in the rootfs.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -140,25 +140,9 @@ fn finish_attributes(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions)
             .map_err(|e| mount_error(destination, "changing propagation", e))?;
     }
     if parsed.recursive_set != 0 || parsed.recursive_clear != 0 {
-        set_recursive_attributes(&mounted, parsed.recursive_set, parsed.recursive_clear)
+        crate::mount_api::set_mount_attributes(&mounted, parsed.recursive_set, parsed.recursive_clear, true)
             .map_err(|e| mount_error(destination, "setting recursive attributes", e))?;
     }
     Ok(())
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-fn set_recursive_attributes(target: &OwnedFd, set: u64, clear: u64) -> Result<(), Errno> {
-    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
-    let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
-    let result = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, target.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
-    };
-    if result < 0 { Err(Errno::last()) } else { Ok(()) }
-}

@@ -127,7 +127,7 @@ fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> Result<u8, CliErr
         return print_json(&containers);
     }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<30} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+    let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
     for c in &containers {
         let owner = if c.owner.is_empty() { "root" } else { &c.owner };
         let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<30} {}", c.id, c.pid, c.status, c.bundle.display(), c.created, owner);

@@ -12,11 +12,12 @@ pub fn from_args(args: &UpdateArgs) -> Result<LinuxResources, String> {
         return read_json(path);
     }
     let mut resources = LinuxResources::default();
-    let memory = LinuxMemory::default()
-        .set_limit(args.memory.as_deref().map(parse_size).transpose()?).clone()
-        .set_reservation(args.memory_reservation.as_deref().map(parse_size).transpose()?).clone()
-        .set_swap(args.memory_swap.as_deref().map(parse_size).transpose()?).clone()
-        .set_kernel(args.kernel_memory.as_deref().map(parse_size).transpose()?).clone();
+    let mut memory = LinuxMemory::default();
+    memory
+        .set_limit(args.memory.as_deref().map(parse_size).transpose()?)
+        .set_reservation(args.memory_reservation.as_deref().map(parse_size).transpose()?)
+        .set_swap(args.memory_swap.as_deref().map(parse_size).transpose()?)
+        .set_kernel(args.kernel_memory.as_deref().map(parse_size).transpose()?);
     if memory != LinuxMemory::default() {
         resources.set_memory(Some(memory));
     }
@@ -32,7 +33,9 @@ pub fn from_args(args: &UpdateArgs) -> Result<LinuxResources, String> {
         resources.set_cpu(Some(cpu));
     }
     if let Some(limit) = args.pids_limit {
-        resources.set_pids(Some(LinuxPids::default().set_limit(limit).clone()));
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
     }
     if let Some(weight) = args.blkio_weight {
         resources.set_block_io(Some(LinuxBlockIo::default().set_weight(Some(weight)).clone()));

@@ -1,0 +1,34 @@
+//! The new mount API calls that nix does not wrap: `mount_setattr` on a mount given by
+//! descriptor (a detached tree from `open_tree`, or a mount in the rootfs).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets and clears MOUNT_ATTR_* bits on the mount `target` refers to (and, with
+/// `recursive`, on every mount below it).
+pub fn set_mount_attributes(target: &OwnedFd, set: u64, clear: u64, recursive: bool) -> Result<(), Errno> {
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if result < 0 { Err(Errno::last()) } else { Ok(()) }
+}
