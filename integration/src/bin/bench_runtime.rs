@@ -7,7 +7,8 @@
 //!
 //! The whole benchmark runs in a private mount namespace where the cgroup2 mount of a
 //! hybrid layout is detached, so that Debian's crun runs without a wrapper and every
-//! runtime sees the same cgroups. Run as root:
+//! runtime sees the same cgroups, and where /tmp (the runtimes' state roots and the
+//! bundles) is a tmpfs, as /run is in production. Run as root:
 //!     cargo run --release -p berth-integration --bin bench_runtime -- 50
 
 use std::process::{Command, Stdio};
@@ -23,9 +24,10 @@ fn main() {
     bundles.iter().for_each(|b| b.write_config());
     let mut run_times = vec![Vec::new(); runtimes.len()];
     let mut floor = Vec::new();
-    for _ in 0..rounds {
-        for (i, bundle) in bundles.iter().enumerate() {
-            run_times[i].push(time_run(bundle));
+    for round in 0..rounds {
+        // Rotate who goes first: a runtime right after another one meets a warmer kernel.
+        for i in rotated(bundles.len(), round) {
+            run_times[i].push(time_run(&bundles[i]));
         }
         floor.push(time_command(Command::new("unshare").args(["-fpmiun", "/bin/true"])));
     }
@@ -43,6 +45,8 @@ fn enter_private_cgroup_view() {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
         .expect("making / a slave mount");
     let _ = umount2("/sys/fs/cgroup/unified", MntFlags::MNT_DETACH);
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), Some("mode=1777"))
+        .expect("mounting a tmpfs on /tmp");
 }
 
 fn direct(rt: &Runtime) -> Command {
@@ -77,10 +81,10 @@ fn bench_exec(runtimes: &[Runtime], rounds: usize) -> Vec<Vec<Duration>> {
         time_command(&mut command);
     }
     let mut times = vec![Vec::new(); runtimes.len()];
-    for _ in 0..rounds {
-        for (i, bundle) in bundles.iter().enumerate() {
-            let mut command = direct(bundle.runtime());
-            command.args(["exec", bundle.id(), "/bin/true"]);
+    for round in 0..rounds {
+        for i in rotated(bundles.len(), round) {
+            let mut command = direct(bundles[i].runtime());
+            command.args(["exec", bundles[i].id(), "/bin/true"]);
             times[i].push(time_command(&mut command));
         }
     }
@@ -90,6 +94,11 @@ fn bench_exec(runtimes: &[Runtime], rounds: usize) -> Vec<Vec<Duration>> {
         time_command(&mut command);
     }
     times
+}
+
+/// 0..count, starting at round % count.
+fn rotated(count: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |i| (i + round) % count)
 }
 
 fn median_ms(samples: &mut [Duration]) -> f64 {

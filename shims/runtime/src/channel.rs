@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Runtime to child: proceed to the next stage.
     Go,
+    /// Runtime to child: you are in your cgroup now.
+    Placed,
     /// Child to runtime: write my uid and gid maps, then send Go.
     MapRequest,
     /// Child to runtime: the process that will become the container's is this pid.
@@ -68,9 +70,14 @@ impl Channel {
 
     /// Waits for `Go`; anything else is an error.
     pub fn expect_go(&self) -> io::Result<()> {
+        self.expect(Message::Go)
+    }
+
+    /// Waits for `wanted`; anything else is an error.
+    pub fn expect(&self, wanted: Message) -> io::Result<()> {
         match self.receive()? {
-            Some(Message::Go) => Ok(()),
-            other => Err(io::Error::other(format!("sync channel: expected Go, got {other:?}"))),
+            Some(message) if message == wanted => Ok(()),
+            other => Err(io::Error::other(format!("sync channel: expected {wanted:?}, got {other:?}"))),
         }
     }
 }

@@ -78,21 +78,48 @@ fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible,
     }
     let plan = config.namespaces;
     plan.join_all()?;
+    let placement = Placement::new(channel, plan.new_cgroup);
     if plan.needs_intermediate() {
+        placement.wait()?;
         create_namespaces_then_fork(config, channel)?;
     } else if plan.creates_user_namespace() {
         become_namespace_root(config.spec)?;
-    }
-    if plan.new_cgroup {
-        unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
     }
     match &config.role {
         Role::ContainerInit { rootfs, bundle, state_dir } => {
             // Relative bind mount sources are relative to the bundle.
             nix::unistd::chdir(*bundle).map_err(|e| InitError::Cwd(bundle.to_path_buf(), e))?;
-            init_container(config, channel, rootfs, state_dir)
+            init_container(config, channel, &placement, rootfs, state_dir)
         }
-        Role::Joiner => join_container(config, channel),
+        Role::Joiner => {
+            placement.wait()?;
+            join_container(config, channel)
+        }
+    }
+}
+
+/// Waiting, once, for the runtime to have moved this process into its cgroup, then
+/// creating the cgroup namespace (whose root is the cgroup the process is in).
+struct Placement<'a> {
+    channel: &'a Channel,
+    new_cgroup_namespace: bool,
+    done: std::cell::Cell<bool>,
+}
+
+impl<'a> Placement<'a> {
+    fn new(channel: &'a Channel, new_cgroup_namespace: bool) -> Self {
+        Placement { channel, new_cgroup_namespace, done: std::cell::Cell::new(false) }
+    }
+
+    fn wait(&self) -> Result<(), InitError> {
+        if self.done.replace(true) {
+            return Ok(());
+        }
+        self.channel.expect(Message::Placed).map_err(InitError::Channel)?;
+        if self.new_cgroup_namespace {
+            unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
+        }
+        Ok(())
     }
 }
 
@@ -155,11 +182,14 @@ fn runtime_hooks(channel: &Channel) -> Result<Vec<u8>, InitError> {
 fn init_container(
     config: &ChildConfig,
     channel: &Channel,
+    placement: &Placement,
     rootfs_config: &RootfsConfig,
     state_dir: &OwnedFd,
 ) -> Result<Infallible, InitError> {
     let spec = config.spec;
-    rootfs::prepare(rootfs_config)?;
+    let mut await_cgroup = || placement.wait().map_err(|e| rootfs::RootfsError::Waiting(e.to_string()));
+    rootfs::prepare(rootfs_config, &mut await_cgroup)?;
+    placement.wait()?;
     let hook_state = if has_hooks(spec) { runtime_hooks(channel)? } else { Vec::new() };
     let all_hooks = spec.hooks().as_ref();
     hooks::run_hooks("createContainer", all_hooks.and_then(|h| h.create_container().as_ref()), &hook_state)?;

@@ -69,8 +69,11 @@ struct Progress {
 impl Progress {
     fn drive(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
         let is_init = matches!(config.role, Role::ContainerInit { .. });
-        if let Some(cgroup) = duties.cgroup {
-            cgroup.add_process(self.first)?;
+        // A container init sets up its rootfs while it is moved into its cgroup (the
+        // first cgroup v1 migration waits for an RCU grace period: milliseconds).
+        let overlap = is_init && !self.intermediate;
+        if !overlap {
+            self.place(duties)?;
         }
         if let Some(score) = duties.oom_score_adj {
             write_oom_score_adj(self.first, score)?;
@@ -79,6 +82,10 @@ impl Progress {
             write_id_maps(self.first, duties)?;
         }
         send(channel, Message::Go)?;
+        if overlap {
+            self.place(duties)?;
+        }
+        send(channel, Message::Placed)?;
         loop {
             let message = channel.receive().map_err(|e| RuntimeError::system("sync channel", e))?;
             match message {
@@ -100,6 +107,13 @@ impl Progress {
                 None => return Err(RuntimeError::Invalid("the container's init exited during setup".into())),
                 Some(other) => return Err(RuntimeError::Invalid(format!("sync protocol: unexpected {other:?}"))),
             }
+        }
+    }
+
+    fn place(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
+        match duties.cgroup {
+            Some(cgroup) => Ok(cgroup.add_process(self.first)?),
+            None => Ok(()),
         }
     }
 

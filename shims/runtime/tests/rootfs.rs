@@ -50,7 +50,7 @@ fn child_main(bundle: &Path, case: &Case, spec: &oci_spec::runtime::Spec) -> i32
         in_user_namespace: case.userns,
         in_cgroup_namespace: case.cgroupns,
     };
-    let steps = rootfs::prepare(&cfg).and_then(|()| rootfs::enter(&cfg)).and_then(|()| rootfs::finish(&cfg));
+    let steps = rootfs::prepare(&cfg, &mut || Ok(())).and_then(|()| rootfs::enter(&cfg)).and_then(|()| rootfs::finish(&cfg));
     if let Err(e) = steps {
         println!("ROOTFS ERROR: {e}");
         return 1;

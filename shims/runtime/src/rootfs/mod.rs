@@ -29,6 +29,8 @@ pub enum RootfsError {
     Path { path: String, what: &'static str, source: nix::Error },
     #[error("device {path}: {source}")]
     Device { path: String, source: nix::Error },
+    #[error("waiting to be placed in the cgroup: {0}")]
+    Waiting(String),
     #[error("linux.rootfsPropagation: unknown value {0:?}")]
     Propagation(String),
     #[error("switching to the new root {rootfs}: {what}: {source}")]
@@ -47,7 +49,9 @@ pub struct RootfsConfig<'a> {
 
 /// Before createContainer hooks: propagation, the rootfs bind, every spec mount, /dev.
 /// The init's current directory is the bundle (relative bind sources start there).
-pub fn prepare(config: &RootfsConfig) -> Result<(), RootfsError> {
+/// `await_cgroup` is called before the first `cgroup` mount: the init must be in its
+/// cgroup (and cgroup namespace) by then.
+pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     // pivot_root refuses shared mounts: a shared root propagation is applied in finish.
     let propagation = root_propagation(config.spec)?
@@ -58,6 +62,9 @@ pub fn prepare(config: &RootfsConfig) -> Result<(), RootfsError> {
     let root = paths::open_root(&config.rootfs)?;
     let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();
     for mount in spec_mounts {
+        if mount.typ().as_deref() == Some("cgroup") {
+            await_cgroup()?;
+        }
         mounts::mount_one(&root, mount, config)?;
     }
     devices::populate_dev(&root, config, spec_mounts)
