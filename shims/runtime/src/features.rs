@@ -39,7 +39,7 @@ pub fn features() -> Value {
 }
 
 /// The config.json `spec` writes: a busybox-friendly default like runc's.
-pub fn default_spec(rootless: bool) -> Spec {
+pub fn default_spec(rootless: bool) -> Result<Spec, serde_json::Error> {
     let mut spec = Spec::default();
     spec.set_hostname(Some("berth".into()));
     if let Some(process) = spec.process_mut() {
@@ -47,23 +47,24 @@ pub fn default_spec(rootless: bool) -> Spec {
         process.set_args(Some(vec!["sh".into()]));
     }
     if rootless {
-        make_rootless(&mut spec);
+        make_rootless(&mut spec)?;
     }
-    spec
+    Ok(spec)
 }
 
-fn make_rootless(spec: &mut Spec) {
-    let Some(linux) = spec.linux_mut() else { return };
+/// A new user namespace mapping root to the caller, and no network namespace or
+/// resources (which an unprivileged user could not set up).
+fn make_rootless(spec: &mut Spec) -> Result<(), serde_json::Error> {
+    let Some(linux) = spec.linux_mut() else { return Ok(()) };
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
-    namespaces.push(oci_spec::runtime::LinuxNamespaceBuilder::default()
-        .typ(LinuxNamespaceType::User).build().expect("a namespace with only a type builds"));
+    namespaces.push(serde_json::from_value(json!({"type": "user"}))?);
     linux.set_namespaces(Some(namespaces));
-    let map = |host: u32| -> LinuxIdMapping {
-        oci_spec::runtime::LinuxIdMappingBuilder::default()
-            .container_id(0u32).host_id(host).size(1u32).build().expect("a complete mapping builds")
+    let map = |host: u32| -> Result<Vec<LinuxIdMapping>, serde_json::Error> {
+        serde_json::from_value(json!([{"containerID": 0, "hostID": host, "size": 1}]))
     };
-    linux.set_uid_mappings(Some(vec![map(nix::unistd::getuid().as_raw())]));
-    linux.set_gid_mappings(Some(vec![map(nix::unistd::getgid().as_raw())]));
+    linux.set_uid_mappings(Some(map(nix::unistd::getuid().as_raw())?));
+    linux.set_gid_mappings(Some(map(nix::unistd::getgid().as_raw())?));
     linux.set_resources(None);
+    Ok(())
 }

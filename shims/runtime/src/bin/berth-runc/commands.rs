@@ -255,7 +255,7 @@ fn write_default_spec(args: &SpecArgs, rootless: bool) -> Result<u8, CliError> {
     if path.exists() {
         return Err(usage(format!("{} exists: remove it first", path.display())));
     }
-    let spec = berth_runtime::features::default_spec(rootless);
+    let spec = berth_runtime::features::default_spec(rootless).map_err(|e| usage(format!("building the default spec: {e}")))?;
     let text = serde_json::to_string_pretty(&spec).map_err(|e| usage(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| usage(format!("writing {}: {e}", path.display())))?;
     Ok(0)
