@@ -29,6 +29,9 @@ fn start_prints_the_address_and_finds_a_running_shim() {
         let connect = client.connect(ctx(), &ConnectRequest { id: bundle.id.clone(), ..Default::default() }).await.unwrap();
         assert_eq!(connect.shim_pid as i32, shim.pid());
         assert!(connect.version.contains("berth-shim"));
+        // The daemon runs from a read-only view of its binary (CVE-2019-5736).
+        let exe = nix::sys::statvfs::statvfs(format!("/proc/{}/exe", shim.pid()).as_str()).unwrap();
+        assert!(exe.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "the shim's exe is writable");
     });
 }
 

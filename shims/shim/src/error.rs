@@ -23,6 +23,8 @@ pub enum ShimError {
     Runtime(#[from] berth_runtime::RuntimeError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error(transparent)]
+    Seal(#[from] berth_runtime::sealed_exe::SealError),
 }
 
 impl ShimError {
@@ -41,7 +43,7 @@ impl ShimError {
             }
             ShimError::Invalid(_) | ShimError::Usage(_) => ttrpc::Code::INVALID_ARGUMENT,
             ShimError::Unimplemented(_) => ttrpc::Code::UNIMPLEMENTED,
-            ShimError::Runtime(_) | ShimError::Io(..) => ttrpc::Code::INTERNAL,
+            ShimError::Runtime(_) | ShimError::Io(..) | ShimError::Seal(_) => ttrpc::Code::INTERNAL,
         }
     }
 }

@@ -40,6 +40,10 @@ pub fn start(flags: &Flags) -> ShimResult<()> {
     if UnixStream::connect(&socket).is_ok() {
         return announce(&bundle, &address, None);
     }
+    // The daemon clones container inits: it must run from a read-only view of its own
+    // binary so no container can write to it through /proc (CVE-2019-5736). This
+    // re-executes `start` once, before the socket exists.
+    berth_runtime::sealed_exe::ensure_sealed_executable()?;
     let listener = bind(&socket)?;
     // Single-threaded here: forking is safe.
     match unsafe { fork() }.map_err(|e| ShimError::io("fork", e))? {
