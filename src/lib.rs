@@ -1,3 +1,4 @@
-//! berth: the daemon's library. The front doors (CRI, Docker) and the core services
-//! (images, containers, sandboxes, networks) will live here, one module per concern,
-//! as `DESIGN.md` lays out. Today the container runtime lives in `shims/runtime`.
+//! berth: the daemon's library. Front doors (CRI, Docker) on top, the core services
+//! (images, containers, sandboxes, networks) below, one module per concern, as
+//! `DESIGN.md` lays out. The container runtime itself lives in `shims/runtime`.
+pub mod store;
