@@ -1,4 +1,9 @@
 //! berth: the daemon's library. Front doors (CRI, Docker) on top, the core services
 //! (images, containers, sandboxes, networks) below, one module per concern, as
 //! `DESIGN.md` lays out. The container runtime itself lives in `shims/runtime`.
+pub mod core;
+pub mod cri;
+pub mod daemon;
+pub mod spec;
 pub mod store;
+pub mod task;

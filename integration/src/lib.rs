@@ -3,6 +3,7 @@
 //! (berth-runc, runc, crun), driving berth-shim and a private containerd, and checking
 //! that nothing was left behind.
 
+pub mod berthd;
 pub mod bins;
 pub mod bundle;
 pub mod cgroups;

@@ -76,6 +76,9 @@ fn collect_v2(dir: &Path) -> v2::Metrics {
     let mut memory = v2::MemoryStat::new();
     memory.anon = read_keyed(&memory_stat, "anon");
     memory.file = read_keyed(&memory_stat, "file");
+    memory.inactive_file = read_keyed(&memory_stat, "inactive_file");
+    memory.pgfault = read_keyed(&memory_stat, "pgfault");
+    memory.pgmajfault = read_keyed(&memory_stat, "pgmajfault");
     memory.usage = read_u64(&dir.join("memory.current"));
     memory.usage_limit = read_u64(&dir.join("memory.max"));
     memory.max_usage = read_u64(&dir.join("memory.peak"));
@@ -125,6 +128,10 @@ fn memory_v1(dir: &Path) -> v1::MemoryStat {
     memory.mapped_file = read_keyed(&stat, "mapped_file");
     memory.total_cache = read_keyed(&stat, "total_cache");
     memory.total_rss = read_keyed(&stat, "total_rss");
+    memory.inactive_file = read_keyed(&stat, "inactive_file");
+    memory.total_inactive_file = read_keyed(&stat, "total_inactive_file");
+    memory.pg_fault = read_keyed(&stat, "pgfault");
+    memory.pg_maj_fault = read_keyed(&stat, "pgmajfault");
     let mut usage = v1::MemoryEntry::new();
     usage.usage = read_u64(&dir.join("memory.usage_in_bytes"));
     usage.limit = read_u64(&dir.join("memory.limit_in_bytes"));

@@ -1,0 +1,185 @@
+//! Running `berthd` for a test: its own network namespace (entered with nsenter, so
+//! the daemon keeps the host's mount namespace and cgroup view), temporary root and
+//! state directories, a config file, and a CRI client (tonic over the unix socket).
+//! Dropping it stops the daemon, kills what its shims still run, and unmounts what it
+//! left.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::bins::bin_path;
+use crate::netns::NetNs;
+use crate::tempdir::TempDir;
+
+pub struct Berthd {
+    pub netns: NetNs,
+    pub dir: TempDir,
+    pub child: Option<Child>,
+    pub extra_config: String,
+}
+
+impl Berthd {
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.state().join("berth.sock")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("berthd.log")
+    }
+
+    /// Starts berthd with `extra_config` appended to its config file.
+    pub fn start(extra_config: &str) -> Berthd {
+        let mut daemon = Berthd { netns: NetNs::new(), dir: TempDir::new("berthd"), child: None, extra_config: extra_config.to_string() };
+        daemon.spawn();
+        daemon
+    }
+
+    /// (Re)starts the daemon process on the same directories.
+    pub fn spawn(&mut self) {
+        let config = self.dir.path().join("config.toml");
+        let text = format!(
+            "root = \"{}\"\nstate = \"{}\"\ncri_socket = \"{}\"\nlog_level = \"debug\"\n{}",
+            self.root().display(),
+            self.state().display(),
+            self.socket().display(),
+            self.extra_config
+        );
+        std::fs::write(&config, text).expect("write config.toml");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("berthd log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns.path()))
+            .arg(bin_path("berthd"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start berthd");
+        self.child = Some(child);
+        self.wait_for_socket();
+    }
+
+    fn wait_for_socket(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berthd did not serve {} in time:\n{}", self.socket().display(), self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILLs the daemon (its shims and containers live on).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for the daemon to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let socket = self.socket();
+        Endpoint::try_from("http://berth.invalid")
+            .expect("endpoint")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move { tokio::net::UnixStream::connect(socket).await.map(hyper_util::rt::TokioIo::new) }
+            }))
+            .await
+            .expect("connect to berthd")
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel().await)
+    }
+
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await)
+    }
+
+    /// Kills every process the daemon's shims run and unmounts what is left under the
+    /// test's directories.
+    fn clean_up_after(&self) {
+        let marker = self.dir.path().display().to_string();
+        for pid in pids_with_cmdline_containing(&marker) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        for pid in pids_in_containers_of(&self.root()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        unmount_under(self.dir.path());
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        self.stop();
+        self.clean_up_after();
+    }
+}
+
+fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(text) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Processes whose root is a container rootfs under `root`.
+fn pids_in_containers_of(root: &Path) -> Vec<i32> {
+    let marker = root.join("containers").display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(process_root) = std::fs::read_link(entry.path().join("root")) else { continue };
+        if process_root.display().to_string().starts_with(&marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Unmounts (lazily) every mount under `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let prefix = dir.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
+        .filter(|point| point.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -1,0 +1,124 @@
+//! CRI pod sandboxes through berthd: run, status, list with filters, stop, remove,
+//! idempotence, duplicate names, and the kernel's view of the pod's namespaces.
+
+use std::collections::HashMap;
+
+use berth_integration::berthd::Berthd;
+use k8s_cri::v1 as cri;
+
+fn pod_config(name: &str, labels: &[(&str, &str)]) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "default".into(), attempt: 0 }),
+        hostname: format!("{name}-host"),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        dns_config: Some(cri::DnsConfig { servers: vec!["192.0.2.53".into()], searches: vec!["svc.test".into()], options: vec!["ndots:2".into()] }),
+        ..Default::default()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio")
+}
+
+fn ns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("namespace file").ino()
+}
+
+#[test]
+fn version_status_and_runtime_config() {
+    let daemon = Berthd::start("");
+    runtime().block_on(async {
+        let mut client = daemon.runtime().await;
+        let version = client.version(cri::VersionRequest::default()).await.expect("version").into_inner();
+        assert_eq!(version.runtime_name, "berth");
+        assert_eq!(version.runtime_api_version, "v1");
+        let status = client.status(cri::StatusRequest { verbose: true }).await.expect("status").into_inner();
+        let conditions = status.status.expect("status").conditions;
+        assert!(conditions.iter().any(|c| c.r#type == "RuntimeReady" && c.status), "{conditions:?}");
+        assert!(status.info.contains_key("config"));
+        let config = client.runtime_config(cri::RuntimeConfigRequest {}).await.expect("runtime config").into_inner();
+        assert_eq!(config.linux.expect("linux").cgroup_driver, cri::CgroupDriver::Cgroupfs as i32);
+    });
+}
+
+#[test]
+fn sandbox_life_cycle_with_pinned_namespaces() {
+    let daemon = Berthd::start("");
+    runtime().block_on(async {
+        let mut client = daemon.runtime().await;
+        let request = cri::RunPodSandboxRequest { config: Some(pod_config("web", &[("app", "web")])), runtime_handler: String::new() };
+        let id = client.run_pod_sandbox(request.clone()).await.expect("run").into_inner().pod_sandbox_id;
+        assert_eq!(id.len(), 64);
+        // A second pod with the same metadata is refused.
+        let duplicate = client.run_pod_sandbox(request).await.expect_err("duplicate");
+        assert_eq!(duplicate.code(), tonic::Code::AlreadyExists, "{duplicate:?}");
+
+        let status = client.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: true }).await.expect("status").into_inner();
+        let pod = status.status.expect("status");
+        assert_eq!(pod.state, cri::PodSandboxState::SandboxReady as i32);
+        assert_eq!(pod.metadata.expect("metadata").name, "web");
+        assert!(status.info["info"].contains("netns"));
+
+        // The pinned namespaces are real and distinct from the daemon's.
+        let netns = daemon.state().join("netns").join(&id);
+        let daemon_pid = daemon.child.as_ref().expect("child").id();
+        assert_ne!(ns_inode(netns.to_str().unwrap()), ns_inode(&format!("/proc/{daemon_pid}/ns/net")));
+        let uts = daemon.state().join("sandboxes").join(&id).join("uts");
+        let hostname = std::process::Command::new("nsenter").arg(format!("--uts={}", uts.display())).arg("hostname").output().expect("nsenter");
+        assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "web-host");
+        let lo = std::process::Command::new("nsenter").arg(format!("--net={}", netns.display())).args(["ip", "-j", "link", "show", "lo"]).output().expect("ip");
+        assert!(String::from_utf8_lossy(&lo.stdout).contains("\"UP\""), "{}", String::from_utf8_lossy(&lo.stdout));
+        let resolv = std::fs::read_to_string(daemon.state().join("sandboxes").join(&id).join("resolv.conf")).expect("resolv.conf");
+        assert_eq!(resolv, "nameserver 192.0.2.53\nsearch svc.test\noptions ndots:2\n");
+
+        // Filters.
+        let other = client.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_config("db", &[("app", "db")])), ..Default::default() }).await.expect("run db").into_inner().pod_sandbox_id;
+        let by_label = cri::PodSandboxFilter { label_selector: HashMap::from([("app".to_string(), "db".to_string())]), ..Default::default() };
+        let items = client.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(by_label) }).await.expect("list").into_inner().items;
+        assert_eq!(items.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![other.clone()]);
+        let by_prefix = cri::PodSandboxFilter { id: id[..12].to_string(), ..Default::default() };
+        let items = client.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(by_prefix) }).await.expect("list").into_inner().items;
+        assert_eq!(items.len(), 1);
+
+        // Stop: not ready, network namespace released; stop again is fine.
+        client.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("stop");
+        client.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("stop again");
+        assert!(!netns.exists());
+        let not_ready = cri::PodSandboxFilter { state: Some(cri::PodSandboxStateValue { state: cri::PodSandboxState::SandboxNotready as i32 }), ..Default::default() };
+        let items = client.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(not_ready) }).await.expect("list").into_inner().items;
+        assert_eq!(items.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![id.clone()]);
+
+        // Remove both; removing again or an unknown pod is fine; status is NotFound.
+        for pod in [&id, &other] {
+            client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("remove");
+        }
+        client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("remove again");
+        let gone = client.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false }).await.expect_err("gone");
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+        assert!(!daemon.state().join("sandboxes").join(&id).exists());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(!mounts.contains(&id), "a mount of the pod is left");
+    });
+}
+
+#[test]
+fn bad_sandbox_requests_get_precise_errors() {
+    let daemon = Berthd::start("");
+    runtime().block_on(async {
+        let mut client = daemon.runtime().await;
+        let no_config = client.run_pod_sandbox(cri::RunPodSandboxRequest::default()).await.expect_err("no config");
+        assert_eq!(no_config.code(), tonic::Code::InvalidArgument);
+        let no_name = cri::PodSandboxConfig { metadata: Some(cri::PodSandboxMetadata::default()), ..Default::default() };
+        let error = client.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(no_name), ..Default::default() }).await.expect_err("no name");
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        let handler = cri::RunPodSandboxRequest { config: Some(pod_config("x", &[])), runtime_handler: "kata".into() };
+        let error = client.run_pod_sandbox(handler).await.expect_err("unknown handler");
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(error.message().contains("kata"), "{}", error.message());
+        let items = client.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.expect("list").into_inner().items;
+        assert!(items.is_empty(), "a refused request left a sandbox: {items:?}");
+        let exec = client.exec(cri::ExecRequest::default()).await.expect_err("exec");
+        assert_eq!(exec.code(), tonic::Code::Unimplemented);
+    });
+}

@@ -1,0 +1,367 @@
+//! Containers: created from an image into a pod sandbox (a writable snapshot and a
+//! bundle with its spec), started through the pod's shim, stopped with a grace period,
+//! and removed with everything they held.
+use std::path::Path;
+use std::time::Duration;
+
+use containerd_shim_protos::api::{CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, WaitRequest};
+use containerd_shim_protos::types::mount::Mount;
+use protobuf::MessageField;
+
+use super::events::{ContainerEvent, LifecycleEvent};
+use super::*;
+use crate::spec::{self, SpecInputs};
+use crate::task::context;
+
+impl Core {
+    fn publish(&self, record: &ContainerRecord, kind: LifecycleEvent) {
+        self.events.publish(ContainerEvent {
+            namespace: record.namespace.clone(),
+            container_id: record.id.clone(),
+            sandbox_id: record.spec.sandbox_id.clone(),
+            kind,
+            at_nanos: now_nanos(),
+        });
+    }
+
+    pub(crate) fn save_container(&self, record: &ContainerRecord) -> CoreResult<()> {
+        self.store.write(|txn| txn.put(CONTAINERS, &record_key(&record.namespace, &record.id), record))?;
+        Ok(())
+    }
+
+    pub fn list_containers(&self, namespace: &str) -> CoreResult<Vec<ContainerRecord>> {
+        let prefix = format!("{namespace}/");
+        let records = self.store.read(|txn| txn.list_prefix(CONTAINERS, &prefix))?;
+        Ok(records.into_iter().map(|(_, record)| record).filter(|r| r.complete).collect())
+    }
+
+    pub fn containers_of_sandbox(&self, namespace: &str, sandbox_id: &str) -> CoreResult<Vec<ContainerRecord>> {
+        let all = self.list_containers(namespace)?;
+        Ok(all.into_iter().filter(|c| c.spec.sandbox_id == sandbox_id).collect())
+    }
+
+    /// A container by id or unique id prefix.
+    pub fn container(&self, namespace: &str, id: &str) -> CoreResult<ContainerRecord> {
+        let records = self.list_containers(namespace)?;
+        let id = ids::resolve("container", id, records.iter().map(|r| r.id.as_str()))?;
+        records
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| CoreError::NotFound(format!("container {id} not found")))
+    }
+
+    /// Creates a container (not started) and returns its id.
+    pub async fn create_container(&self, namespace: &str, spec: ContainerSpec) -> CoreResult<String> {
+        if spec.name.is_empty() {
+            return Err(CoreError::InvalidArgument("the container name must not be empty".into()));
+        }
+        let sandbox = self.sandbox(namespace, &spec.sandbox_id)?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(CoreError::FailedPrecondition(format!("sandbox {} is not ready", sandbox.id)));
+        }
+        let id = ids::new_id()?;
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.reserve_container(namespace, &id, spec, &sandbox)?;
+        match self.build_container(&mut record, &sandbox).await {
+            Ok(()) => {
+                record.complete = true;
+                self.save_container(&record)?;
+                self.publish(&record, LifecycleEvent::Created);
+                Ok(id)
+            }
+            Err(error) => {
+                self.discard_container(&record).await;
+                Err(error)
+            }
+        }
+    }
+
+    fn reserve_container(&self, namespace: &str, id: &str, spec: ContainerSpec, sandbox: &SandboxRecord) -> CoreResult<ContainerRecord> {
+        let record = ContainerRecord {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            image_id: String::new(),
+            image_ref: String::new(),
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            shim_address: String::new(),
+            bundle: self.paths.bundle(id).display().to_string(),
+            snapshot_key: record_key(namespace, id),
+            complete: false,
+            spec: ContainerSpec { sandbox_id: sandbox.id.clone(), ..spec },
+        };
+        let name = name_key(namespace, "container", &record.spec.name);
+        self.store.write(|txn| {
+            if let Some(owner) = txn.get(NAMES, &name)? {
+                return Err(CoreError::AlreadyExists(format!(
+                    "a container named {:?} already exists ({owner})",
+                    record.spec.name
+                )));
+            }
+            txn.put(NAMES, &name, &record.id)?;
+            txn.put(CONTAINERS, &record_key(namespace, id), &record)?;
+            Ok(())
+        })?;
+        Ok(record)
+    }
+
+    async fn build_container(&self, record: &mut ContainerRecord, sandbox: &SandboxRecord) -> CoreResult<()> {
+        let bundle = Path::new(&record.bundle).to_path_buf();
+        std::fs::create_dir_all(bundle.join("rootfs")).map_err(io_error(format!("creating {}", bundle.display())))?;
+        let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key).await?;
+        record.image_id = prepared.image_id.clone();
+        record.image_ref = prepared.image_ref.clone();
+        let pid_namespace_path = self.pid_namespace_of(record)?;
+        let sandbox_dir = self.paths.sandbox_dir(&sandbox.id);
+        let etc_files = ["hosts", "hostname", "resolv.conf"]
+            .iter()
+            .map(|name| (format!("/etc/{name}"), sandbox_dir.join(name).display().to_string()))
+            .collect();
+        let inputs = SpecInputs {
+            container_id: &record.id,
+            container: &record.spec,
+            sandbox,
+            image: &prepared.defaults,
+            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &record.id),
+            etc_files,
+            pid_namespace_path,
+        };
+        let spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;
+        std::fs::write(bundle.join("config.json"), text).map_err(io_error("writing config.json"))?;
+        std::fs::write(bundle.join("rootfs.json"), serde_json::to_vec(&prepared.mounts).unwrap_or_default())
+            .map_err(io_error("writing rootfs.json"))?;
+        Ok(())
+    }
+
+    fn pid_namespace_of(&self, record: &ContainerRecord) -> CoreResult<Option<String>> {
+        if record.spec.security.pid != NamespaceMode::Target {
+            return Ok(None);
+        }
+        let target = self.container(&record.namespace, &record.spec.security.pid_target)?;
+        if target.state != ContainerState::Running || target.pid == 0 {
+            return Err(CoreError::FailedPrecondition(format!("target container {} is not running", target.id)));
+        }
+        Ok(Some(format!("/proc/{}/ns/pid", target.pid)))
+    }
+
+    /// Drops a half-made or removed container's snapshot, bundle and record.
+    pub(crate) async fn discard_container(&self, record: &ContainerRecord) {
+        if let Err(error) = self.release_rootfs(&record.snapshot_key).await {
+            tracing::warn!(container = %record.id, %error, "releasing the container's snapshot");
+        }
+        let _ = std::fs::remove_dir_all(&record.bundle);
+        let name = name_key(&record.namespace, "container", &record.spec.name);
+        let forget = self.store.write(|txn| {
+            if txn.get(NAMES, &name)?.as_deref() == Some(record.id.as_str()) {
+                txn.delete(NAMES, &name)?;
+            }
+            txn.delete(CONTAINERS, &record_key(&record.namespace, &record.id))?;
+            Ok::<(), CoreError>(())
+        });
+        if let Err(error) = forget {
+            tracing::error!(container = %record.id, %error, "forgetting the container");
+        }
+    }
+
+    /// Starts a created container through its pod's shim.
+    pub async fn start_container(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.container(namespace, id)?;
+        if record.state != ContainerState::Created {
+            return Err(CoreError::FailedPrecondition(format!("container {} is not in the created state", record.id)));
+        }
+        match self.start_task(&mut record).await {
+            Ok(()) => {
+                self.save_container(&record)?;
+                self.publish(&record, LifecycleEvent::Started);
+                Ok(())
+            }
+            Err(error) => {
+                record.state = ContainerState::Exited;
+                record.finished_at = now_nanos();
+                record.exit_code = 128;
+                record.reason = "StartError".into();
+                record.message = error.to_string();
+                self.save_container(&record)?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_task(&self, record: &mut ContainerRecord) -> CoreResult<()> {
+        let bundle = Path::new(&record.bundle);
+        let mounts: Vec<RootfsMount> = std::fs::read(bundle.join("rootfs.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let address = self.shims.start_shim(&record.id, bundle).await?;
+        record.shim_address = address.clone();
+        let client = self.shims.client(&address).await?;
+        let request = CreateTaskRequest {
+            id: record.id.clone(),
+            bundle: record.bundle.clone(),
+            rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
+            terminal: record.spec.tty,
+            ..Default::default()
+        };
+        let created = client.create(context(), &request).await;
+        if let Err(error) = created {
+            self.shutdown_shim_if_idle(&address).await;
+            return Err(error.into());
+        }
+        let start = StartRequest { id: record.id.clone(), ..Default::default() };
+        let started = client.start(context(), &start).await;
+        let started = match started {
+            Ok(started) => started,
+            Err(error) => {
+                let _ = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
+                self.shutdown_shim_if_idle(&address).await;
+                return Err(error.into());
+            }
+        };
+        record.pid = started.pid;
+        record.state = ContainerState::Running;
+        record.started_at = now_nanos();
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown_shim_if_idle(&self, address: &str) {
+        if let Ok(client) = self.shims.client(address).await {
+            let _ = client.shutdown(context(), &ShutdownRequest::default()).await;
+        }
+    }
+
+    /// Signals the container with SIGTERM, then SIGKILL after `timeout_seconds`; waits
+    /// for its exit. A container that is not running (or missing) is left as it is.
+    pub async fn stop_container(&self, namespace: &str, id: &str, timeout_seconds: i64) -> CoreResult<()> {
+        let record = match self.container(namespace, id) {
+            Ok(record) => record,
+            Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if record.state != ContainerState::Running {
+            return Ok(());
+        }
+        let client = match self.shims.client(&record.shim_address).await {
+            Ok(client) => client,
+            Err(_) => return self.reap_lost_container(&record).await,
+        };
+        let wait = WaitRequest { id: record.id.clone(), ..Default::default() };
+        let waiting = client.wait(ttrpc::context::Context::default(), &wait);
+        tokio::pin!(waiting);
+        if timeout_seconds > 0 {
+            self.signal(&client, &record.id, libc::SIGTERM as u32, false).await;
+            if let Ok(exit) = tokio::time::timeout(Duration::from_secs(timeout_seconds as u64), &mut waiting).await {
+                let exit = exit?;
+                return self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await;
+            }
+        }
+        self.signal(&client, &record.id, libc::SIGKILL as u32, true).await;
+        let exit = waiting.await?;
+        self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await
+    }
+
+    async fn signal(&self, client: &containerd_shim_protos::shim_async::TaskClient, id: &str, signal: u32, all: bool) {
+        let request = KillRequest { id: id.to_string(), signal, all, ..Default::default() };
+        if let Err(error) = client.kill(context(), &request).await {
+            tracing::debug!(container = %id, %error, "signal");
+        }
+    }
+
+    /// Records an init's exit (once), deletes its task from the shim and lets an idle
+    /// shim go.
+    pub async fn record_exit(&self, namespace: &str, id: &str, status: u32, at_nanos: i64) -> CoreResult<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = match self.container(namespace, id) {
+            Ok(record) => record,
+            Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if record.state != ContainerState::Running {
+            return Ok(());
+        }
+        if let Ok(client) = self.shims.client(&record.shim_address).await {
+            let _ = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
+        }
+        self.shutdown_shim_if_idle(&record.shim_address).await;
+        record.state = ContainerState::Exited;
+        record.exit_code = status as i32;
+        record.finished_at = if at_nanos > 0 { at_nanos } else { now_nanos() };
+        if record.reason.is_empty() {
+            record.reason = if status == 0 { "Completed".into() } else { "Error".into() };
+        }
+        self.save_container(&record)?;
+        self.publish(&record, LifecycleEvent::Stopped);
+        Ok(())
+    }
+
+    /// The shim of a running container is gone: `berth-shim delete` kills what is left
+    /// and reports the exit it recorded.
+    pub(crate) async fn reap_lost_container(&self, record: &ContainerRecord) -> CoreResult<()> {
+        self.shims.forget(&record.shim_address).await;
+        let (status, at) = match self.shims.delete_dead(&record.id, Path::new(&record.bundle)).await {
+            Ok(response) => (response.exit_status, timestamp_nanos(&response.exited_at)),
+            Err(error) => {
+                tracing::warn!(container = %record.id, %error, "cleaning up after a dead shim");
+                (255, now_nanos())
+            }
+        };
+        self.record_exit(&record.namespace, &record.id, status, at).await
+    }
+
+    /// Removes a container (stopping it first); a missing one is not an error.
+    pub async fn remove_container(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        let record = match self.container(namespace, id) {
+            Ok(record) => record,
+            Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        self.stop_container(namespace, &record.id, 0).await?;
+        let _guard = self.write_lock.lock().await;
+        let record = self.container(namespace, &record.id)?;
+        self.discard_container(&record).await;
+        self.publish(&record, LifecycleEvent::Deleted);
+        Ok(())
+    }
+}
+
+/// One mount of a container's root filesystem, as the shim mounts it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RootfsMount {
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+impl RootfsMount {
+    fn to_proto(&self) -> Mount {
+        Mount { type_: self.kind.clone(), source: self.source.clone(), options: self.options.clone(), ..Default::default() }
+    }
+}
+
+/// What a container's image gives it: ids, defaults, and its root filesystem mounts.
+pub struct PreparedRootfs {
+    pub image_id: String,
+    pub image_ref: String,
+    pub defaults: spec::ImageDefaults,
+    pub mounts: Vec<RootfsMount>,
+}
+
+/// The container's cgroup: under the pod's parent, or berth's own.
+fn cgroups_path(parent: &str, id: &str) -> String {
+    match parent.trim_end_matches('/') {
+        "" => format!("/berth/{id}"),
+        parent => format!("{parent}/{id}"),
+    }
+}
+
+pub fn timestamp_nanos(at: &MessageField<protobuf::well_known_types::timestamp::Timestamp>) -> i64 {
+    at.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).unwrap_or(0)
+}

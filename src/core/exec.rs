@@ -1,0 +1,148 @@
+//! Running a command in a running container and collecting its output (the CRI's
+//! ExecSync): the process spec is the container's own with other arguments, its
+//! stdout and stderr come back through FIFOs, and a deadline kills it.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_shim_protos::api::{DeleteRequest, ExecProcessRequest, KillRequest, StartRequest, WaitRequest};
+use protobuf::well_known_types::any::Any;
+
+use super::*;
+use crate::task::context;
+
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// The FIFOs of one exec; removed when dropped.
+struct ExecFifos {
+    dir: PathBuf,
+}
+
+impl ExecFifos {
+    fn create(dir: PathBuf) -> CoreResult<ExecFifos> {
+        std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        let fifos = ExecFifos { dir };
+        for name in ["stdout", "stderr"] {
+            nix::unistd::mkfifo(&fifos.dir.join(name), nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| CoreError::Internal(format!("mkfifo: {e}")))?;
+        }
+        Ok(fifos)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for ExecFifos {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads a FIFO to its end (the shim closes it once the process's output is copied),
+/// keeping at most `limit` bytes. Runs on a blocking thread: the open waits for the shim.
+fn drain(path: String, limit: usize) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut collected = Vec::new();
+        let Ok(mut fifo) = std::fs::File::open(&path) else { return collected };
+        let mut buffer = vec![0u8; 32 << 10];
+        while let Ok(count) = fifo.read(&mut buffer) {
+            if count == 0 {
+                break;
+            }
+            let room = limit.saturating_sub(collected.len());
+            collected.extend_from_slice(&buffer[..count.min(room)]);
+        }
+        collected
+    })
+}
+
+/// Releases a reader still blocked in its open (the process never started): opening
+/// the write end completes the open, and closing it gives the reader its EOF.
+fn release_reader(path: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path);
+}
+
+fn process_spec(bundle: &Path, command: &[String]) -> CoreResult<Any> {
+    let config = std::fs::read(bundle.join("config.json")).map_err(io_error("reading the container's config.json"))?;
+    let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let mut process = config.get("process").cloned().unwrap_or_default();
+    process["args"] = serde_json::json!(command);
+    process["terminal"] = serde_json::json!(false);
+    Ok(Any { type_url: PROCESS_TYPE_URL.into(), value: process.to_string().into_bytes(), ..Default::default() })
+}
+
+impl Core {
+    /// Runs `command` in the container and waits at most `timeout` (zero: no limit).
+    pub async fn exec_sync(&self, namespace: &str, id: &str, command: &[String], timeout: Duration) -> CoreResult<ExecOutput> {
+        if command.is_empty() {
+            return Err(CoreError::InvalidArgument("exec needs a command".into()));
+        }
+        let record = self.container(namespace, id)?;
+        if record.state != ContainerState::Running {
+            return Err(CoreError::FailedPrecondition(format!("container {} is not running", record.id)));
+        }
+        let client = self.shims.client(&record.shim_address).await?;
+        let exec_id = ids::new_id()?[..16].to_string();
+        let fifos = ExecFifos::create(self.paths.exec_dir().join(&exec_id))?;
+        let limit = self.config.cri.max_exec_output_bytes;
+        let stdout = drain(fifos.path("stdout"), limit);
+        let stderr = drain(fifos.path("stderr"), limit);
+        let request = ExecProcessRequest {
+            id: record.id.clone(),
+            exec_id: exec_id.clone(),
+            stdout: fifos.path("stdout"),
+            stderr: fifos.path("stderr"),
+            spec: Some(process_spec(Path::new(&record.bundle), command)?).into(),
+            ..Default::default()
+        };
+        let outcome = match client.exec(context(), &request).await {
+            Ok(_) => self.run_exec(&client, &record.id, &exec_id, timeout).await,
+            Err(error) => Err(error.into()),
+        };
+        let delete = DeleteRequest { id: record.id.clone(), exec_id: exec_id.clone(), ..Default::default() };
+        let _ = client.delete(context(), &delete).await;
+        let stdout = finish_reader(stdout, &fifos.path("stdout")).await;
+        let stderr = finish_reader(stderr, &fifos.path("stderr")).await;
+        drop(fifos);
+        let exit_code = outcome?;
+        Ok(ExecOutput { stdout, stderr, exit_code })
+    }
+
+    async fn run_exec(&self, client: &containerd_shim_protos::shim_async::TaskClient, id: &str, exec_id: &str, timeout: Duration) -> CoreResult<i32> {
+        client.start(context(), &StartRequest { id: id.into(), exec_id: exec_id.into(), ..Default::default() }).await?;
+        let wait = WaitRequest { id: id.into(), exec_id: exec_id.into(), ..Default::default() };
+        let waiting = client.wait(ttrpc::context::Context::default(), &wait);
+        if timeout.is_zero() {
+            return Ok(waiting.await?.exit_status as i32);
+        }
+        match tokio::time::timeout(timeout, waiting).await {
+            Ok(exit) => Ok(exit?.exit_status as i32),
+            Err(_) => {
+                let kill = KillRequest { id: id.into(), exec_id: exec_id.into(), signal: libc::SIGKILL as u32, ..Default::default() };
+                let _ = client.kill(context(), &kill).await;
+                let _ = client.wait(context(), &wait).await;
+                Err(CoreError::DeadlineExceeded(format!("command timed out after {timeout:?}")))
+            }
+        }
+    }
+}
+
+/// The reader's bytes, once the shim closed the FIFO; a reader whose FIFO was never
+/// opened by the shim (the exec failed) is released.
+async fn finish_reader(reader: tokio::task::JoinHandle<Vec<u8>>, path: &str) -> Vec<u8> {
+    tokio::pin!(reader);
+    if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(2), &mut reader).await {
+        return bytes;
+    }
+    release_reader(path);
+    reader.await.unwrap_or_default()
+}

@@ -1,0 +1,112 @@
+//! The core both front doors share: pod sandboxes and containers, their records in the
+//! metadata store, their shims, and the events they raise. A front door translates its
+//! requests into these calls and maps [`CoreError`] to its own status codes.
+pub mod container;
+pub mod events;
+pub mod exec;
+pub mod ids;
+pub mod pin;
+pub mod recovery;
+pub mod records;
+pub mod rootfs;
+pub mod sandbox;
+pub mod stats;
+pub mod update;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::daemon::config::Config;
+use crate::store::{Store, StoreError};
+use crate::task::{ShimManager, TaskError};
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<ttrpc::Error> for CoreError {
+    fn from(error: ttrpc::Error) -> Self {
+        CoreError::Task(TaskError::Rpc(error))
+    }
+}
+
+pub fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CoreError {
+    let context = context.into();
+    move |source| CoreError::Io { context, source }
+}
+
+/// Where the core keeps things on disk (see DESIGN.md).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Paths {
+    pub fn bundle(&self, container_id: &str) -> PathBuf {
+        self.root.join("containers").join(container_id)
+    }
+    pub fn netns(&self, sandbox_id: &str) -> PathBuf {
+        self.state.join("netns").join(sandbox_id)
+    }
+    pub fn sandbox_dir(&self, sandbox_id: &str) -> PathBuf {
+        self.state.join("sandboxes").join(sandbox_id)
+    }
+    pub fn shim_root(&self) -> PathBuf {
+        self.state.join("shims")
+    }
+    pub fn exec_dir(&self) -> PathBuf {
+        self.state.join("exec")
+    }
+}
+
+/// Everything the core needs, shared by every request.
+pub struct Core {
+    pub config: Config,
+    pub paths: Paths,
+    pub store: Store,
+    pub shims: ShimManager,
+    pub events: events::EventBus,
+    /// Serializes changes to the records (creation, state changes, removal).
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+}
+
+pub type SharedCore = Arc<Core>;
+
+/// Nanoseconds since the epoch, as the CRI reports times.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as i64)
+        .unwrap_or(0)
+}

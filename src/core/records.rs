@@ -1,0 +1,222 @@
+//! The records the core keeps for sandboxes and containers: what was asked for (the
+//! spec) and what happened (state, times, exit), as stored in the metadata store.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Table;
+
+pub const SANDBOXES: Table<SandboxRecord> = Table::new("sandboxes");
+pub const CONTAINERS: Table<ContainerRecord> = Table::new("containers");
+/// `<namespace>/<kind>/<name>` -> id: names are unique per namespace and kind.
+pub const NAMES: Table<String> = Table::new("names");
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NamespaceMode {
+    /// The pod's own namespace, shared by its containers.
+    #[default]
+    Pod,
+    /// Each container its own.
+    Container,
+    /// The host's.
+    Node,
+    /// Another container's (pid only).
+    Target,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsSettings {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub host_ip: String,
+}
+
+/// What a pod sandbox was asked to be.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Unique within the namespace.
+    pub name: String,
+    pub hostname: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub log_directory: String,
+    pub dns: Option<DnsSettings>,
+    pub port_mappings: Vec<PortMapping>,
+    pub cgroup_parent: String,
+    pub network: NamespaceMode,
+    pub ipc: NamespaceMode,
+    /// The pod-level pid mode; containers may ask for their own.
+    pub pid: NamespaceMode,
+    pub sysctls: Labels,
+    pub runtime_handler: String,
+    pub privileged: bool,
+    /// The front door's own description (for CRI: the PodSandboxMetadata), kept as is.
+    pub front: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    /// `k8s` for the CRI, `docker` for the façade.
+    pub namespace: String,
+    pub spec: SandboxSpec,
+    pub state: SandboxState,
+    pub created_at: i64,
+    /// The pinned namespaces (absent when the host's is used).
+    pub netns: Option<String>,
+    pub ipcns: Option<String>,
+    pub utsns: Option<String>,
+    pub shm: Option<String>,
+    pub ips: Vec<String>,
+    /// Whether creation finished (a record without it is cleaned up at start-up).
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    /// `private`, `rslave` (host to container) or `rshared` (bidirectional).
+    pub propagation: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    pub container_path: String,
+    pub host_path: String,
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_bytes: i64,
+    pub memory_swap_limit_bytes: i64,
+    pub oom_score_adj: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub hugepage_limits: BTreeMap<String, u64>,
+    pub unified: Labels,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum SeccompProfile {
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A JSON profile (Docker's format or the OCI `linux.seccomp` object) on the host.
+    Localhost(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecuritySettings {
+    pub privileged: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_username: String,
+    pub supplemental_groups: Vec<i64>,
+    pub readonly_rootfs: bool,
+    pub no_new_privs: bool,
+    pub seccomp: SeccompProfile,
+    /// Ignored on hosts without AppArmor (recorded for status).
+    pub apparmor: String,
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub pid: NamespaceMode,
+    /// For `pid: Target`: the container whose pid namespace to join.
+    pub pid_target: String,
+}
+
+/// What a container was asked to be.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Unique within the namespace.
+    pub name: String,
+    pub sandbox_id: String,
+    /// The image as the client named it.
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
+    pub mounts: Vec<MountSpec>,
+    pub devices: Vec<DeviceSpec>,
+    pub resources: Resources,
+    pub security: SecuritySettings,
+    /// Absolute path of the CRI log file (empty: no log).
+    pub log_path: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub front: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub namespace: String,
+    pub spec: ContainerSpec,
+    /// The image's id (config digest) and the reference it was resolved through.
+    pub image_id: String,
+    pub image_ref: String,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub pid: u32,
+    /// The shim serving this container, once started.
+    pub shim_address: String,
+    pub bundle: String,
+    /// The container's writable snapshot.
+    pub snapshot_key: String,
+    pub complete: bool,
+}
+
+impl ContainerRecord {
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, ContainerState::Running)
+    }
+}
+
+pub fn record_key(namespace: &str, id: &str) -> String {
+    format!("{namespace}/{id}")
+}
+
+pub fn name_key(namespace: &str, kind: &str, name: &str) -> String {
+    format!("{namespace}/{kind}/{name}")
+}

@@ -1,0 +1,39 @@
+//! The CRI v1 front door: RuntimeService and ImageService over gRPC. It translates CRI
+//! messages into core calls and core errors into gRPC status codes, nothing else.
+mod convert;
+mod image;
+mod runtime;
+
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tonic::Status;
+
+use crate::core::{Core, CoreError};
+
+/// Objects made through the CRI live in this namespace of the store.
+pub const NAMESPACE: &str = "k8s";
+pub const RUNTIME_NAME: &str = "berth";
+pub const RUNTIME_API_VERSION: &str = "v1";
+
+pub fn status(error: CoreError) -> Status {
+    let message = error.to_string();
+    match error {
+        CoreError::NotFound(_) => Status::not_found(message),
+        CoreError::AlreadyExists(_) => Status::already_exists(message),
+        CoreError::InvalidArgument(_) => Status::invalid_argument(message),
+        CoreError::FailedPrecondition(_) => Status::failed_precondition(message),
+        CoreError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+        CoreError::Unimplemented(_) => Status::unimplemented(message),
+        CoreError::Task(ref task) if task.is_not_found() => Status::not_found(message),
+        _ => Status::internal(message),
+    }
+}
+
+/// The gRPC server with both CRI services.
+pub fn server(core: Arc<Core>) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(runtime::Runtime::new(core.clone())))
+        .add_service(ImageServiceServer::new(image::Images::new(core)))
+}

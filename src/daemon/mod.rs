@@ -1,0 +1,152 @@
+//! berthd's start-up and wiring: configuration, directories, the metadata store, the
+//! shim events service, recovery of what ran before, the front-door sockets, and a
+//! clean stop on SIGTERM or SIGINT (containers keep running: their shims own them).
+pub mod config;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::core::{Core, Paths};
+use crate::store::Store;
+use crate::task::events::{EventsServer, ShimEvent};
+use crate::task::ShimManager;
+use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("recovering containers: {0}")]
+    Recover(#[from] crate::core::CoreError),
+    #[error("serving the CRI: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let context = context.into();
+    move |source| DaemonError::Io { context, source }
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(path).map_err(io(format!("creating {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(format!("chmod {}", path.display())))
+}
+
+/// `berth-shim` next to berthd's own binary, else the configured one, else the PATH's.
+fn shim_binary(config: &Config) -> PathBuf {
+    if let Some(path) = &config.shim_binary {
+        return path.clone();
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("berth-shim")));
+    match beside {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("berth-shim"),
+    }
+}
+
+/// Builds the core and recovers what ran before.
+pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc::UnboundedReceiver<ShimEvent>), DaemonError> {
+    create_dir(&config.root, 0o711)?;
+    create_dir(&config.state, 0o711)?;
+    let store = Store::open(&config.root.join("meta.redb"))?;
+    let events_socket = config.state.join("events.sock");
+    let (sink, shim_events) = mpsc::unbounded_channel();
+    let events_server = EventsServer::start(&events_socket, sink).await.map_err(io("starting the shim events service"))?;
+    let shims = ShimManager::new(
+        shim_binary(&config),
+        config.state.join("shims"),
+        "berth",
+        &config.cri_socket.display().to_string(),
+        &events_socket.display().to_string(),
+    );
+    let paths = Paths { root: config.root.clone(), state: config.state.clone() };
+    let core = Arc::new(Core {
+        config,
+        paths,
+        store,
+        shims,
+        events: Default::default(),
+        write_lock: Default::default(),
+    });
+    core.recover().await?;
+    Ok((core, events_server, shim_events))
+}
+
+/// Applies what shims report: exits of containers' inits.
+pub async fn handle_shim_events(core: Arc<Core>, mut events: mpsc::UnboundedReceiver<ShimEvent>) {
+    while let Some(event) = events.recv().await {
+        let ShimEvent::Exit { container_id, exec_id, exit_status, exited_at_nanos, .. } = event else { continue };
+        if !exec_id.is_empty() {
+            continue;
+        }
+        let core = core.clone();
+        tokio::spawn(async move {
+            for namespace in ["k8s", "docker"] {
+                if core.container(namespace, &container_id).is_ok() {
+                    if let Err(error) = core.record_exit(namespace, &container_id, exit_status, exited_at_nanos).await {
+                        tracing::warn!(container = %container_id, %error, "recording an exit");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Binds a front-door socket: stale file replaced, mode 0660, group as configured.
+pub fn bind_socket(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io(format!("chmod {}", path.display())))?;
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .ok_or_else(|| DaemonError::Config(config::ConfigError::Invalid(format!("socket_group {group:?} does not exist"))))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| DaemonError::Io { context: format!("chown {}", path.display()), source: e.into() })?;
+    }
+    Ok(listener)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping on a signal; containers keep running");
+}
+
+/// Runs the daemon until a signal stops it.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let socket = config.cri_socket.clone();
+    let group = config.socket_group.clone();
+    let (core, _events_server, shim_events) = build_core(config).await?;
+    tokio::spawn(handle_shim_events(core.clone(), shim_events));
+    let listener = bind_socket(&socket, group.as_deref())?;
+    tracing::info!(socket = %socket.display(), "serving the CRI");
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let result = crate::cri::server(core)
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    result.map_err(DaemonError::from)
+}
