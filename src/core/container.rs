@@ -96,18 +96,7 @@ impl Core {
             complete: false,
             spec: ContainerSpec { sandbox_id: sandbox.id.clone(), ..spec },
         };
-        let name = name_key(namespace, "container", &record.spec.name);
-        self.store.write(|txn| {
-            if let Some(owner) = txn.get(NAMES, &name)? {
-                return Err(CoreError::AlreadyExists(format!(
-                    "a container named {:?} already exists ({owner})",
-                    record.spec.name
-                )));
-            }
-            txn.put(NAMES, &name, &record.id)?;
-            txn.put(CONTAINERS, &record_key(namespace, id), &record)?;
-            Ok(())
-        })?;
+        self.claim_name(CONTAINERS, namespace, "container", &record.spec.name, id, &record)?;
         Ok(record)
     }
 
@@ -157,14 +146,7 @@ impl Core {
             tracing::warn!(container = %record.id, %error, "releasing the container's snapshot");
         }
         let _ = std::fs::remove_dir_all(&record.bundle);
-        let name = name_key(&record.namespace, "container", &record.spec.name);
-        let forget = self.store.write(|txn| {
-            if txn.get(NAMES, &name)?.as_deref() == Some(record.id.as_str()) {
-                txn.delete(NAMES, &name)?;
-            }
-            txn.delete(CONTAINERS, &record_key(&record.namespace, &record.id))?;
-            Ok::<(), CoreError>(())
-        });
+        let forget = self.release_name(CONTAINERS, &record.namespace, "container", &record.spec.name, &record.id);
         if let Err(error) = forget {
             tracing::error!(container = %record.id, %error, "forgetting the container");
         }

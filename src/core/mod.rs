@@ -103,6 +103,33 @@ pub struct Core {
 
 pub type SharedCore = Arc<Core>;
 
+impl Core {
+    /// Claims a unique name for `id` and writes its first record, in one transaction.
+    pub(crate) fn claim_name<T: serde::Serialize>(&self, table: crate::store::Table<T>, namespace: &str, kind: &str, name: &str, id: &str, record: &T) -> CoreResult<()> {
+        let name_entry = name_key(namespace, kind, name);
+        self.store.write(|txn| {
+            if let Some(owner) = txn.get(NAMES, &name_entry)? {
+                return Err(CoreError::AlreadyExists(format!("a {kind} named {name:?} already exists ({owner})")));
+            }
+            txn.put(NAMES, &name_entry, &id.to_string())?;
+            txn.put(table, &record_key(namespace, id), record)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a record and releases its name (if the name is still its own).
+    pub(crate) fn release_name<T>(&self, table: crate::store::Table<T>, namespace: &str, kind: &str, name: &str, id: &str) -> CoreResult<()> {
+        let name_entry = name_key(namespace, kind, name);
+        self.store.write(|txn| {
+            if txn.get(NAMES, &name_entry)?.as_deref() == Some(id) {
+                txn.delete(NAMES, &name_entry)?;
+            }
+            txn.delete(table, &record_key(namespace, id))?;
+            Ok(())
+        })
+    }
+}
+
 /// Nanoseconds since the epoch, as the CRI reports times.
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()

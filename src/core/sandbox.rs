@@ -58,18 +58,7 @@ impl Core {
             complete: false,
             spec,
         };
-        let name = name_key(namespace, "sandbox", &record.spec.name);
-        self.store.write(|txn| {
-            if let Some(owner) = txn.get(NAMES, &name)? {
-                return Err(CoreError::AlreadyExists(format!(
-                    "a sandbox named {:?} already exists ({owner})",
-                    record.spec.name
-                )));
-            }
-            txn.put(NAMES, &name, &record.id)?;
-            txn.put(SANDBOXES, &record_key(namespace, id), &record)?;
-            Ok(())
-        })?;
+        self.claim_name(SANDBOXES, namespace, "sandbox", &record.spec.name, id, &record)?;
         Ok(record)
     }
 
@@ -120,14 +109,7 @@ impl Core {
     }
 
     pub(crate) fn forget_sandbox(&self, record: &SandboxRecord) -> CoreResult<()> {
-        let name = name_key(&record.namespace, "sandbox", &record.spec.name);
-        self.store.write(|txn| {
-            if txn.get(NAMES, &name)?.as_deref() == Some(record.id.as_str()) {
-                txn.delete(NAMES, &name)?;
-            }
-            txn.delete(SANDBOXES, &record_key(&record.namespace, &record.id))?;
-            Ok(())
-        })
+        self.release_name(SANDBOXES, &record.namespace, "sandbox", &record.spec.name, &record.id)
     }
 
     pub fn list_sandboxes(&self, namespace: &str) -> CoreResult<Vec<SandboxRecord>> {

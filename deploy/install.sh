@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs berth from a built tree: binaries to /usr/local/bin, the systemd unit, and
+# the default config (kept if one exists). Run as root from the repository:
+#   cargo build --release --workspace --bins && sudo deploy/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=${PREFIX:-/usr/local}
+install -d "$prefix/bin" /etc/berth /var/lib/berth
+for binary in berthd berthctl berth-shim berth-runc; do
+  install -m 0755 "target/release/$binary" "$prefix/bin/$binary"
+done
+# containerd finds shims by this name on its PATH.
+ln -sf "$prefix/bin/berth-shim" "$prefix/bin/containerd-shim-berth-v2"
+if [ ! -e /etc/berth/config.toml ]; then
+  install -m 0644 deploy/config.toml /etc/berth/config.toml
+fi
+install -m 0644 deploy/berthd.service /etc/systemd/system/berthd.service
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable --now berthd.service
+  echo "berthd is running; see deploy/kubelet.md to point the kubelet at it"
+else
+  echo "installed; start berthd with: $prefix/bin/berthd"
+fi
