@@ -131,14 +131,6 @@ impl RegistryConfig {
         endpoints
     }
 
-    /// Every host that may be spoken to over plain HTTP.
-    pub fn plain_http_hosts(&self) -> Vec<String> {
-        let mut hosts: Vec<String> = self.registry.keys().flat_map(|host| self.endpoints(host)).filter(|e| e.plain_http).map(|e| e.host).collect();
-        hosts.sort();
-        hosts.dedup();
-        hosts
-    }
-
     /// Credentials configured for `host`, if any.
     pub fn credentials_for(&self, host: &str) -> Option<Credentials> {
         let settings = self.registry.get(host)?;
@@ -181,7 +173,6 @@ mod tests {
         );
         assert_eq!(config.endpoints("secure.example").len(), 1);
         assert!(!config.endpoints("secure.example")[0].plain_http);
-        assert_eq!(config.plain_http_hosts(), ["10.0.0.1:80", "127.0.0.1:5000"]);
         assert!(matches!(config.credentials_for("secure.example"), Some(Credentials::Basic { .. })));
         assert_eq!(RegistryConfig::from_toml("").unwrap(), RegistryConfig::default());
     }

@@ -141,8 +141,8 @@ impl ImageService {
         })
     }
 
-    /// Removes a name; when `reference_or_id` is an ID, or the last name goes, the image
-    /// record goes too, and its blobs and snapshots are collected unless something else
+    /// Removes a name; when `reference_or_id` is an ID, or no tag is left, the image
+    /// record and its digest names go too, and its blobs and snapshots are collected unless something else
     /// (another image, a container's active snapshot, a pull) uses them. Returns the
     /// names removed and whether the image was deleted.
     pub fn remove(&self, reference_or_id: &str) -> Result<Removed, ImageError> {
@@ -151,14 +151,19 @@ impl ImageService {
         let name = if by_name { Some(full_name(reference_or_id)?) } else { None };
         let removed = self.inner.store.write(|txn| {
             let names: Vec<String> = txn.list(IMAGE_NAMES)?.into_iter().filter(|(_, n)| n.image_id == id).map(|(k, _)| k).collect();
-            let untag: Vec<String> = match &name {
+            let mut untag: Vec<String> = match &name {
                 Some(name) => vec![name.clone()],
                 None => names.clone(),
             };
+            // Without tags the image goes, and its digest names with it (as in Docker).
+            let tags_left = names.iter().any(|n| !n.contains('@') && !untag.contains(n));
+            if !tags_left {
+                untag = names.clone();
+            }
             for name in &untag {
                 txn.delete(IMAGE_NAMES, name)?;
             }
-            let deleted = untag.len() == names.len();
+            let deleted = !tags_left;
             if deleted {
                 txn.delete(IMAGES, &id)?;
             }

@@ -33,9 +33,11 @@ pub(crate) struct Resolved {
     pub index: Option<(String, Vec<u8>)>,
 }
 
-fn client_config(config: &RegistryConfig) -> ClientConfig {
+/// A client for one endpoint: plain HTTP only when that endpoint allows it.
+fn client_config(config: &RegistryConfig, endpoint: &Endpoint) -> ClientConfig {
+    let protocol = if endpoint.plain_http { ClientProtocol::Http } else { ClientProtocol::Https };
     ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(config.plain_http_hosts()),
+        protocol,
         read_timeout: Some(config.pull.read_timeout()),
         connect_timeout: Some(config.pull.connect_timeout()),
         max_concurrent_download: config.pull.max_concurrent_downloads.max(1),
@@ -66,7 +68,7 @@ impl RegistrySession {
     ) -> Result<RegistrySession, ImageError> {
         let given = credentials.cloned().or_else(|| config.credentials_for(&endpoint.host));
         let auth = registry_auth(given)?;
-        let client = Client::new(client_config(config));
+        let client = Client::new(client_config(config, endpoint));
         let mut reference = reference.clone();
         if endpoint.is_mirror {
             reference.set_mirror_registry(endpoint.host.clone());
