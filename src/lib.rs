@@ -7,3 +7,6 @@ pub mod daemon;
 pub mod spec;
 pub mod store;
 pub mod task;
+pub mod content;
+pub mod image;
+pub mod snapshot;

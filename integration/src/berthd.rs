@@ -17,7 +17,9 @@ use crate::netns::NetNs;
 use crate::tempdir::TempDir;
 
 pub struct Berthd {
-    pub netns: NetNs,
+    /// The namespace berthd runs in, when the daemon made it itself.
+    pub own_netns: Option<NetNs>,
+    pub netns_path: String,
     pub dir: TempDir,
     pub child: Option<Child>,
     pub extra_config: String,
@@ -37,9 +39,22 @@ impl Berthd {
         self.dir.path().join("berthd.log")
     }
 
-    /// Starts berthd with `extra_config` appended to its config file.
+    /// Starts berthd in a new network namespace, with `extra_config` appended to its
+    /// config file.
     pub fn start(extra_config: &str) -> Berthd {
-        let mut daemon = Berthd { netns: NetNs::new(), dir: TempDir::new("berthd"), child: None, extra_config: extra_config.to_string() };
+        let netns = NetNs::new();
+        crate::command::sh(&format!("nsenter --net={} ip link set lo up", netns.path())).ok();
+        let path = netns.path();
+        Berthd::start_with(Some(netns), path, extra_config)
+    }
+
+    /// Starts berthd in the network namespace at `netns_path` (a registry's, say).
+    pub fn start_in(netns_path: &str, extra_config: &str) -> Berthd {
+        Berthd::start_with(None, netns_path.to_string(), extra_config)
+    }
+
+    fn start_with(own_netns: Option<NetNs>, netns_path: String, extra_config: &str) -> Berthd {
+        let mut daemon = Berthd { own_netns, netns_path, dir: TempDir::new("berthd"), child: None, extra_config: extra_config.to_string() };
         daemon.spawn();
         daemon
     }
@@ -57,7 +72,7 @@ impl Berthd {
         std::fs::write(&config, text).expect("write config.toml");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("berthd log");
         let child = Command::new("nsenter")
-            .arg(format!("--net={}", self.netns.path()))
+            .arg(format!("--net={}", self.netns_path))
             .arg(bin_path("berthd"))
             .arg("--config")
             .arg(&config)

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "../cli/mod.rs"]
 mod cli;
+#[path = "../cli/images.rs"]
+mod local_images;
 
 use cli::output::Format;
 
@@ -93,6 +95,19 @@ enum Verb {
     Rmi { references: Vec<String> },
     /// Show an image's status (JSON).
     Inspecti { reference: String },
+    /// Image verbs that work on an image root directly, without berthd (which must not
+    /// be running on that root): pull with a progress bar per layer, images, inspect,
+    /// rmi, tag, gc, df.
+    Local {
+        /// berth's data directory.
+        #[arg(long, default_value = "/var/lib/berth")]
+        root: PathBuf,
+        /// The config file (registry mirrors, credentials, pull settings).
+        #[arg(long, default_value = "/etc/berth/config.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        verb: local_images::ImageVerb,
+    },
 }
 
 async fn run(args: Args) -> Result<i32, String> {
@@ -120,12 +135,22 @@ async fn run(args: Args) -> Result<i32, String> {
         Verb::Pull { reference, creds } => cli::system::pull(c, &reference, creds).await,
         Verb::Rmi { references } => cli::system::remove_images(c, &references).await,
         Verb::Inspecti { reference } => cli::system::inspect_image(c, &reference).await,
+        Verb::Local { .. } => Err("local verbs run without the daemon".to_string()),
     }
     .map(|()| 0)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Verb::Local { root, config, verb } = args.verb {
+        return match local_images::run(root, config, verb) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("berthctl: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -122,6 +122,8 @@ impl Core {
             pid_namespace_path,
         };
         let spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
+        ensure_working_dir(&prepared.defaults.layers, cwd)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;
         std::fs::write(bundle.join("config.json"), text).map_err(io_error("writing config.json"))?;
         std::fs::write(bundle.join("rootfs.json"), serde_json::to_vec(&prepared.mounts).unwrap_or_default())
@@ -214,10 +216,13 @@ impl Core {
         Ok(())
     }
 
+    /// Asks the shim to exit if it serves no container any more. The cached connection
+    /// is dropped either way: the next request reconnects (or starts a new shim).
     pub(crate) async fn shutdown_shim_if_idle(&self, address: &str) {
         if let Ok(client) = self.shims.client(address).await {
             let _ = client.shutdown(context(), &ShutdownRequest::default()).await;
         }
+        self.shims.forget(address).await;
     }
 
     /// Signals the container with SIGTERM, then SIGKILL after `timeout_seconds`; waits
@@ -334,6 +339,20 @@ pub struct PreparedRootfs {
     pub image_ref: String,
     pub defaults: spec::ImageDefaults,
     pub mounts: Vec<RootfsMount>,
+}
+
+/// Creates the working directory in the container's (fresh, empty) writable layer when
+/// no layer has it, as Docker and containerd do. `layers` is upper first.
+fn ensure_working_dir(layers: &[std::path::PathBuf], cwd: &str) -> CoreResult<()> {
+    let relative = Path::new(cwd.trim_start_matches('/'));
+    if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(CoreError::InvalidArgument(format!("working directory {cwd:?} must be a plain absolute path")));
+    }
+    let Some(upper) = layers.first() else { return Ok(()) };
+    if relative.as_os_str().is_empty() || layers.iter().any(|layer| std::fs::symlink_metadata(layer.join(relative)).is_ok()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(upper.join(relative)).map_err(io_error(format!("creating the working directory {cwd}")))
 }
 
 /// The container's cgroup: under the pod's parent, or berth's own.

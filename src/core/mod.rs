@@ -36,6 +36,10 @@ pub enum CoreError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Unimplemented(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -96,6 +100,7 @@ pub struct Core {
     pub paths: Paths,
     pub store: Store,
     pub shims: ShimManager,
+    pub images: crate::image::ImageService,
     pub events: events::EventBus,
     /// Serializes changes to the records (creation, state changes, removal).
     pub(crate) write_lock: tokio::sync::Mutex<()>,

@@ -26,6 +26,8 @@ pub fn status(error: CoreError) -> Status {
         CoreError::FailedPrecondition(_) => Status::failed_precondition(message),
         CoreError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
         CoreError::Unimplemented(_) => Status::unimplemented(message),
+        CoreError::Unauthenticated(_) => Status::unauthenticated(message),
+        CoreError::Unavailable(_) => Status::unavailable(message),
         CoreError::Task(ref task) if task.is_not_found() => Status::not_found(message),
         _ => Status::internal(message),
     }

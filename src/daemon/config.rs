@@ -45,8 +45,10 @@ pub struct Config {
     pub cgroup_driver: String,
     /// Runtime handlers by name. The empty name and `berth` are the built-in runtime.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
-    /// Per registry host: mirrors and plain-HTTP settings (see the images module).
-    pub registry: toml::Table,
+    /// Per registry host: mirrors, plain-HTTP permission, credentials.
+    pub registry: std::collections::BTreeMap<String, crate::image::RegistryHost>,
+    /// Pull settings: concurrent downloads, timeouts.
+    pub pull: crate::image::PullSettings,
     /// The network: built-in bridge or CNI (see the network module).
     pub network: toml::Table,
     /// The CRI's settings.
@@ -89,7 +91,8 @@ impl Default for Config {
             shim_binary: None,
             cgroup_driver: "cgroupfs".into(),
             runtimes: BTreeMap::new(),
-            registry: toml::Table::new(),
+            registry: Default::default(),
+            pull: Default::default(),
             network: toml::Table::new(),
             cri: CriConfig::default(),
         }
@@ -140,6 +143,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What the images service needs of the configuration.
+    pub fn registry_config(&self) -> crate::image::RegistryConfig {
+        crate::image::RegistryConfig { registry: self.registry.clone(), pull: self.pull.clone() }
     }
 
     /// The runtime binary for a CRI runtime handler: `None` is berth's own runtime.

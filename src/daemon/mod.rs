@@ -27,6 +27,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("opening the image store: {0}")]
+    Images(#[from] crate::image::ImageError),
     #[error("recovering containers: {0}")]
     Recover(#[from] crate::core::CoreError),
     #[error("serving the CRI: {0}")]
@@ -70,12 +72,14 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
         &config.cri_socket.display().to_string(),
         &events_socket.display().to_string(),
     );
+    let images = crate::image::ImageService::open(&config.root, store.clone(), config.registry_config())?;
     let paths = Paths { root: config.root.clone(), state: config.state.clone() };
     let core = Arc::new(Core {
         config,
         paths,
         store,
         shims,
+        images,
         events: Default::default(),
         write_lock: Default::default(),
     });

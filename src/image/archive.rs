@@ -1,0 +1,1 @@
+//! Import and export of image archives (`docker save` and OCI layout).
