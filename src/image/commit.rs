@@ -131,11 +131,24 @@ impl ImageService {
         config.rootfs.diff_ids = layers.iter().map(|layer| layer.diff_id.clone()).collect();
         let config_bytes = serde_json::to_vec(&config).map_err(|error| ImageError::InvalidImage(error.to_string()))?;
         let id = self.inner.content.write(&config_bytes)?;
+        self.record_with_config(lease, (id, config_bytes.len() as u64), config, layers, names)
+    }
+
+    /// Writes an OCI manifest for a stored config and `layers` and records the image
+    /// with `names`; returns its ID (the config digest).
+    pub(crate) fn record_with_config(
+        &self,
+        lease: &Lease,
+        (id, config_size): (String, u64),
+        config: ConfigFile,
+        layers: Vec<LayerRecord>,
+        names: Vec<String>,
+    ) -> Result<String, ImageError> {
         lease.hold(&id);
         let manifest = Manifest {
             schema_version: 2,
             media_type: manifest::OCI_MANIFEST.into(),
-            config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: id.clone(), size: config_bytes.len() as u64, ..Descriptor::default() },
+            config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: id.clone(), size: config_size, ..Descriptor::default() },
             layers: layers.iter().map(|l| Descriptor { media_type: l.media_type.clone(), digest: l.digest.clone(), size: l.size, ..Descriptor::default() }).collect(),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|error| ImageError::InvalidImage(error.to_string()))?;
@@ -146,7 +159,7 @@ impl ImageService {
             manifest_digest,
             manifest_media_type: manifest::OCI_MANIFEST.into(),
             index_digest: None,
-            config_size: config_bytes.len() as u64,
+            config_size,
             layers,
             config,
             added: now_seconds(),
