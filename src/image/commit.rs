@@ -7,7 +7,7 @@ use std::io::{BufReader, Read, Write};
 use super::leases::Lease;
 use super::manifest::{self, Compression, Descriptor, Manifest};
 use super::pull::{run_blocking, HashingReader, Unpacker};
-use super::record::{chain_ids, ConfigFile, History, ImageConfig, ImageRecord, LayerRecord, NameRecord, IMAGES, IMAGE_NAMES};
+use super::record::{chain_ids, ConfigFile, History, ImageConfig, ImageRecord, LayerRecord, IMAGES};
 use super::{reference, Image, ImageError, ImageService, Platform};
 use crate::content::Hasher;
 use crate::snapshot::diff::write_layer_tar;
@@ -164,13 +164,7 @@ impl ImageService {
             config,
             added: now_seconds(),
         };
-        self.inner.store.write(|txn| {
-            txn.put(IMAGES, &id, &record)?;
-            for name in &names {
-                txn.put(IMAGE_NAMES, name, &NameRecord { image_id: id.clone() })?;
-            }
-            Ok::<_, ImageError>(())
-        })?;
+        self.save_image(&record, &names)?;
         Ok(id)
     }
 

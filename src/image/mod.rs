@@ -131,6 +131,17 @@ impl ImageService {
         Ok(record.image_id)
     }
 
+    /// Records an image and points `names` at it, in one transaction.
+    pub(crate) fn save_image(&self, record: &ImageRecord, names: &[String]) -> Result<(), ImageError> {
+        self.inner.store.write(|txn| {
+            txn.put(IMAGES, &record.id, record)?;
+            for name in names {
+                txn.put(IMAGE_NAMES, name, &NameRecord { image_id: record.id.clone() })?;
+            }
+            Ok(())
+        })
+    }
+
     /// Gives the image `source` (name or ID) the name `target`.
     pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
         let id = self.resolve_id(source)?;

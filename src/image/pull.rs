@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::error::is_timeout;
 use super::leases::Lease;
 use super::manifest::{self, Compression, Descriptor, Platform};
-use super::record::{chain_ids, ConfigFile, ImageRecord, LayerRecord, NameRecord, IMAGES, IMAGE_NAMES};
+use super::record::{chain_ids, ConfigFile, ImageRecord, LayerRecord};
 use super::registry::{RegistrySession, Resolved};
 use super::{reference, Credentials, Image, ImageError, ImageService};
 use crate::content::Hasher;
@@ -259,13 +259,7 @@ impl ImageService {
             config,
             added: now_seconds(),
         };
-        self.inner.store.write(|txn| {
-            txn.put(IMAGES, &id, &record)?;
-            for name in &names {
-                txn.put(IMAGE_NAMES, name, &NameRecord { image_id: id.clone() })?;
-            }
-            Ok::<_, ImageError>(())
-        })?;
+        self.save_image(&record, &names)?;
         tracing::info!(%id, ?names, "pulled");
         Ok(id)
     }
