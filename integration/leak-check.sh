@@ -15,6 +15,8 @@ c=$(find /sys/fs/cgroup -maxdepth 6 -type d -iname '*berth*' 2>/dev/null)
 [ -n "$c" ] && report "cgroups" "$c"
 p=$(ps -eo pid,stat,comm | awk '$2 !~ /^Z/ && $3 ~ /berth/')
 [ -n "$p" ] && report "processes" "$p"
+r=$(ps -eo pid,stat,comm,args | awk '$2 !~ /^Z/ && ($3 == "docker-registry" || ($3 == "containerd" && $0 ~ /berth-test/))')
+[ -n "$r" ] && report "registry or containerd processes" "$r"
 # Live processes still in a test container's cgroup (zombies wait for pid 1 to reap).
 cp=$(for f in /proc/[0-9]*/cgroup; do
         d=${f%/cgroup}

@@ -1,4 +1,4 @@
-//! `berthctl local pull/images/rmi/df/gc` against the real registry, run inside the test's
+//! `berthctl local pull/images/df/save/load/rmi` against the real registry, run inside the test's
 //! network namespace.
 use std::process::Command;
 use std::time::Duration;
@@ -36,6 +36,11 @@ fn berthctl_pulls_lists_and_removes_images() {
     assert!(listed.stdout.contains(&reference) && listed.stdout.contains(&pushed.config_digest[7..19]), "{listed}");
     let usage = berthctl(&registry, &dir, &["df"]).ok();
     assert!(!usage.stdout.starts_with("0 bytes"), "{usage}");
+    let archive = dir.path().join("saved.tar").display().to_string();
+    berthctl(&registry, &dir, &["save", "-o", &archive, &reference]).ok();
+    berthctl(&registry, &dir, &["rmi", &reference]).ok();
+    let loaded = berthctl(&registry, &dir, &["load", "-i", &archive]).ok();
+    assert!(loaded.stdout.contains(&format!("Loaded: {} {reference}", pushed.config_digest)), "{loaded}");
     let removed = berthctl(&registry, &dir, &["rmi", &reference]).ok();
     assert!(removed.stdout.contains(&format!("Deleted: {}", pushed.config_digest)), "{removed}");
     let listed = berthctl(&registry, &dir, &["images"]).ok();

@@ -28,6 +28,24 @@ pub enum ImageVerb {
     Rmi { references: Vec<String> },
     /// Give an image another name.
     Tag { source: String, target: String },
+    /// Push an image to a registry as `target` (default: its own name).
+    Push {
+        source: String,
+        target: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Write images to a docker-save / OCI layout archive.
+    Save {
+        #[arg(long, short)]
+        output: PathBuf,
+        references: Vec<String>,
+    },
+    /// Load the images of an archive.
+    Load {
+        #[arg(long, short)]
+        input: PathBuf,
+    },
     /// Remove unreferenced blobs and snapshots.
     Gc,
     /// Show the image filesystem's usage.
@@ -81,6 +99,24 @@ pub fn run(root: PathBuf, config: PathBuf, verb: ImageVerb) -> Result<(), String
             Ok(())
         }
         ImageVerb::Tag { source, target } => service.tag(&source, &target).map_err(text),
+        ImageVerb::Push { source, target, user } => {
+            let target = target.unwrap_or_else(|| source.clone());
+            let digest = runtime.block_on(service.push(&source, &target, credentials(user))).map_err(text)?;
+            println!("{target}: {digest}");
+            Ok(())
+        }
+        ImageVerb::Save { output, references } => {
+            let file = std::fs::File::create(&output).map_err(|error| format!("{}: {error}", output.display()))?;
+            let references: Vec<&str> = references.iter().map(String::as_str).collect();
+            service.export(&references, std::io::BufWriter::new(file)).map_err(text)
+        }
+        ImageVerb::Load { input } => {
+            let file = std::fs::File::open(&input).map_err(|error| format!("{}: {error}", input.display()))?;
+            for image in runtime.block_on(service.import(file)).map_err(text)? {
+                println!("Loaded: {} {}", image.id, image.repo_tags.join(" "));
+            }
+            Ok(())
+        }
         ImageVerb::Gc => {
             let report = service.gc().map_err(text)?;
             println!("removed {} blobs, {} snapshots, {} bytes", report.blobs_removed, report.snapshots_removed, report.bytes_freed);

@@ -136,24 +136,14 @@ impl ContentStore {
         let target = self.blob_path(digest)?;
         let n = INGEST_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = self.ingest.join(format!("{}-{}-{n}", digest_hex(digest)?, std::process::id()));
-        let file = File::create(&path).map_err(io_error(&path))?;
-        Ok(Ingest {
-            file: Some(file),
-            path,
-            target,
-            hasher: Hasher::default(),
-            written: 0,
-            digest: digest.to_string(),
-            size,
-        })
+        Ok(Ingest { file: IngestFile::create(path)?, target, digest: digest.to_string(), size })
     }
 
     /// Starts writing a blob whose digest is known only at the end (a layer being made).
     pub fn begin_unknown(&self) -> Result<UnknownIngest, ContentError> {
         let n = INGEST_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = self.ingest.join(format!("new-{}-{n}", std::process::id()));
-        let file = File::create(&path).map_err(io_error(&path))?;
-        Ok(UnknownIngest { file: Some(file), path, hasher: Hasher::default(), written: 0, store: self.clone() })
+        Ok(UnknownIngest { file: IngestFile::create(path)?, store: self.clone() })
     }
 
     /// Every stored blob's digest.
@@ -188,13 +178,52 @@ impl ContentStore {
     }
 }
 
-/// A blob being written; removed unless [`Ingest::commit`] succeeds.
-pub struct Ingest {
+/// A file in `ingest/` being written and hashed; removed on drop unless renamed.
+struct IngestFile {
     file: Option<File>,
     path: PathBuf,
-    target: PathBuf,
     hasher: Hasher,
     written: u64,
+}
+
+impl IngestFile {
+    fn create(path: PathBuf) -> Result<IngestFile, ContentError> {
+        let file = File::create(&path).map_err(io_error(&path))?;
+        Ok(IngestFile { file: Some(file), path, hasher: Hasher::default(), written: 0 })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let file = self.file.as_mut().ok_or_else(|| io::Error::other("ingest closed"))?;
+        file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The digest of what was written.
+    fn digest(&mut self) -> String {
+        std::mem::take(&mut self.hasher).finish()
+    }
+
+    /// Makes the data durable, then renames it to `target`.
+    fn land(mut self, target: &Path) -> Result<(), ContentError> {
+        if let Some(file) = self.file.take() {
+            file.sync_data().map_err(io_error(&self.path))?;
+        }
+        std::fs::rename(&self.path, target).map_err(io_error(&self.path))
+    }
+}
+
+impl Drop for IngestFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A blob being written; removed unless [`Ingest::commit`] succeeds.
+pub struct Ingest {
+    file: IngestFile,
+    target: PathBuf,
     digest: String,
     size: Option<u64>,
 }
@@ -202,17 +231,12 @@ pub struct Ingest {
 impl Write for Ingest {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if let Some(size) = self.size {
-            if self.written + bytes.len() as u64 > size {
-                return Err(io::Error::other(format!(
-                    "blob {} is longer than its declared {size} bytes",
-                    self.digest
-                )));
+            if self.file.written + bytes.len() as u64 > size {
+                let digest = &self.digest;
+                return Err(io::Error::other(format!("blob {digest} is longer than its declared {size} bytes")));
             }
         }
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("ingest closed"))?;
-        file.write_all(bytes)?;
-        self.hasher.update(bytes);
-        self.written += bytes.len() as u64;
+        self.file.append(bytes)?;
         Ok(bytes.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -222,45 +246,32 @@ impl Write for Ingest {
 
 impl Ingest {
     pub fn written(&self) -> u64 {
-        self.written
+        self.file.written
     }
 
     /// Checks size and digest, then renames the blob into place.
     pub fn commit(mut self) -> Result<(), ContentError> {
-        let hasher = std::mem::take(&mut self.hasher);
-        if let Some(expected) = self.size.filter(|size| *size != self.written) {
-            return Err(ContentError::SizeMismatch { digest: self.digest.clone(), expected, actual: self.written });
+        let written = self.file.written;
+        if let Some(expected) = self.size.filter(|size| *size != written) {
+            return Err(ContentError::SizeMismatch { digest: self.digest.clone(), expected, actual: written });
         }
-        let actual = hasher.finish();
+        let actual = self.file.digest();
         if actual != self.digest {
             return Err(ContentError::DigestMismatch { expected: self.digest.clone(), actual });
         }
-        self.file.take();
-        std::fs::rename(&self.path, &self.target).map_err(io_error(&self.path))
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.file.land(&self.target)
     }
 }
 
 /// A blob whose digest is learnt from its content; see [`ContentStore::begin_unknown`].
 pub struct UnknownIngest {
-    file: Option<File>,
-    path: PathBuf,
-    hasher: Hasher,
-    written: u64,
+    file: IngestFile,
     store: ContentStore,
 }
 
 impl Write for UnknownIngest {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("ingest closed"))?;
-        file.write_all(bytes)?;
-        self.hasher.update(bytes);
-        self.written += bytes.len() as u64;
+        self.file.append(bytes)?;
         Ok(bytes.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -271,17 +282,11 @@ impl Write for UnknownIngest {
 impl UnknownIngest {
     /// Renames the blob into place; returns its digest and size.
     pub fn commit(mut self) -> Result<(String, u64), ContentError> {
-        let digest = std::mem::take(&mut self.hasher).finish();
-        self.file.take();
+        let digest = self.file.digest();
+        let written = self.file.written;
         let target = self.store.blob_path(&digest)?;
-        std::fs::rename(&self.path, &target).map_err(io_error(&self.path))?;
-        Ok((digest, self.written))
-    }
-}
-
-impl Drop for UnknownIngest {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.file.land(&target)?;
+        Ok((digest, written))
     }
 }
 

@@ -119,6 +119,9 @@ pub(crate) fn registry_error(endpoint: &str, error: oci_client::errors::OciDistr
         }
         E::RegistryError { envelope, url } => ImageError::Registry { endpoint, message: format!("{url}: {}", describe_envelope(&envelope)) },
         E::ServerError { code: 404, url, .. } => ImageError::NotFound(url),
+        E::RequestError(error) if error.status().is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) => {
+            ImageError::Unauthorized(format!("{endpoint}: {error}"))
+        }
         E::RequestError(error) if error.is_timeout() => ImageError::Timeout { endpoint, message: error.to_string() },
         E::RequestError(error) => ImageError::Registry { endpoint, message: request_error_chain(&error) },
         other => ImageError::Registry { endpoint, message: other.to_string() },

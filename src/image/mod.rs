@@ -3,6 +3,7 @@
 //! container's root filesystem is made of. Metadata lives in the shared store (see
 //! [`record`]), blobs in [`crate::content`], unpacked layers in [`crate::snapshot`].
 mod archive;
+mod commit;
 pub mod config;
 mod error;
 mod gc;
@@ -128,6 +129,17 @@ impl ImageService {
         let name = full_name(reference_or_id)?;
         let record = self.inner.store.get(IMAGE_NAMES, &name)?.ok_or_else(not_found)?;
         Ok(record.image_id)
+    }
+
+    /// Records an image and points `names` at it, in one transaction.
+    pub(crate) fn save_image(&self, record: &ImageRecord, names: &[String]) -> Result<(), ImageError> {
+        self.inner.store.write(|txn| {
+            txn.put(IMAGES, &record.id, record)?;
+            for name in names {
+                txn.put(IMAGE_NAMES, name, &NameRecord { image_id: record.id.clone() })?;
+            }
+            Ok(())
+        })
     }
 
     /// Gives the image `source` (name or ID) the name `target`.

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::error::is_timeout;
 use super::leases::Lease;
 use super::manifest::{self, Compression, Descriptor, Platform};
-use super::record::{chain_ids, ConfigFile, ImageRecord, LayerRecord, NameRecord, IMAGES, IMAGE_NAMES};
+use super::record::{chain_ids, ConfigFile, ImageRecord, LayerRecord};
 use super::registry::{RegistrySession, Resolved};
 use super::{reference, Credentials, Image, ImageError, ImageService};
 use crate::content::Hasher;
@@ -165,7 +165,7 @@ impl ImageService {
         let unpacker = Unpacker {
             compression: manifest::layer_compression(&layer.media_type)?,
             digest: layer.digest.clone(),
-            diff_id: layer.diff_id.clone(),
+            diff_id: Some(layer.diff_id.clone()),
             target: new_layer.as_ref().map(|new| new.fs()),
         };
         if need_blob {
@@ -197,7 +197,7 @@ impl ImageService {
         progress: &ProgressSender,
     ) -> Result<(), ImageError> {
         let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(64);
-        let worker = tokio::task::spawn_blocking(move || unpacker.run(ChannelReader { receiver, current: Bytes::new() }));
+        let worker = tokio::task::spawn_blocking(move || unpacker.run(ChannelReader { receiver, current: Bytes::new() }).map(drop));
         let mut worker = Some(worker);
         let mut ingest = self.inner.content.begin(&layer.digest, Some(layer.size))?;
         let descriptor = descriptor_of(layer);
@@ -259,13 +259,7 @@ impl ImageService {
             config,
             added: now_seconds(),
         };
-        self.inner.store.write(|txn| {
-            txn.put(IMAGES, &id, &record)?;
-            for name in &names {
-                txn.put(IMAGE_NAMES, name, &NameRecord { image_id: id.clone() })?;
-            }
-            Ok::<_, ImageError>(())
-        })?;
+        self.save_image(&record, &names)?;
         tracing::info!(%id, ?names, "pulled");
         Ok(id)
     }
@@ -350,13 +344,15 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
 pub(crate) struct Unpacker {
     pub compression: Compression,
     pub digest: String,
-    pub diff_id: String,
+    /// The expected diff ID, when known.
+    pub diff_id: Option<String>,
     /// Where to unpack; None only checks the stream.
     pub target: Option<std::path::PathBuf>,
 }
 
 impl Unpacker {
-    pub fn run(self, raw: impl Read) -> Result<(), ImageError> {
+    /// Unpacks (or checks) the stream; returns its diff ID.
+    pub fn run(self, raw: impl Read) -> Result<String, ImageError> {
         let corrupt = |error: io::Error| ImageError::CorruptLayer { digest: self.digest.clone(), message: error.to_string() };
         let decompressed: Box<dyn Read> = match self.compression {
             Compression::None => Box::new(raw),
@@ -374,14 +370,14 @@ impl Unpacker {
             }
         }
         let actual = hashing.hasher.finish();
-        if actual != self.diff_id {
-            return Err(ImageError::DigestMismatch {
+        match self.diff_id {
+            Some(expected) if expected != actual => Err(ImageError::DigestMismatch {
                 what: format!("uncompressed layer {} (diff ID)", self.digest),
-                expected: self.diff_id.clone(),
+                expected,
                 actual,
-            });
+            }),
+            _ => Ok(actual),
         }
-        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! `work`) on top of a chain. A layer is unpacked into `snapshots/new-*` and renamed to
 //! its numeric id in the transaction that records it; directories without a record are
 //! removed when the snapshotter opens, so a crash leaves nothing half-made.
+pub mod diff;
 pub mod unpack;
 
 use std::io;
