@@ -2,3 +2,4 @@
 //! (images, containers, sandboxes, networks) below, one module per concern, as
 //! `DESIGN.md` lays out. The container runtime itself lives in `shims/runtime`.
 pub mod store;
+pub mod network;
