@@ -12,6 +12,7 @@ pub mod console;
 pub mod leak;
 pub mod matrix;
 pub mod netns;
+pub mod networld;
 pub mod ops;
 pub mod rootfs;
 pub mod runtime;

@@ -8,15 +8,20 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoPortKind, InfoVeth};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::{NetworkError, Result};
 
 /// True when `error` is the kernel's answer `errno`.
 pub(crate) fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
     matches!(error, rtnetlink::Error::NetlinkError(message) if message.raw_code() == -errno)
+}
+
+/// Adds what was being done to an rtnetlink error.
+fn failed(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+    move |e| NetworkError::Netlink(format!("{what}: {e}"))
 }
 
 /// Opens an rtnetlink connection in the calling thread's network namespace and drives
@@ -78,7 +83,7 @@ impl HostLinks {
             _ => {}
         }
         let up = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(up).execute().await?;
+        self.handle.link().set(up).execute().await.map_err(failed(format!("set {name} up")))?;
         Ok(index)
     }
 
@@ -93,7 +98,8 @@ impl HostLinks {
 
     /// One RTM_NEWLINK: the veth pair, the host end up and enslaved to the bridge, the
     /// sandbox end created directly inside the sandbox's namespace under its final name,
-    /// with its MAC address, up.
+    /// with its MAC address (the kernel refuses to bring a peer up across namespaces
+    /// in the same message: ENOTCONN).
     pub async fn create_veth(&self, host_name: &str, bridge: u32, mtu: u32, sandbox: &SandboxInterface<'_>) -> Result<()> {
         let netns = std::fs::File::open(sandbox.netns_path)
             .map_err(|e| NetworkError::io(format!("open {}", sandbox.netns_path.display()), e))?;
@@ -102,7 +108,6 @@ impl HostLinks {
             .mtu(mtu)
             .address(sandbox.mac.to_vec())
             .setns_by_fd(netns.as_raw_fd())
-            .up()
             .build();
         let veth = LinkVeth::new(host_name, "unused")
             .mtu(mtu)
@@ -110,12 +115,28 @@ impl HostLinks {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
         match self.handle.link().add(veth.build()).execute().await {
-            Err(e) if is_errno(&e, libc::EEXIST) => Err(NetworkError::AlreadyExists {
-                what: "interface",
-                name: format!("{host_name} or {} in {}", sandbox.name, sandbox.netns_path.display()),
-            }),
-            other => Ok(other?),
+            Err(e) if is_errno(&e, libc::EEXIST) => {
+                return Err(NetworkError::AlreadyExists {
+                    what: "interface",
+                    name: format!("{host_name} or {} in {}", sandbox.name, sandbox.netns_path.display()),
+                })
+            }
+            other => other.map_err(failed(format!("create veth {host_name}")))?,
         }
+        self.set_hairpin(host_name).await
+    }
+
+    /// Hairpin mode on a bridge port: with br_netfilter, a container's packets to its
+    /// own published port are DNATed on the bridge and must leave by the port they
+    /// came in on.
+    async fn set_hairpin(&self, port: &str) -> Result<()> {
+        let message = LinkMessageBuilder::<LinkBridgePort>::default()
+            .name(port.to_string())
+            .set_port_kind(InfoPortKind::Bridge)
+            .hairpin(true)
+            .build();
+        let request = self.handle.link().set_port(message).execute().await;
+        request.map_err(failed(format!("hairpin mode on {port}")))
     }
 
     /// The first IPv4 route of the host whose destination overlaps `subnet`, if any
@@ -174,17 +195,21 @@ where
 
 async fn configure_inside(handle: &Handle, name: &str, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr, default_route: bool) -> Result<()> {
     let lo_up = LinkUnspec::new_with_index(1).up().build();
-    handle.link().set(lo_up).execute().await?;
+    handle.link().set(lo_up).execute().await.map_err(failed("set lo up"))?;
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     let index = links
         .try_next()
-        .await?
+        .await
+        .map_err(failed(format!("find {name}")))?
         .map(|l| l.header.index)
         .ok_or_else(|| NetworkError::not_found("interface", name))?;
-    handle.address().add(index, IpAddr::V4(ip), prefix).execute().await?;
+    let add = handle.address().add(index, IpAddr::V4(ip), prefix).execute().await;
+    add.map_err(failed(format!("add {ip}/{prefix} to {name}")))?;
+    let up = LinkUnspec::new_with_index(index).up().build();
+    handle.link().set(up).execute().await.map_err(failed(format!("set {name} up")))?;
     if default_route {
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(index).build();
-        handle.route().add(route).execute().await?;
+        handle.route().add(route).execute().await.map_err(failed(format!("default route via {gateway}")))?;
     }
     Ok(())
 }

@@ -175,7 +175,7 @@ impl Rule {
 
     /// `ct status dnat`
     pub fn was_dnatted(self) -> Rule {
-        let ct = Attrs::default().be32(1, REG_1).be32(2, 1);
+        let ct = Attrs::default().be32(1, REG_1).be32(2, 2);
         self.expr("ct", ct).bitwise(&(1u32 << 5).to_ne_bytes()).cmp(false, &0u32.to_ne_bytes())
     }
 
