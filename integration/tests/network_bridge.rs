@@ -108,3 +108,68 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
     assert!(nft_rules(&host, "berth", "prerouting").is_empty());
     assert_eq!(fetch(&world.outside.path(), &format!("http://{HOST_UPLINK}:8080/index.html")), None);
 }
+
+fn open_manager(world: &NetWorld) -> impl FnOnce() -> (tokio::runtime::Runtime, NetworkManager) {
+    let (store_path, config, state) = (world.store_path(), world.config(), world.state_dir());
+    move || {
+        let rt = runtime();
+        let manager = rt.block_on(async {
+            let store = Store::open(&store_path).unwrap();
+            NetworkManager::open(store, config, &state).await.unwrap()
+        });
+        (rt, manager)
+    }
+}
+
+#[test]
+fn after_a_crash_reconcile_keeps_exactly_what_live_sandboxes_need() {
+    let world = NetWorld::new();
+    let (a, b, c, d) = (world.sandbox("a"), world.sandbox("b"), world.sandbox("c"), world.sandbox("d"));
+    let host = world.host.path();
+    let (ra, rb) = (request(&a, &[(8081, 80)]), request(&b, &[(8082, 80)]));
+    let open = open_manager(&world);
+    world.in_host(move || {
+        let (rt, manager) = open();
+        rt.block_on(async {
+            manager.attach(&ra).await.unwrap();
+            manager.attach(&rb).await.unwrap();
+        });
+        // The daemon dies here: no detach.
+    });
+    // Sandbox a died with it; its interface is gone, its veth too.
+    berth::network::remove_pinned_netns(&a.path).unwrap();
+    let (rc, rd) = (request(&c, &[]), request(&d, &[(8081, 80)]));
+    let open = open_manager(&world);
+    let (ip_c, ip_d) = world.in_host(move || {
+        let (rt, manager) = open();
+        rt.block_on(async {
+            // Before reconcile the dead sandbox's address and port are still held.
+            let ip_c = manager.attach(&rc).await.unwrap().ip().unwrap();
+            assert!(manager.attach(&rd).await.is_err(), "port 8081 is still a's");
+            manager.reconcile(&["b".into(), "c".into()]).await.unwrap();
+            let ip_d = manager.attach(&rd).await.unwrap().ip().unwrap();
+            (ip_c, ip_d)
+        })
+    });
+    assert_eq!(ip_c.to_string(), "172.17.0.4");
+    assert_eq!(ip_d.to_string(), "172.17.0.2", "the dead sandbox's address is free again");
+    let dnat = nft_rules(&host, "berth", "prerouting");
+    assert_eq!(dnat.len(), 2, "one rule per live published port, no duplicates: {dnat:?}");
+    assert_eq!(nft_rules(&host, "berth", "postrouting").len(), 3);
+    let _httpd_b = world.httpd(b.netns(), 80);
+    let _httpd_d = world.httpd(d.netns(), 80);
+    let hello = Some("hello from berth\n".to_string());
+    assert_eq!(fetch(&world.outside.path(), &format!("http://{HOST_UPLINK}:8082/index.html")), hello);
+    assert_eq!(fetch(&world.outside.path(), &format!("http://{HOST_UPLINK}:8081/index.html")), hello);
+    let open = open_manager(&world);
+    world.in_host(move || {
+        let (rt, manager) = open();
+        rt.block_on(async {
+            manager.reconcile(&[]).await.unwrap();
+            assert!(manager.status("b").await.unwrap().is_none());
+        })
+    });
+    assert!(nft_rules(&host, "berth", "prerouting").is_empty());
+    let links = in_netns(&host, "ip -o link show type veth").ok().stdout;
+    assert!(!links.contains("vethac11"), "{links}");
+}
