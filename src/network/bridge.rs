@@ -280,6 +280,22 @@ impl NetworkDriver for BridgeDriver {
         .boxed()
     }
 
+    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let endpoints = self.endpoints_of(sandbox_id)?;
+            if endpoints.is_empty() {
+                return Err(NetworkError::not_found("sandbox network", sandbox_id));
+            }
+            for endpoint in &endpoints {
+                if self.links.index_of(&endpoint.host_veth).await?.is_none() {
+                    return Err(NetworkError::not_found("interface", &endpoint.host_veth));
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>> {
         self.reconcile_inner(live).boxed()
     }

@@ -58,6 +58,8 @@ pub trait NetworkDriver: Send {
     /// Idempotent: detaching a sandbox that is not attached succeeds.
     fn detach<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
     fn status<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>>;
+    /// Verifies that the sandbox's networking is still as set up (CNI CHECK).
+    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Drops everything of sandboxes not in `live`, restores what the live ones need.
     fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>>;
     fn create_network<'a>(&'a mut self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>>;

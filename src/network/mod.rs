@@ -6,7 +6,8 @@
 //! [`NetworkManager`] is what the daemon holds; it serializes calls into the driver the
 //! config chose (built-in bridge or CNI). IPv4 only for now.
 mod bridge;
-pub mod cni;
+mod cni;
+mod cni_exec;
 mod config;
 pub mod dns;
 mod driver;
@@ -76,6 +77,11 @@ impl NetworkManager {
 
     pub async fn status(&self, sandbox_id: &str) -> Result<Option<Attachment>> {
         self.driver.lock().await.status(sandbox_id).await
+    }
+
+    /// Verifies the sandbox's networking (CNI CHECK; the bridge driver checks its veths).
+    pub async fn check(&self, sandbox_id: &str) -> Result<()> {
+        self.driver.lock().await.check(sandbox_id).await
     }
 
     pub async fn ip_of(&self, sandbox_id: &str) -> Result<Option<Ipv4Addr>> {

@@ -42,14 +42,6 @@ pub(crate) fn apply(table: &str, networks: &[NetworkRecord], endpoints: &[Endpoi
     batch.commit()
 }
 
-/// Deletes the table (e.g. when the last network goes); a missing table is fine.
-pub(crate) fn remove(table: &str) -> Result<()> {
-    let mut batch = Batch::new();
-    batch.add_table(table);
-    batch.delete_table(table);
-    batch.commit()
-}
-
 fn rules(networks: &[NetworkRecord], endpoints: &[EndpointRecord]) -> Vec<Rule> {
     let mut rules = Vec::new();
     for network in networks {
