@@ -46,7 +46,13 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
     let client = world.sandbox("client");
     let host = world.host.path();
     let (store_path, config, state) = (world.store_path(), world.config(), world.state_dir());
-    let (web_req, client_req) = (request(&web, &[(8080, 80)]), request(&client, &[]));
+    let (mut web_req, client_req) = (request(&web, &[(8080, 80)]), request(&client, &[]));
+    web_req.port_mappings.push(PortMapping {
+        protocol: Protocol::Udp,
+        container_port: 53,
+        host_port: 5353,
+        host_ip: Some("127.0.0.1".parse().unwrap()),
+    });
     let (web_ip, client_ip) = world.in_host(move || {
         runtime().block_on(async {
             let store = Store::open(&store_path).unwrap();
@@ -54,6 +60,9 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
             let web = manager.attach(&web_req).await.unwrap();
             let client = manager.attach(&client_req).await.unwrap();
             assert_eq!(manager.ip_of("web").await.unwrap(), web.ip());
+            // berth holds the published host ports while the mappings exist.
+            assert!(std::net::UdpSocket::bind("127.0.0.1:5353").is_err());
+            assert!(std::net::TcpListener::bind("0.0.0.0:8080").is_err());
             (web.ip().unwrap(), client.ip().unwrap())
         })
     });
@@ -72,8 +81,10 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
     let veth = ip_json(&host, "link show vethac110002");
     assert_eq!(veth[0]["master"], "docker0", "{veth}");
     let dnat = nft_rules(&host, "berth", "prerouting");
-    assert_eq!(dnat.len(), 1, "{dnat:?}");
-    assert!(dnat[0].to_string().contains("\"dnat\""), "{dnat:?}");
+    assert_eq!(dnat.len(), 2, "{dnat:?}");
+    assert!(dnat[0].to_string().contains("\"dnat\"") && dnat[0].to_string().contains("8080"), "{dnat:?}");
+    let udp = dnat[1].to_string();
+    assert!(udp.contains("127.0.0.1") && udp.contains("5353") && udp.contains("\"port\":53"), "{udp}");
 
     let _httpd = world.httpd(web.netns(), 80);
     let _outside_httpd = world.httpd(&world.outside.path(), 80);

@@ -100,3 +100,32 @@ impl NetworkManager {
         self.driver.lock().await.list_networks()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    #[test]
+    fn the_manager_can_be_shared_across_tokio_tasks() {
+        fn shared<T: Send + Sync>() {}
+        shared::<NetworkManager>();
+        #[allow(dead_code)]
+        fn futures_are_send(manager: &NetworkManager, request: &AttachRequest) {
+            assert_send(manager.attach(request));
+            assert_send(manager.detach("id"));
+            assert_send(manager.reconcile(&[]));
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_overrides() {
+        let config: NetworkConfig = serde_json::from_str(r#"{"mode": "cni", "subnet": "10.5.0.0/16"}"#).unwrap();
+        assert_eq!(config.mode, NetworkMode::Cni);
+        assert_eq!(config.subnet.to_string(), "10.5.0.0/16");
+        assert_eq!(config.bridge, "docker0");
+        assert_eq!(config.cni_bin_dirs, vec![std::path::PathBuf::from("/opt/cni/bin"), "/usr/lib/cni".into()]);
+        assert!(serde_json::from_str::<NetworkConfig>(r#"{"subnet": "10.5.0.0/33"}"#).is_err());
+    }
+}
