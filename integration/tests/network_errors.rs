@@ -115,6 +115,8 @@ fn the_running_container_keeps_working_through_refused_requests() {
             let store = Store::open(&store_path).unwrap();
             let manager = NetworkManager::open(store, config, &state).await.unwrap();
             manager.attach(&good).await.unwrap();
+            let e = manager.attach(&good).await.unwrap_err();
+            assert!(matches!(e, NetworkError::AlreadyExists { what: "sandbox network", .. }), "{e}");
             assert!(manager.attach(&clash).await.is_err());
             assert!(manager.create_network(&net("bad", "nonsense")).await.is_err());
         })

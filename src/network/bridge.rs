@@ -196,6 +196,9 @@ impl BridgeDriver {
 
     async fn attach_inner(&mut self, request: &AttachRequest) -> Result<Attachment> {
         let networks = self.networks_for(request)?;
+        if !self.endpoints_of(&request.sandbox_id)?.is_empty() {
+            return Err(NetworkError::AlreadyExists { what: "sandbox network", name: request.sandbox_id.clone() });
+        }
         let others: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
         check_against(&request.port_mappings, &others)?;
         self.ports.reserve(&request.sandbox_id, &request.port_mappings)?;
