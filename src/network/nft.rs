@@ -3,7 +3,10 @@
 //! Only the expressions berth's rules use are here: meta, payload, bitwise, cmp, fib,
 //! ct, immediate, nat and masq. The socket belongs to the calling thread's netns.
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+use nix::sys::time::TimeVal;
 
 use ipnet::Ipv4Net;
 
@@ -258,34 +261,17 @@ impl Batch {
         let last = self.seq;
         self.message(NFNL_MSG_BATCH_END, 0, 0, Attrs::default());
         let socket = open_socket()?;
-        let sent = unsafe {
-            libc::send(socket.as_raw_fd(), self.buffer.as_ptr().cast(), self.buffer.len(), 0)
-        };
-        if sent < 0 {
-            return Err(NetworkError::io("nftables send", std::io::Error::last_os_error()));
-        }
+        send(socket.as_raw_fd(), &self.buffer, MsgFlags::empty())
+            .map_err(|e| NetworkError::io("nftables send", e.into()))?;
         wait_for_acks(&socket, last)
     }
 }
 
 fn open_socket() -> Result<OwnedFd> {
-    let fd = unsafe {
-        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER)
-    };
-    if fd < 0 {
-        return Err(NetworkError::io("nftables socket", std::io::Error::last_os_error()));
-    }
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let timeout = libc::timeval { tv_sec: 10, tv_usec: 0 };
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
+    let socket = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
+        .map_err(|e| NetworkError::io("nftables socket", e.into()))?;
+    setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::new(10, 0))
+        .map_err(|e| NetworkError::io("nftables socket timeout", e.into()))?;
     Ok(socket)
 }
 
@@ -293,17 +279,15 @@ fn open_socket() -> Result<OwnedFd> {
 fn wait_for_acks(socket: &OwnedFd, last: u32) -> Result<()> {
     let mut buffer = vec![0u8; 65536];
     loop {
-        let n = unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
-        if n < 0 {
-            return Err(NetworkError::io("nftables receive", std::io::Error::last_os_error()));
-        }
+        let n = recv(socket.as_raw_fd(), &mut buffer, MsgFlags::empty())
+            .map_err(|e| NetworkError::io("nftables receive", e.into()))?;
         let mut at = 0usize;
-        while at + 16 <= n as usize {
+        while at + 16 <= n {
             let word = |i: usize| u32::from_ne_bytes([buffer[i], buffer[i + 1], buffer[i + 2], buffer[i + 3]]);
             let len = word(at) as usize;
             let kind = u16::from_ne_bytes([buffer[at + 4], buffer[at + 5]]);
             let seq = word(at + 8);
-            if kind == NLMSG_ERROR && at + 20 <= n as usize {
+            if kind == NLMSG_ERROR && at + 20 <= n {
                 let code = word(at + 16) as i32;
                 if code != 0 {
                     let error = std::io::Error::from_raw_os_error(-code);
