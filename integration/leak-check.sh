@@ -11,6 +11,9 @@ n=$(ip netns list 2>/dev/null)
 [ -n "$n" ] && report "network namespaces" "$n"
 l=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(docker0|berth|br-|veth|cni)')
 [ -n "$l" ] && report "links" "$l"
+# nftables tables of berth's (the network tests make theirs in private namespaces).
+nt=$(nft list tables 2>/dev/null | grep -E 'berth')
+[ -n "$nt" ] && report "nft tables" "$nt"
 c=$(find /sys/fs/cgroup -maxdepth 6 -type d -iname '*berth*' 2>/dev/null)
 [ -n "$c" ] && report "cgroups" "$c"
 p=$(ps -eo pid,stat,comm | awk '$2 !~ /^Z/ && $3 ~ /berth/')

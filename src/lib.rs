@@ -10,3 +10,4 @@ pub mod task;
 pub mod content;
 pub mod image;
 pub mod snapshot;
+pub mod network;

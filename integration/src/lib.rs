@@ -16,6 +16,7 @@ pub mod images;
 pub mod leak;
 pub mod matrix;
 pub mod netns;
+pub mod networld;
 pub mod ops;
 pub mod registry;
 pub mod rootfs;

@@ -16,6 +16,10 @@ impl NetNs {
         NetNs { name }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// /var/run/netns/<name>.
     pub fn path(&self) -> String {
         format!("/var/run/netns/{}", self.name)

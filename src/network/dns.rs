@@ -1,0 +1,147 @@
+//! The name files of a sandbox: `hosts`, `hostname` and `resolv.conf`. On user-defined
+//! networks, name resolution between containers is these files: every endpoint's
+//! `hosts` lists its peers on the networks it shares with them, and is rewritten in
+//! place (the container bind-mounts the file, so its inode must stay) on every attach
+//! and detach of a peer. resolv.conf takes the host's resolvers (loopback ones dropped,
+//! as Docker does, since they are unreachable from the sandbox) or the given DNS config.
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{NetworkError, Result};
+
+/// DNS settings a sandbox asks for (CRI `DNSConfig`, Docker `--dns*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// A name another sandbox is known by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub ip: Ipv4Addr,
+    pub names: Vec<String>,
+}
+
+/// Docker's fallback when the host has no usable resolver.
+const FALLBACK_SERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
+
+/// Writes `hosts`, `hostname` and `resolv.conf` into `dir`.
+pub fn write_files(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer], dns: Option<&DnsConfig>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| NetworkError::io(format!("mkdir {}", dir.display()), e))?;
+    write_in_place(&dir.join("hostname"), &format!("{hostname}\n"))?;
+    write_in_place(&dir.join("hosts"), &hosts(hostname, ip, peers))?;
+    let dns = match dns {
+        Some(dns) => dns.clone(),
+        None => host_resolvers(Path::new("/etc/resolv.conf")),
+    };
+    write_in_place(&dir.join("resolv.conf"), &resolv_conf(&dns))
+}
+
+/// Rewrites only `hosts` (a peer came or went).
+pub fn write_hosts(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer]) -> Result<()> {
+    write_in_place(&dir.join("hosts"), &hosts(hostname, ip, peers))
+}
+
+/// Truncates and writes, keeping the inode that containers have bind-mounted.
+fn write_in_place(path: &Path, content: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| NetworkError::io(format!("open {}", path.display()), e))?;
+    file.write_all(content.as_bytes()).map_err(|e| NetworkError::io(format!("write {}", path.display()), e))
+}
+
+pub fn hosts(hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = ip {
+        out.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    for peer in peers {
+        out.push_str(&format!("{}\t{}\n", peer.ip, peer.names.join(" ")));
+    }
+    out
+}
+
+pub fn resolv_conf(dns: &DnsConfig) -> String {
+    let mut out = String::new();
+    for server in &dns.servers {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    if !dns.searches.is_empty() {
+        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    out
+}
+
+/// The host's resolv.conf without loopback nameservers; Docker's fallback if none is left.
+pub fn host_resolvers(path: &Path) -> DnsConfig {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut dns = parse_resolv_conf(&text);
+    dns.servers.retain(|s| !is_loopback(s));
+    if dns.servers.is_empty() {
+        dns.servers = FALLBACK_SERVERS.iter().map(|s| s.to_string()).collect();
+    }
+    dns
+}
+
+fn is_loopback(server: &str) -> bool {
+    server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+pub fn parse_resolv_conf(text: &str) -> DnsConfig {
+    let mut dns = DnsConfig::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let rest = |words: std::str::SplitWhitespace| words.map(str::to_string).collect::<Vec<_>>();
+        match words.next() {
+            Some("nameserver") => dns.servers.extend(rest(words)),
+            Some("search") | Some("domain") => dns.searches = rest(words),
+            Some("options") => dns.options.extend(rest(words)),
+            _ => {}
+        }
+    }
+    dns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_resolvers_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp\noptions ndots:2\n").unwrap();
+        let dns = host_resolvers(&path);
+        assert_eq!(dns.servers, vec!["10.0.0.2"]);
+        assert_eq!(resolv_conf(&dns), "nameserver 10.0.0.2\nsearch corp\noptions ndots:2\n");
+        std::fs::write(&path, "nameserver ::1\n").unwrap();
+        assert_eq!(host_resolvers(&path).servers, vec!["8.8.8.8", "8.8.4.4"]);
+    }
+
+    #[test]
+    fn hosts_rewrite_keeps_the_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let peer = Peer { ip: Ipv4Addr::new(10, 0, 0, 3), names: vec!["web".into(), "www".into()] };
+        write_files(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[], None).unwrap();
+        let before = std::fs::metadata(dir.path().join("hosts")).unwrap().ino();
+        write_hosts(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[peer]).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("hosts")).unwrap();
+        assert!(text.contains("10.0.0.2\tapp\n10.0.0.3\tweb www\n"), "{text}");
+        assert_eq!(std::fs::metadata(dir.path().join("hosts")).unwrap().ino(), before);
+    }
+}

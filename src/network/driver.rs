@@ -1,0 +1,77 @@
+//! The one seam between the manager and the two ways berth connects sandboxes: its
+//! built-in bridge driver and CNI plugins. Also the request and answer types.
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::dns::DnsConfig;
+use super::error::Result;
+use super::records::{NetworkRecord, PortMapping};
+
+/// Connect sandbox `sandbox_id`, whose network namespace is `netns_path`.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub sandbox_id: String,
+    pub netns_path: PathBuf,
+    /// Networks to join, in interface order (eth0, eth1, ...); empty: the default one.
+    pub networks: Vec<String>,
+    pub port_mappings: Vec<PortMapping>,
+    pub hostname: String,
+    /// Further names the sandbox answers to on user-defined networks.
+    pub aliases: Vec<String>,
+    /// When set, berth writes `hosts`, `hostname` and `resolv.conf` there and keeps
+    /// `hosts` up to date as peers come and go.
+    pub files_dir: Option<PathBuf>,
+    /// DNS settings for resolv.conf; None: the host's resolvers.
+    pub dns: Option<DnsConfig>,
+}
+
+/// One interface of an attached sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    pub network: String,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub sandbox_id: String,
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+impl Attachment {
+    /// The primary address (eth0's), as CRI's PodSandboxStatus reports it.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.interfaces.first().map(|i| i.ip)
+    }
+}
+
+/// What a network driver does; `NetworkManager` serializes the calls.
+pub trait NetworkDriver: Send {
+    fn attach<'a>(&'a mut self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>>;
+    /// Idempotent: detaching a sandbox that is not attached succeeds.
+    fn detach<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn status<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>>;
+    /// Verifies that the sandbox's networking is still as set up (CNI CHECK).
+    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Drops everything of sandboxes not in `live`, restores what the live ones need.
+    fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>>;
+    fn create_network<'a>(&'a mut self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>>;
+    fn remove_network<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn list_networks(&mut self) -> Result<Vec<NetworkRecord>>;
+}
+
+/// `docker network create`: a name and, optionally, the subnet and gateway.
+#[derive(Debug, Clone, Default)]
+pub struct CreateNetwork {
+    pub name: String,
+    /// CIDR text, checked here: "10.5.0.0/24".
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+}

@@ -1,0 +1,82 @@
+//! Keeps each sandbox's name files current: on attach the sandbox gets all three files,
+//! and every sandbox sharing a user-defined network with it gets its `hosts` rewritten;
+//! on detach the sharers are rewritten again without it.
+use std::collections::BTreeSet;
+
+use super::dns::{self, Peer};
+use super::error::Result;
+use super::records::{EndpointRecord, ENDPOINTS, NETWORKS};
+use crate::store::Store;
+
+fn all_endpoints(store: &Store) -> Result<Vec<EndpointRecord>> {
+    Ok(store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect())
+}
+
+fn user_networks(store: &Store) -> Result<BTreeSet<String>> {
+    let networks = store.list(NETWORKS)?;
+    Ok(networks.into_iter().filter(|(_, n)| n.user_defined).map(|(name, _)| name).collect())
+}
+
+/// The other sandboxes on the user-defined networks that `sandbox_id` is on.
+pub(crate) fn sandboxes_sharing(store: &Store, sandbox_id: &str) -> Result<BTreeSet<String>> {
+    let user = user_networks(store)?;
+    let endpoints = all_endpoints(store)?;
+    let mine: BTreeSet<&String> = endpoints
+        .iter()
+        .filter(|e| e.sandbox_id == sandbox_id && user.contains(&e.network))
+        .map(|e| &e.network)
+        .collect();
+    Ok(endpoints
+        .iter()
+        .filter(|e| e.sandbox_id != sandbox_id && mine.contains(&e.network))
+        .map(|e| e.sandbox_id.clone())
+        .collect())
+}
+
+fn peers_of(endpoints: &[EndpointRecord], user: &BTreeSet<String>, sandbox_id: &str) -> Vec<Peer> {
+    let mine: BTreeSet<&String> = endpoints
+        .iter()
+        .filter(|e| e.sandbox_id == sandbox_id && user.contains(&e.network))
+        .map(|e| &e.network)
+        .collect();
+    let mut peers: Vec<Peer> = endpoints
+        .iter()
+        .filter(|e| e.sandbox_id != sandbox_id && mine.contains(&e.network))
+        .map(|e| {
+            let mut names = vec![e.hostname.clone()];
+            names.extend(e.aliases.iter().cloned());
+            names.retain(|n| !n.is_empty());
+            Peer { ip: e.ip, names }
+        })
+        .filter(|p| !p.names.is_empty())
+        .collect();
+    peers.sort_by_key(|p| p.ip);
+    peers.dedup();
+    peers
+}
+
+/// Writes `sandbox_id`'s files: all three when `all`, else only `hosts`.
+pub(crate) fn write_files_of(store: &Store, sandbox_id: &str, all: bool) -> Result<()> {
+    let endpoints = all_endpoints(store)?;
+    let own = endpoints.iter().filter(|e| e.sandbox_id == sandbox_id);
+    let Some(first) = own.min_by(|a, b| a.interface.cmp(&b.interface)) else { return Ok(()) };
+    let Some(dir) = &first.files_dir else { return Ok(()) };
+    let peers = peers_of(&endpoints, &user_networks(store)?, sandbox_id);
+    match all {
+        true => dns::write_files(dir, &first.hostname, Some(first.ip), &peers, first.dns.as_ref()),
+        false => dns::write_hosts(dir, &first.hostname, Some(first.ip), &peers),
+    }
+}
+
+pub(crate) fn write_for(store: &Store, sandbox_id: &str) -> Result<()> {
+    write_files_of(store, sandbox_id, false)
+}
+
+/// After `sandbox_id` attached: its own files, and its peers' hosts.
+pub(crate) fn refresh_for(store: &Store, sandbox_id: &str) -> Result<()> {
+    write_files_of(store, sandbox_id, true)?;
+    for peer in sandboxes_sharing(store, sandbox_id)? {
+        write_for(store, &peer)?;
+    }
+    Ok(())
+}

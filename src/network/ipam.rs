@@ -1,0 +1,111 @@
+//! IP address management: allocations per network live in the metadata store and are
+//! made inside the caller's write transaction, so no address is handed out twice, not
+//! across daemon restarts either. The network and broadcast addresses and the gateway
+//! are never handed out; the lowest free address is.
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::error::{NetworkError, Result};
+use crate::store::{Table, WriteTxn};
+
+/// `<network>/<ip>` -> the sandbox holding the address.
+pub(crate) const ALLOCATIONS: Table<String> = Table::new("network.ipam");
+
+fn key(network: &str, ip: Ipv4Addr) -> String {
+    format!("{network}/{ip}")
+}
+
+/// Takes the lowest free address of `subnet` for `owner`.
+pub(crate) fn allocate(
+    txn: &WriteTxn,
+    network: &str,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    owner: &str,
+) -> Result<Ipv4Addr> {
+    let taken: HashSet<String> = txn
+        .list_prefix(ALLOCATIONS, &format!("{network}/"))?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let free = first_free(subnet, gateway, |ip| taken.contains(&key(network, ip)));
+    let ip = free.ok_or_else(|| NetworkError::SubnetFull {
+        network: network.to_string(),
+        subnet: subnet.to_string(),
+    })?;
+    txn.put(ALLOCATIONS, &key(network, ip), &owner.to_string())?;
+    Ok(ip)
+}
+
+/// Gives `ip` back; releasing an address that is not allocated is not an error.
+pub(crate) fn release(txn: &WriteTxn, network: &str, ip: Ipv4Addr) -> Result<()> {
+    txn.delete(ALLOCATIONS, &key(network, ip))?;
+    Ok(())
+}
+
+/// How many addresses of `network` are allocated.
+pub(crate) fn count(txn: &WriteTxn, network: &str) -> Result<usize> {
+    Ok(txn.list_prefix(ALLOCATIONS, &format!("{network}/"))?.len())
+}
+
+/// Every allocation: (network, ip, owner).
+pub(crate) fn all(txn: &WriteTxn) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for (key, owner) in txn.list(ALLOCATIONS)? {
+        if let Some((network, ip)) = key.rsplit_once('/') {
+            out.push((network.to_string(), ip.to_string(), owner));
+        }
+    }
+    Ok(out)
+}
+
+/// The lowest host address of `subnet` that is neither the gateway nor taken.
+pub(crate) fn first_free(
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    is_taken: impl Fn(Ipv4Addr) -> bool,
+) -> Option<Ipv4Addr> {
+    subnet.hosts().find(|ip| *ip != gateway && !is_taken(*ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_gateway_and_taken_addresses() {
+        let subnet: Ipv4Net = "10.1.0.0/29".parse().unwrap();
+        let gateway: Ipv4Addr = "10.1.0.1".parse().unwrap();
+        let taken = |ip: Ipv4Addr| ip == Ipv4Addr::new(10, 1, 0, 2);
+        assert_eq!(first_free(subnet, gateway, taken), Some(Ipv4Addr::new(10, 1, 0, 3)));
+    }
+
+    #[test]
+    fn a_full_subnet_has_no_free_address() {
+        let subnet: Ipv4Net = "10.1.0.0/30".parse().unwrap();
+        let gateway: Ipv4Addr = "10.1.0.1".parse().unwrap();
+        let taken = |ip: Ipv4Addr| ip == Ipv4Addr::new(10, 1, 0, 2);
+        assert_eq!(first_free(subnet, gateway, taken), None);
+    }
+
+    #[test]
+    fn allocations_persist_and_are_never_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let subnet: Ipv4Net = "10.1.0.0/30".parse().unwrap();
+        let gateway: Ipv4Addr = "10.1.0.1".parse().unwrap();
+        {
+            let store = crate::store::Store::open(&path).unwrap();
+            let ip = store.write(|txn| allocate(txn, "n", subnet, gateway, "a")).unwrap();
+            assert_eq!(ip, Ipv4Addr::new(10, 1, 0, 2));
+        }
+        let store = crate::store::Store::open(&path).unwrap();
+        let full = store.write(|txn| allocate(txn, "n", subnet, gateway, "b"));
+        assert!(matches!(full, Err(NetworkError::SubnetFull { .. })), "{full:?}");
+        store.write(|txn| release(txn, "n", Ipv4Addr::new(10, 1, 0, 2))).unwrap();
+        let ip = store.write(|txn| allocate(txn, "n", subnet, gateway, "b")).unwrap();
+        assert_eq!(ip, Ipv4Addr::new(10, 1, 0, 2));
+    }
+}

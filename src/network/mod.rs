@@ -1,0 +1,131 @@
+//! Networking for sandboxes and containers: the `docker0`-style bridge, veth pairs,
+//! IPAM persisted in the metadata store, NAT and port mapping with nftables (all over
+//! netlink, no process exec), user-defined bridge networks with name resolution through
+//! generated hosts files, CNI plugin mode, and pinned network namespaces.
+//!
+//! [`NetworkManager`] is what the daemon holds; it serializes calls into the driver the
+//! config chose (built-in bridge or CNI). IPv4 only for now.
+mod bridge;
+mod cni;
+mod cni_exec;
+mod config;
+pub mod dns;
+mod driver;
+mod error;
+mod hostfiles;
+mod ipam;
+mod links;
+mod nat;
+mod netns;
+mod networks;
+mod nft;
+mod ports;
+mod reconcile;
+mod records;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+pub use config::{NetworkConfig, NetworkMode};
+pub use dns::{write_files as write_name_files, DnsConfig, Peer};
+pub use driver::{AttachRequest, Attachment, CreateNetwork, InterfaceInfo, NetworkDriver};
+pub use error::{NetworkError, Result};
+pub use netns::{create_pinned as create_pinned_netns, pin_path as netns_pin_path, remove_pinned as remove_pinned_netns};
+pub use records::{NetworkRecord, PortMapping, Protocol};
+
+use crate::store::Store;
+
+/// The daemon's network service.
+pub struct NetworkManager {
+    driver: Mutex<Box<dyn NetworkDriver>>,
+    config: NetworkConfig,
+}
+
+impl NetworkManager {
+    /// Opens the configured driver in the calling thread's network namespace: the bridge
+    /// driver creates or adopts the default bridge, enables forwarding and (re)writes its
+    /// nftables table; the CNI driver checks its directories.
+    pub async fn open(store: Store, config: NetworkConfig, state_dir: &Path) -> Result<NetworkManager> {
+        let driver: Box<dyn NetworkDriver> = match config.mode {
+            NetworkMode::Bridge => Box::new(bridge::BridgeDriver::open(store, config.clone()).await?),
+            NetworkMode::Cni => Box::new(cni::CniDriver::open(store, config.clone(), state_dir)?),
+        };
+        Ok(NetworkManager { driver: Mutex::new(driver), config })
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// At start-up: forget the sandboxes not in `live`, restore what the live ones need.
+    pub async fn reconcile(&self, live: &[String]) -> Result<()> {
+        self.driver.lock().await.reconcile(live).await
+    }
+
+    pub async fn attach(&self, request: &AttachRequest) -> Result<Attachment> {
+        let span = tracing::info_span!("network.attach", sandbox_id = %request.sandbox_id);
+        async { self.driver.lock().await.attach(request).await }.instrument(span).await
+    }
+
+    /// Idempotent.
+    pub async fn detach(&self, sandbox_id: &str) -> Result<()> {
+        self.driver.lock().await.detach(sandbox_id).await
+    }
+
+    pub async fn status(&self, sandbox_id: &str) -> Result<Option<Attachment>> {
+        self.driver.lock().await.status(sandbox_id).await
+    }
+
+    /// Verifies the sandbox's networking (CNI CHECK; the bridge driver checks its veths).
+    pub async fn check(&self, sandbox_id: &str) -> Result<()> {
+        self.driver.lock().await.check(sandbox_id).await
+    }
+
+    pub async fn ip_of(&self, sandbox_id: &str) -> Result<Option<Ipv4Addr>> {
+        Ok(self.status(sandbox_id).await?.and_then(|a| a.ip()))
+    }
+
+    pub async fn create_network(&self, request: &CreateNetwork) -> Result<NetworkRecord> {
+        self.driver.lock().await.create_network(request).await
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        self.driver.lock().await.remove_network(name).await
+    }
+
+    pub async fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
+        self.driver.lock().await.list_networks()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    #[test]
+    fn the_manager_can_be_shared_across_tokio_tasks() {
+        fn shared<T: Send + Sync>() {}
+        shared::<NetworkManager>();
+        #[allow(dead_code)]
+        fn futures_are_send(manager: &NetworkManager, request: &AttachRequest) {
+            assert_send(manager.attach(request));
+            assert_send(manager.detach("id"));
+            assert_send(manager.reconcile(&[]));
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_overrides() {
+        let config: NetworkConfig = serde_json::from_str(r#"{"mode": "cni", "subnet": "10.5.0.0/16"}"#).unwrap();
+        assert_eq!(config.mode, NetworkMode::Cni);
+        assert_eq!(config.subnet.to_string(), "10.5.0.0/16");
+        assert_eq!(config.bridge, "docker0");
+        assert_eq!(config.cni_bin_dirs, vec![std::path::PathBuf::from("/opt/cni/bin"), "/usr/lib/cni".into()]);
+        assert!(serde_json::from_str::<NetworkConfig>(r#"{"subnet": "10.5.0.0/33"}"#).is_err());
+    }
+}

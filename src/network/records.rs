@@ -1,0 +1,68 @@
+//! What the network module keeps in the metadata store: networks, endpoints (one per
+//! sandbox and network) and, in `ipam`, address allocations. Keys: network name;
+//! `<sandbox>/<network>`; `<network>/<ip>`.
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Table;
+
+pub(crate) const NETWORKS: Table<NetworkRecord> = Table::new("network.networks");
+pub(crate) const ENDPOINTS: Table<EndpointRecord> = Table::new("network.endpoints");
+
+/// A bridge network: the default one (`bridge`/`docker0`) or a user-defined one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub id: String,
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    /// User-defined networks give their containers name resolution of each other.
+    pub user_defined: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A published port: `host_ip:host_port` (all local addresses when `host_ip` is None)
+/// forwarded to the container's `container_port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub host_ip: Option<Ipv4Addr>,
+}
+
+/// One sandbox's interface on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub sandbox_id: String,
+    pub network: String,
+    /// Name inside the sandbox: eth0, eth1, ...
+    pub interface: String,
+    pub host_veth: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub netns_path: PathBuf,
+    pub port_mappings: Vec<PortMapping>,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    /// Where this sandbox's hosts/hostname/resolv.conf live, when berth writes them.
+    pub files_dir: Option<PathBuf>,
+    pub dns: Option<super::dns::DnsConfig>,
+}
+
+pub(crate) fn endpoint_key(sandbox_id: &str, network: &str) -> String {
+    format!("{sandbox_id}/{network}")
+}
