@@ -35,6 +35,11 @@ impl Berthd {
     pub fn socket(&self) -> PathBuf {
         self.state().join("berth.sock")
     }
+    /// The daemon's own cgroup parent (named after its directory), removed on drop.
+    pub fn cgroup_parent(&self) -> String {
+        self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("berthd.log")
     }
@@ -63,10 +68,11 @@ impl Berthd {
     pub fn spawn(&mut self) {
         let config = self.dir.path().join("config.toml");
         let text = format!(
-            "root = \"{}\"\nstate = \"{}\"\ncri_socket = \"{}\"\nlog_level = \"debug\"\n{}",
+            "root = \"{}\"\nstate = \"{}\"\ncri_socket = \"{}\"\ncgroup_parent = \"/{}\"\nlog_level = \"debug\"\n{}",
             self.root().display(),
             self.state().display(),
             self.socket().display(),
+            self.cgroup_parent(),
             self.extra_config
         );
         std::fs::write(&config, text).expect("write config.toml");
@@ -143,11 +149,12 @@ impl Berthd {
         for pid in pids_with_cmdline_containing(&marker) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
-        for pid in pids_in_containers_of(&self.root()) {
+        for pid in pids_in_cgroup_tree(&self.cgroup_parent()) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(100));
         unmount_under(self.dir.path());
+        remove_cgroup_tree(&self.cgroup_parent());
     }
 }
 
@@ -170,18 +177,40 @@ fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
     pids
 }
 
-/// Processes whose root is a container rootfs under `root`.
-fn pids_in_containers_of(root: &Path) -> Vec<i32> {
-    let marker = root.join("containers").display().to_string();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(process_root) = std::fs::read_link(entry.path().join("root")) else { continue };
-        if process_root.display().to_string().starts_with(&marker) {
-            pids.push(pid);
+/// The directories of `/sys/fs/cgroup/*/<name>` and below, parents first.
+fn cgroup_tree(name: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if name.is_empty() {
+        return dirs;
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let mut pending = vec![hierarchy.path().join(name)];
+        while let Some(dir) = pending.pop() {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                pending.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+                dirs.push(dir);
+            }
         }
     }
+    dirs
+}
+
+/// Every process in the daemon's cgroup tree: its containers.
+fn pids_in_cgroup_tree(name: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = cgroup_tree(name)
+        .iter()
+        .flat_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
     pids
+}
+
+/// Removes `/sys/fs/cgroup/*/<name>` and what is below it, deepest first.
+pub fn remove_cgroup_tree(name: &str) {
+    for dir in cgroup_tree(name).iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Unmounts (lazily) every mount under `dir`, deepest first.

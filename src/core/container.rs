@@ -117,7 +117,7 @@ impl Core {
             container: &record.spec,
             sandbox,
             image: &prepared.defaults,
-            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &record.id),
+            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &self.config.cgroup_parent, &record.id),
             etc_files,
             pid_namespace_path,
         };
@@ -185,9 +185,8 @@ impl Core {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let address = self.shims.start_shim(&record.id, bundle).await?;
+        let (address, client) = self.connect_shim(&record.id, bundle).await?;
         record.shim_address = address.clone();
-        let client = self.shims.client(&address).await?;
         let request = CreateTaskRequest {
             id: record.id.clone(),
             bundle: record.bundle.clone(),
@@ -197,7 +196,6 @@ impl Core {
         };
         let created = client.create(context(), &request).await;
         if let Err(error) = created {
-            self.shutdown_shim_if_idle(&address).await;
             return Err(error.into());
         }
         let start = StartRequest { id: record.id.clone(), ..Default::default() };
@@ -206,7 +204,6 @@ impl Core {
             Ok(started) => started,
             Err(error) => {
                 let _ = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
-                self.shutdown_shim_if_idle(&address).await;
                 return Err(error.into());
             }
         };
@@ -216,8 +213,26 @@ impl Core {
         Ok(())
     }
 
-    /// Asks the shim to exit if it serves no container any more. The cached connection
-    /// is dropped either way: the next request reconnects (or starts a new shim).
+    /// Starts (or finds) the pod's shim and connects to it. A shim that was just asked
+    /// to exit may still answer `start` and then go away: then a new one is started.
+    async fn connect_shim(&self, id: &str, bundle: &Path) -> CoreResult<(String, containerd_shim_protos::shim_async::TaskClient)> {
+        let mut attempt = 0;
+        loop {
+            let address = self.shims.start_shim(id, bundle).await?;
+            match self.shims.client(&address).await {
+                Ok(client) => return Ok((address, client)),
+                Err(error) if attempt >= 5 => return Err(error.into()),
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Asks the shim to exit if it serves no container any more (a pod's shim lives as
+    /// long as the pod, so that no start races with its exit). The cached connection is
+    /// dropped either way.
     pub(crate) async fn shutdown_shim_if_idle(&self, address: &str) {
         if let Ok(client) = self.shims.client(address).await {
             let _ = client.shutdown(context(), &ShutdownRequest::default()).await;
@@ -262,8 +277,7 @@ impl Core {
         }
     }
 
-    /// Records an init's exit (once), deletes its task from the shim and lets an idle
-    /// shim go.
+    /// Records an init's exit (once) and deletes its task from the shim.
     pub async fn record_exit(&self, namespace: &str, id: &str, status: u32, at_nanos: i64) -> CoreResult<()> {
         let _guard = self.write_lock.lock().await;
         let mut record = match self.container(namespace, id) {
@@ -277,7 +291,6 @@ impl Core {
         if let Ok(client) = self.shims.client(&record.shim_address).await {
             let _ = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
         }
-        self.shutdown_shim_if_idle(&record.shim_address).await;
         record.state = ContainerState::Exited;
         record.exit_code = status as i32;
         record.finished_at = if at_nanos > 0 { at_nanos } else { now_nanos() };
@@ -355,12 +368,13 @@ fn ensure_working_dir(layers: &[std::path::PathBuf], cwd: &str) -> CoreResult<()
     std::fs::create_dir_all(upper.join(relative)).map_err(io_error(format!("creating the working directory {cwd}")))
 }
 
-/// The container's cgroup: under the pod's parent, or berth's own.
-fn cgroups_path(parent: &str, id: &str) -> String {
-    match parent.trim_end_matches('/') {
-        "" => format!("/berth/{id}"),
-        parent => format!("{parent}/{id}"),
-    }
+/// The container's cgroup: under the pod's parent, or the configured default.
+fn cgroups_path(pod_parent: &str, default_parent: &str, id: &str) -> String {
+    let parent = match pod_parent.trim_end_matches('/') {
+        "" => default_parent.trim_end_matches('/'),
+        parent => parent,
+    };
+    format!("{parent}/{id}")
 }
 
 pub fn timestamp_nanos(at: &MessageField<protobuf::well_known_types::timestamp::Timestamp>) -> i64 {

@@ -45,27 +45,49 @@ impl Drop for ExecFifos {
     }
 }
 
-/// Reads a FIFO to its end (the shim closes it once the process's output is copied),
-/// keeping at most `limit` bytes. Runs on a blocking thread: the open waits for the shim.
-fn drain(path: String, limit: usize) -> tokio::task::JoinHandle<Vec<u8>> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut collected = Vec::new();
-        let Ok(mut fifo) = std::fs::File::open(&path) else { return collected };
-        let mut buffer = vec![0u8; 32 << 10];
-        while let Ok(count) = fifo.read(&mut buffer) {
-            if count == 0 {
-                break;
-            }
-            let room = limit.saturating_sub(collected.len());
-            collected.extend_from_slice(&buffer[..count.min(room)]);
-        }
-        collected
-    })
+/// Opens the read end of a FIFO now (so the shim's open of the write end cannot fail
+/// or race), and reads it to its end on a blocking thread: the end comes when the shim
+/// closes it after copying the process's output. At most `limit` bytes are kept.
+fn drain(path: String, limit: usize) -> CoreResult<tokio::task::JoinHandle<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(io_error(format!("opening {path}")))?;
+    Ok(tokio::task::spawn_blocking(move || read_until_closed(fifo, limit)))
 }
 
-/// Releases a reader still blocked in its open (the process never started): opening
-/// the write end completes the open, and closing it gives the reader its EOF.
+/// A FIFO opened before any writer: poll reports neither data nor hang-up until a
+/// writer has come, so an early read cannot mistake "no writer yet" for the end.
+fn read_until_closed(fifo: std::fs::File, limit: usize) -> Vec<u8> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut fifo = fifo;
+    let mut collected = Vec::new();
+    let mut buffer = vec![0u8; 32 << 10];
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => break,
+        }
+        match fifo.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => {
+                let room = limit.saturating_sub(collected.len());
+                collected.extend_from_slice(&buffer[..count.min(room)]);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock || error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    collected
+}
+
+/// Releases a reader whose FIFO the shim never opened (the process never started):
+/// a writer that comes and goes gives it its hang-up.
 fn release_reader(path: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path);
@@ -94,8 +116,8 @@ impl Core {
         let exec_id = ids::new_id()?[..16].to_string();
         let fifos = ExecFifos::create(self.paths.exec_dir().join(&exec_id))?;
         let limit = self.config.cri.max_exec_output_bytes;
-        let stdout = drain(fifos.path("stdout"), limit);
-        let stderr = drain(fifos.path("stderr"), limit);
+        let stdout = drain(fifos.path("stdout"), limit)?;
+        let stderr = drain(fifos.path("stderr"), limit)?;
         let request = ExecProcessRequest {
             id: record.id.clone(),
             exec_id: exec_id.clone(),

@@ -46,6 +46,8 @@ pub enum CoreError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Pin(#[from] pin::PinError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -101,6 +103,7 @@ pub struct Core {
     pub store: Store,
     pub shims: ShimManager,
     pub images: crate::image::ImageService,
+    pub network: crate::network::NetworkManager,
     pub events: events::EventBus,
     /// Serializes changes to the records (creation, state changes, removal).
     pub(crate) write_lock: tokio::sync::Mutex<()>,

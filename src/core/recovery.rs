@@ -10,6 +10,7 @@ use crate::task::context;
 impl Core {
     pub async fn recover(&self) -> CoreResult<()> {
         self.drop_incomplete().await?;
+        self.reconcile_network().await?;
         let namespaces = ["k8s", "docker"];
         let mut running = Vec::new();
         for namespace in namespaces {
@@ -43,6 +44,17 @@ impl Core {
                 self.record_exit(&record.namespace, &record.id, state.exit_status, at).await
             }
         }
+    }
+
+    /// Networking keeps exactly what the ready pods need (after a crash, say).
+    async fn reconcile_network(&self) -> CoreResult<()> {
+        let mut live = Vec::new();
+        for namespace in ["k8s", "docker"] {
+            let ready = self.list_sandboxes(namespace)?.into_iter().filter(|s| s.state == SandboxState::Ready && s.netns.is_some());
+            live.extend(ready.map(|s| s.id));
+        }
+        self.network.reconcile(&live).await?;
+        Ok(())
     }
 
     /// Records whose creation never finished: undo what they may hold.

@@ -2,6 +2,7 @@
 //! with no process of their own; their containers join them.
 use super::pin::{self, PinPlan};
 use super::*;
+use crate::network::{write_name_files, AttachRequest, DnsConfig, Protocol};
 
 /// The pod's /dev/shm size, as Docker and containerd default it.
 const SHM_BYTES: u64 = 64 << 20;
@@ -75,32 +76,51 @@ impl Core {
             pin::mount_shm(&shm, SHM_BYTES)?;
             record.shm = Some(shm.display().to_string());
         }
-        self.write_etc_files(record)?;
+        match &plan.network {
+            Some(netns) => self.attach_network(record, netns).await?,
+            None => self.write_host_network_files(record)?,
+        }
         record.state = SandboxState::Ready;
         Ok(())
     }
 
-    /// hosts, hostname and resolv.conf, bind-mounted into each container of the pod.
-    fn write_etc_files(&self, record: &SandboxRecord) -> CoreResult<()> {
-        let dir = self.paths.sandbox_dir(&record.id);
-        let hostname = match record.spec.network {
-            NamespaceMode::Node => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
-            _ => record.spec.hostname.clone(),
-        };
-        let hosts = match record.spec.network {
-            NamespaceMode::Node => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            _ => etc_hosts(&hostname, record.ips.first().map(String::as_str)),
-        };
-        let resolv = resolv_conf(record.spec.dns.as_ref());
-        for (name, text) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))?;
+    /// Plugs the pod into the network (built-in bridge or CNI); the network module also
+    /// writes the pod's hosts, hostname and resolv.conf into the sandbox directory.
+    async fn attach_network(&self, record: &mut SandboxRecord, netns: &std::path::Path) -> CoreResult<()> {
+        let mut port_mappings = Vec::new();
+        for mapping in &record.spec.port_mappings {
+            port_mappings.push(port_mapping(mapping)?);
         }
+        let request = AttachRequest {
+            sandbox_id: record.id.clone(),
+            netns_path: netns.to_path_buf(),
+            networks: Vec::new(),
+            port_mappings,
+            hostname: record.spec.hostname.clone(),
+            aliases: Vec::new(),
+            files_dir: Some(self.paths.sandbox_dir(&record.id)),
+            dns: record.spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() }),
+        };
+        let attachment = self.network.attach(&request).await?;
+        record.ips = attachment.interfaces.iter().map(|i| i.ip.to_string()).collect();
         Ok(())
+    }
+
+    /// A pod on the host's network gets the host's name and hosts file.
+    fn write_host_network_files(&self, record: &SandboxRecord) -> CoreResult<()> {
+        let dir = self.paths.sandbox_dir(&record.id);
+        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        let dns = record.spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() });
+        write_name_files(&dir, &hostname, None, &[], dns.as_ref())?;
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        std::fs::write(dir.join("hosts"), hosts).map_err(io_error("writing the pod's hosts file"))
     }
 
     /// Releases everything of a sandbox but its record (idempotent).
     pub(crate) async fn teardown_sandbox(&self, record: &SandboxRecord) {
+        if let Err(error) = self.network.detach(&record.id).await {
+            tracing::warn!(sandbox = %record.id, %error, "detaching the pod's network");
+        }
         let plan = self.pin_plan(&record.id, &record.spec);
         pin::unpin(&plan);
         let dir = self.paths.sandbox_dir(&record.id);
@@ -143,6 +163,7 @@ impl Core {
         if record.state == SandboxState::NotReady {
             return Ok(());
         }
+        self.network.detach(&record.id).await?;
         if let Some(netns) = record.netns.take() {
             pin::unpin_path(std::path::Path::new(&netns));
         }
@@ -159,8 +180,14 @@ impl Core {
             Err(error) => return Err(error),
         };
         self.stop_sandbox(namespace, &record.id).await?;
-        for container in self.containers_of_sandbox(namespace, &record.id)? {
+        let containers = self.containers_of_sandbox(namespace, &record.id)?;
+        for container in &containers {
             self.remove_container(namespace, &container.id).await?;
+        }
+        let mut shims: Vec<&str> = containers.iter().map(|c| c.shim_address.as_str()).filter(|a| !a.is_empty()).collect();
+        shims.dedup();
+        for address in shims {
+            self.shutdown_shim_if_idle(address).await;
         }
         let _guard = self.write_lock.lock().await;
         self.teardown_sandbox(&record).await;
@@ -168,50 +195,15 @@ impl Core {
     }
 }
 
-fn etc_hosts(hostname: &str, ip: Option<&str>) -> String {
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-    );
-    if let Some(ip) = ip {
-        hosts.push_str(&format!("{ip}\t{hostname}\n"));
-    }
-    hosts
-}
-
-/// The pod's DNS settings, or the host's resolvers without loopback ones (which would
-/// point into the pod itself), as Docker does.
-fn resolv_conf(dns: Option<&DnsSettings>) -> String {
-    if let Some(dns) = dns.filter(|d| !d.servers.is_empty() || !d.searches.is_empty() || !d.options.is_empty()) {
-        let mut text = String::new();
-        for server in &dns.servers {
-            text.push_str(&format!("nameserver {server}\n"));
-        }
-        if !dns.searches.is_empty() {
-            text.push_str(&format!("search {}\n", dns.searches.join(" ")));
-        }
-        if !dns.options.is_empty() {
-            text.push_str(&format!("options {}\n", dns.options.join(" ")));
-        }
-        return text;
-    }
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|line| {
-            let server = line.strip_prefix("nameserver").map(str::trim);
-            !matches!(server, Some(s) if s.starts_with("127.") || s == "::1")
-        })
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolv_conf_from_the_pod_dns_config() {
-        let dns = DnsSettings { servers: vec!["10.0.0.10".into()], searches: vec!["a.svc".into(), "svc".into()], options: vec!["ndots:5".into()] };
-        assert_eq!(resolv_conf(Some(&dns)), "nameserver 10.0.0.10\nsearch a.svc svc\noptions ndots:5\n");
-        assert!(!resolv_conf(None).contains("nameserver 127."));
-    }
+fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {
+    let protocol = match mapping.protocol.as_str() {
+        "tcp" | "" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => return Err(CoreError::InvalidArgument(format!("port mapping protocol {other:?} is not supported"))),
+    };
+    let host_ip = match mapping.host_ip.as_str() {
+        "" | "0.0.0.0" => None,
+        text => Some(text.parse().map_err(|_| CoreError::InvalidArgument(format!("host IP {text:?} is not an IPv4 address")))?),
+    };
+    Ok(crate::network::PortMapping { protocol, container_port: mapping.container_port, host_port: mapping.host_port, host_ip })
 }

@@ -29,6 +29,18 @@ pub fn status(error: CoreError) -> Status {
         CoreError::Unauthenticated(_) => Status::unauthenticated(message),
         CoreError::Unavailable(_) => Status::unavailable(message),
         CoreError::Task(ref task) if task.is_not_found() => Status::not_found(message),
+        CoreError::Network(ref network) => network_status(network, message),
+        _ => Status::internal(message),
+    }
+}
+
+fn network_status(error: &crate::network::NetworkError, message: String) -> Status {
+    use crate::network::NetworkError::*;
+    match error {
+        NotFound { .. } => Status::not_found(message),
+        AlreadyExists { .. } => Status::already_exists(message),
+        InvalidArgument(_) => Status::invalid_argument(message),
+        Conflict(_) | SubnetFull { .. } => Status::failed_precondition(message),
         _ => Status::internal(message),
     }
 }

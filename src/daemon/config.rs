@@ -43,6 +43,8 @@ pub struct Config {
     pub shim_binary: Option<PathBuf>,
     /// The cgroup driver reported to the kubelet: `cgroupfs` or `systemd`.
     pub cgroup_driver: String,
+    /// The cgroup under which containers of pods without a cgroup parent go.
+    pub cgroup_parent: String,
     /// Runtime handlers by name. The empty name and `berth` are the built-in runtime.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     /// Per registry host: mirrors, plain-HTTP permission, credentials.
@@ -50,7 +52,7 @@ pub struct Config {
     /// Pull settings: concurrent downloads, timeouts.
     pub pull: crate::image::PullSettings,
     /// The network: built-in bridge or CNI (see the network module).
-    pub network: toml::Table,
+    pub network: crate::network::NetworkConfig,
     /// The CRI's settings.
     pub cri: CriConfig,
 }
@@ -90,10 +92,11 @@ impl Default for Config {
             log_level: "info".into(),
             shim_binary: None,
             cgroup_driver: "cgroupfs".into(),
+            cgroup_parent: "/berth".into(),
             runtimes: BTreeMap::new(),
             registry: Default::default(),
             pull: Default::default(),
-            network: toml::Table::new(),
+            network: Default::default(),
             cri: CriConfig::default(),
         }
     }

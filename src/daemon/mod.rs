@@ -29,6 +29,8 @@ pub enum DaemonError {
     },
     #[error("opening the image store: {0}")]
     Images(#[from] crate::image::ImageError),
+    #[error("setting up the network: {0}")]
+    Network(#[from] crate::network::NetworkError),
     #[error("recovering containers: {0}")]
     Recover(#[from] crate::core::CoreError),
     #[error("serving the CRI: {0}")]
@@ -73,6 +75,7 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
         &events_socket.display().to_string(),
     );
     let images = crate::image::ImageService::open(&config.root, store.clone(), config.registry_config())?;
+    let network = crate::network::NetworkManager::open(store.clone(), config.network.clone(), &config.state).await?;
     let paths = Paths { root: config.root.clone(), state: config.state.clone() };
     let core = Arc::new(Core {
         config,
@@ -80,6 +83,7 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
         store,
         shims,
         images,
+        network,
         events: Default::default(),
         write_lock: Default::default(),
     });

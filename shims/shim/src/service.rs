@@ -153,11 +153,14 @@ impl Task for Service {
 
     async fn shutdown(&self, _: &TtrpcContext, request: ShutdownRequest) -> RpcResult<Empty> {
         if request.now || self.0.lock().is_empty() {
-            let shutdown = self.0.shutdown.clone();
-            // Answer first, then stop.
+            let shim = self.0.clone();
+            // Answer first, then stop, unless a container was created in the meantime
+            // (a daemon that found this shim still serving may have just used it).
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                shutdown.notify_one();
+                if request.now || shim.lock().is_empty() {
+                    shim.shutdown.notify_one();
+                }
             });
         }
         Ok(Empty::new())
