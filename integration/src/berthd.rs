@@ -117,15 +117,7 @@ impl Berthd {
     }
 
     pub async fn channel(&self) -> Channel {
-        let socket = self.socket();
-        Endpoint::try_from("http://berth.invalid")
-            .expect("endpoint")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move { tokio::net::UnixStream::connect(socket).await.map(hyper_util::rt::TokioIo::new) }
-            }))
-            .await
-            .expect("connect to berthd")
+        unix_channel(self.socket()).await
     }
 
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
@@ -158,7 +150,19 @@ impl Drop for Berthd {
     }
 }
 
-fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
+/// A gRPC channel over the unix socket at `socket` (berthd's, or another CRI server's).
+pub async fn unix_channel(socket: PathBuf) -> Channel {
+    Endpoint::try_from("http://berth.invalid")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { tokio::net::UnixStream::connect(socket).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the CRI socket: {e}"))
+}
+
+pub fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -172,7 +176,12 @@ fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
 
 /// Processes whose root is a container rootfs under `root`.
 fn pids_in_containers_of(root: &Path) -> Vec<i32> {
-    let marker = root.join("containers").display().to_string();
+    pids_rooted_under(&root.join("containers"))
+}
+
+/// Processes whose root directory lies under `dir`.
+pub fn pids_rooted_under(dir: &Path) -> Vec<i32> {
+    let marker = dir.display().to_string();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
