@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use berth_integration::bins::bin_path;
 use berth_integration::containerd_cri::{CriContainerd, RUNC_SHIM};
-use berth_integration::cri::{busybox_image, container_config, pod_config, World, IMAGE};
+use berth_integration::cri::{container_config, pod_config, World};
+use berth_integration::images::{Layer, LayerBuilder, TestImage};
 use berth_integration::tempdir::{unique_name, TempDir};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -24,6 +25,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 const PAUSE_IMAGE: &str = "docker.io/library/pause:bench";
+const IMAGE: &str = "docker.io/library/busybox:bench";
 const PODS_FOR_MEMORY: usize = 5;
 const STEPS: [&str; 7] = ["RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"];
 
@@ -59,13 +61,16 @@ fn memory_of(pid: i32) -> Memory {
     Memory { rss: field("Rss:"), pss: field("Pss:") }
 }
 
-/// Pids running `exe` whose command line contains `marker`.
+/// Pids running `exe` (by path, or by name: a shim may run from a copy or memfd) whose
+/// command line contains `marker`.
 fn processes_of(exe: &Path, marker: &str) -> Vec<i32> {
     let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let runs_exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false);
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let by_name = exe.file_name().is_some_and(|name| name.to_string_lossy().starts_with(comm.trim_end()) && !comm.trim_end().is_empty());
+        let runs_exe = by_name || std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false);
         let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
         if runs_exe && cmdline.contains(marker) {
             pids.push(pid);
@@ -98,6 +103,7 @@ impl PodSettings {
 
     fn container(&self) -> cri::ContainerConfig {
         let mut config = container_config("sleeper", &["/bin/sleep", "1000000"]);
+        config.image = Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() });
         let security_context = cri::LinuxContainerSecurityContext { namespace_options: Some(Self::host_network()), ..Default::default() };
         config.linux = Some(cri::LinuxContainerConfig { security_context: Some(security_context), ..Default::default() });
         config
@@ -256,10 +262,14 @@ fn print_memory(daemon: &Daemon, pods: &PodMemory) {
         per_pod(pods.daemon_growth.rss, pods.shims.rss), per_pod(pods.daemon_growth.pss, pods.shims.pss));
 }
 
-/// busybox whose command sleeps, pushed as containerd's sandbox ("pause") image.
-fn push_pause_image(world: &World) {
-    let mut image = busybox_image();
-    image.config["config"]["Cmd"] = serde_json::json!(["/bin/sleep", "1000000"]);
+/// busybox with only `sleep`, whose command sleeps: both daemons' container image and
+/// containerd's sandbox ("pause") image. (The tests' busybox image carries a hard link
+/// whose tar header mode containerd applies to /bin/busybox, leaving it 0644.)
+fn push_bench_images(world: &World) {
+    let layer = LayerBuilder::new().dir("bin", 0o755).file("bin/busybox", &std::fs::read("/bin/busybox").expect("busybox-static"), 0o755).symlink("bin/sleep", "busybox");
+    let mut image = TestImage::new(vec![Layer::gzip(layer)]);
+    image.config["config"] = serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sleep", "1000000"], "WorkingDir": "/" });
+    image.push(&world.registry, "library/busybox", "bench");
     image.push(&world.registry, "library/pause", "bench");
 }
 
@@ -315,7 +325,7 @@ fn main() {
     let rounds: usize = std::env::args().nth(1).map(|a| a.parse().expect("ROUNDS is a number")).unwrap_or(20);
     let cgroup_parent = CgroupParent(unique_name("bench-cri"));
     let world = World::new();
-    push_pause_image(&world);
+    push_bench_images(&world);
     let containerd = CriContainerd::start_in(&world.registry.netns.path(), PAUSE_IMAGE);
     if containerd.is_none() {
         println!("containerd, runc or containerd-shim-runc-v2 is not installed: berth only");
