@@ -69,7 +69,7 @@ fn processes_of(exe: &Path, marker: &str) -> Vec<i32> {
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let by_name = exe.file_name().is_some_and(|name| name.to_string_lossy().starts_with(comm.trim_end()) && !comm.trim_end().is_empty());
+        let by_name = exe.file_name().is_some_and(|name| name.to_string_lossy().chars().take(15).eq(comm.trim_end().chars()));
         let runs_exe = by_name || std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false);
         let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
         if runs_exe && cmdline.contains(marker) {
