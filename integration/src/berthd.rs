@@ -123,15 +123,7 @@ impl Berthd {
     }
 
     pub async fn channel(&self) -> Channel {
-        let socket = self.socket();
-        Endpoint::try_from("http://berth.invalid")
-            .expect("endpoint")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move { tokio::net::UnixStream::connect(socket).await.map(hyper_util::rt::TokioIo::new) }
-            }))
-            .await
-            .expect("connect to berthd")
+        unix_channel(self.socket()).await
     }
 
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
@@ -165,7 +157,19 @@ impl Drop for Berthd {
     }
 }
 
-fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
+/// A gRPC channel over the unix socket at `socket` (berthd's, or another CRI server's).
+pub async fn unix_channel(socket: PathBuf) -> Channel {
+    Endpoint::try_from("http://berth.invalid")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { tokio::net::UnixStream::connect(socket).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the CRI socket: {e}"))
+}
+
+pub fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -203,6 +207,20 @@ fn pids_in_cgroup_tree(name: &str) -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids.dedup();
+    pids
+}
+
+/// Processes whose root directory lies under `dir` (seen from this mount namespace).
+pub fn pids_rooted_under(dir: &Path) -> Vec<i32> {
+    let marker = dir.display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(process_root) = std::fs::read_link(entry.path().join("root")) else { continue };
+        if process_root.display().to_string().starts_with(&marker) {
+            pids.push(pid);
+        }
+    }
     pids
 }
 

@@ -8,6 +8,7 @@ pub mod bins;
 pub mod bundle;
 pub mod cgroups;
 pub mod containerd;
+pub mod containerd_cri;
 pub mod cri;
 pub mod command;
 pub mod console;
