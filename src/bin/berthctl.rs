@@ -18,8 +18,8 @@ struct Args {
     /// berthd's CRI socket.
     #[arg(long, short = 'r', default_value = "/run/berth/berth.sock", env = "BERTH_SOCKET")]
     socket: PathBuf,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
+    /// Output format (before the verb: `berthctl -o json ps`).
+    #[arg(long = "output", short = 'o', id = "format", value_enum, default_value_t = Format::Table)]
     output: Format,
     #[command(subcommand)]
     verb: Verb,
