@@ -44,7 +44,7 @@ impl Default for World {
 }
 
 /// The busybox applets the tests use, as symlinks.
-const APPLETS: &[&str] = &["cat", "echo", "hostname", "httpd", "id", "ipcmk", "ipcs", "mkdir", "nc", "printf", "sleep", "true", "false", "wc", "ls"];
+const APPLETS: &[&str] = &["cat", "echo", "hostname", "httpd", "id", "ipcmk", "ipcs", "mkdir", "nc", "printf", "sleep", "true", "false", "wc", "tr", "ls"];
 
 /// busybox with its applets, /tmp and /etc/group; root user, working directory /work
 /// (which no layer has: the runtime must make it).

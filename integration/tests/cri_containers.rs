@@ -34,7 +34,8 @@ fn a_pod_with_two_containers_sharing_network_and_ipc() {
             assert_eq!(ns_inode(&format!("/proc/{a}/ns/{kind}")), ns_inode(&format!("/proc/{b}/ns/{kind}")), "{kind}");
         }
         assert_eq!(ns_inode(&format!("/proc/{a}/ns/net")), ns_inode(netns.to_str().unwrap()));
-        assert_ne!(ns_inode(&format!("/proc/{a}/ns/pid")), ns_inode(&format!("/proc/{b}/ns/pid")));
+        // By default (pid mode POD) they also share the pod's PID namespace.
+        assert_eq!(ns_inode(&format!("/proc/{a}/ns/pid")), ns_inode(&format!("/proc/{b}/ns/pid")));
 
         // The client reaches the server over the pod's loopback.
         let mut fetched = cri::ExecSyncResponse::default();
@@ -84,7 +85,8 @@ fn a_pod_with_two_containers_sharing_network_and_ipc() {
         for kind in [cri::ContainerEventType::ContainerCreatedEvent, cri::ContainerEventType::ContainerStartedEvent, cri::ContainerEventType::ContainerStoppedEvent, cri::ContainerEventType::ContainerDeletedEvent] {
             assert!(seen.iter().any(|(id, t)| id == &server && *t == kind as i32), "{kind:?} missing: {seen:?}");
         }
-        assert!(!world.daemon.root().join("containers").join(&server).exists(), "bundle left");
+        let bundle = world.daemon.root().join("containers").join(&server);
+        assert!(!bundle.exists(), "bundle left: {:?} {}", std::fs::read_dir(&bundle).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()), std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains(&server)).collect::<Vec<_>>().join("\n"));
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
         assert!(!mounts.contains(&server) && !mounts.contains(&pod), "a mount is left");
     });

@@ -106,7 +106,7 @@ impl Core {
         let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key).await?;
         record.image_id = prepared.image_id.clone();
         record.image_ref = prepared.image_ref.clone();
-        let pid_namespace_path = self.pid_namespace_of(record)?;
+        let pid_namespace_path = self.pid_namespace_of(record, sandbox)?;
         let sandbox_dir = self.paths.sandbox_dir(&sandbox.id);
         let etc_files = ["hosts", "hostname", "resolv.conf"]
             .iter()
@@ -131,9 +131,12 @@ impl Core {
         Ok(())
     }
 
-    fn pid_namespace_of(&self, record: &ContainerRecord) -> CoreResult<Option<String>> {
-        if record.spec.security.pid != NamespaceMode::Target {
-            return Ok(None);
+    /// The PID namespace to join: the pod's shared one, or a target container's.
+    fn pid_namespace_of(&self, record: &ContainerRecord, sandbox: &SandboxRecord) -> CoreResult<Option<String>> {
+        match (record.spec.security.pid, &sandbox.pod_init) {
+            (NamespaceMode::Pod, Some(init)) => return Ok(Some(init.pinned.clone())),
+            (NamespaceMode::Target, _) => {}
+            _ => return Ok(None),
         }
         let target = self.container(&record.namespace, &record.spec.security.pid_target)?;
         if target.state != ContainerState::Running || target.pid == 0 {
@@ -179,12 +182,24 @@ impl Core {
         }
     }
 
+    /// For a pod whose runtime handler names an external runc-compatible binary: the
+    /// runc options that tell the shim to use it (what containerd's runc shim reads).
+    fn runtime_options(&self, record: &ContainerRecord) -> CoreResult<Option<protobuf::well_known_types::any::Any>> {
+        let sandbox = self.sandbox(&record.namespace, &record.spec.sandbox_id)?;
+        let binary = self.config.runtime_for_handler(&sandbox.spec.runtime_handler).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+        let Some(binary) = binary else { return Ok(None) };
+        let options = containerd_shim_protos::shim::oci::Options { binary_name: binary.display().to_string(), ..Default::default() };
+        let value = protobuf::Message::write_to_bytes(&options).map_err(|e| CoreError::Internal(format!("encoding the runc options: {e}")))?;
+        Ok(Some(protobuf::well_known_types::any::Any { type_url: "containerd.runc.v1.Options".into(), value, ..Default::default() }))
+    }
+
     async fn start_task(&self, record: &mut ContainerRecord) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle);
         let mounts: Vec<RootfsMount> = std::fs::read(bundle.join("rootfs.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let options = self.runtime_options(record)?;
         let (address, client) = self.connect_shim(&record.id, bundle).await?;
         record.shim_address = address.clone();
         let request = CreateTaskRequest {
@@ -192,6 +207,7 @@ impl Core {
             bundle: record.bundle.clone(),
             rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
             terminal: record.spec.tty,
+            options: options.into(),
             ..Default::default()
         };
         let created = client.create(context(), &request).await;
@@ -289,7 +305,10 @@ impl Core {
             return Ok(());
         }
         if let Ok(client) = self.shims.client(&record.shim_address).await {
-            let _ = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
+            let deleted = client.delete(context(), &DeleteRequest { id: record.id.clone(), ..Default::default() }).await;
+            if let Err(error) = deleted {
+                tracing::warn!(container = %record.id, %error, "deleting the exited task from its shim");
+            }
         }
         record.state = ContainerState::Exited;
         record.exit_code = status as i32;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod exec;
 pub mod ids;
 pub mod pin;
+pub mod pod_init;
 pub mod recovery;
 pub mod records;
 pub mod rootfs;
@@ -76,6 +77,8 @@ pub fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Co
 pub struct Paths {
     pub root: PathBuf,
     pub state: PathBuf,
+    /// `berth-pod-init`, for pods that share a PID namespace.
+    pub pod_init_binary: PathBuf,
 }
 
 impl Paths {

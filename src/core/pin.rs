@@ -83,6 +83,15 @@ fn pin_on_this_thread(plan: &PinPlan) -> Result<(), PinError> {
 }
 
 fn bind_namespace(kind: &str, target: &Path) -> Result<(), PinError> {
+    bind_namespace_file(&format!("/proc/thread-self/ns/{kind}"), target)
+}
+
+/// Pins the namespace `kind` of the process `pid` on `target`.
+pub fn bind_namespace_of(pid: u32, kind: &str, target: &Path) -> Result<(), PinError> {
+    bind_namespace_file(&format!("/proc/{pid}/ns/{kind}"), target)
+}
+
+fn bind_namespace_file(source: &str, target: &Path) -> Result<(), PinError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|source| PinError::Io {
             step: format!("creating {}", parent.display()),
@@ -93,8 +102,7 @@ fn bind_namespace(kind: &str, target: &Path) -> Result<(), PinError> {
         step: format!("creating {}", target.display()),
         source,
     })?;
-    let source = format!("/proc/thread-self/ns/{kind}");
-    mount(Some(source.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(sys(format!("bind-mounting {source} on {}", target.display())))
 }
 

@@ -84,6 +84,9 @@ pub struct SandboxRecord {
     pub ipcns: Option<String>,
     pub utsns: Option<String>,
     pub shm: Option<String>,
+    /// The shared PID namespace's init, for pods whose pid mode is `Pod`.
+    #[serde(default)]
+    pub pod_init: Option<super::pod_init::PodInit>,
     pub ips: Vec<String>,
     /// Whether creation finished (a record without it is cleaned up at start-up).
     pub complete: bool,

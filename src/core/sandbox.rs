@@ -1,6 +1,7 @@
 //! Pod sandboxes: a name, pinned namespaces (network, IPC, UTS) and a shared /dev/shm,
 //! with no process of their own; their containers join them.
 use super::pin::{self, PinPlan};
+use super::pod_init;
 use super::*;
 use crate::network::{write_name_files, AttachRequest, DnsConfig, Protocol};
 
@@ -55,6 +56,7 @@ impl Core {
             ipcns: None,
             utsns: None,
             shm: None,
+            pod_init: None,
             ips: Vec::new(),
             complete: false,
             spec,
@@ -75,6 +77,10 @@ impl Core {
             let shm = dir.join("shm");
             pin::mount_shm(&shm, SHM_BYTES)?;
             record.shm = Some(shm.display().to_string());
+        }
+        if record.spec.pid == NamespaceMode::Pod {
+            let init = pod_init::start(&self.paths.pod_init_binary, &dir.join("init-root"), &dir.join("pid")).await?;
+            record.pod_init = Some(init);
         }
         match &plan.network {
             Some(netns) => self.attach_network(record, netns).await?,
@@ -123,6 +129,9 @@ impl Core {
         }
         let plan = self.pin_plan(&record.id, &record.spec);
         pin::unpin(&plan);
+        if let Some(init) = &record.pod_init {
+            init.release().await;
+        }
         let dir = self.paths.sandbox_dir(&record.id);
         pin::unmount_shm(&dir.join("shm"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -135,7 +144,7 @@ impl Core {
     pub fn list_sandboxes(&self, namespace: &str) -> CoreResult<Vec<SandboxRecord>> {
         let prefix = format!("{namespace}/");
         let records = self.store.read(|txn| txn.list_prefix(SANDBOXES, &prefix))?;
-        Ok(records.into_iter().map(|(_, record)| record).filter(|r| r.complete).collect())
+        Ok(records.into_iter().map(|(_, record)| record).filter(|r| r.complete).map(with_live_state).collect())
     }
 
     /// A sandbox by id or unique id prefix.
@@ -159,16 +168,22 @@ impl Core {
             self.stop_container(namespace, &container.id, 0).await?;
         }
         let _guard = self.write_lock.lock().await;
-        let mut record = self.sandbox(namespace, &record.id)?;
+        let key = record_key(namespace, &record.id);
+        let Some(mut record) = self.store.read(|txn| txn.get(SANDBOXES, &key))? else {
+            return Ok(());
+        };
         if record.state == SandboxState::NotReady {
             return Ok(());
         }
         self.network.detach(&record.id).await?;
+        if let Some(init) = &record.pod_init {
+            init.stop().await;
+        }
         if let Some(netns) = record.netns.take() {
             pin::unpin_path(std::path::Path::new(&netns));
         }
         record.state = SandboxState::NotReady;
-        self.store.write(|txn| txn.put(SANDBOXES, &record_key(namespace, &record.id), &record))?;
+        self.store.write(|txn| txn.put(SANDBOXES, &key, &record))?;
         Ok(())
     }
 
@@ -193,6 +208,16 @@ impl Core {
         self.teardown_sandbox(&record).await;
         self.forget_sandbox(&record)
     }
+}
+
+/// A pod whose shared PID namespace's init is gone is no longer ready (as a pod whose
+/// pause container exited).
+fn with_live_state(mut record: SandboxRecord) -> SandboxRecord {
+    let init_gone = record.pod_init.as_ref().is_some_and(|init| !init.is_alive());
+    if record.state == SandboxState::Ready && init_gone {
+        record.state = SandboxState::NotReady;
+    }
+    record
 }
 
 fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {

@@ -100,7 +100,7 @@ impl RuntimeService for Runtime {
         let record = self.core.sandbox(NAMESPACE, &request.pod_sandbox_id).map_err(status)?;
         let mut info = std::collections::HashMap::new();
         if request.verbose {
-            let verbose = serde_json::json!({ "netns": record.netns, "ipcns": record.ipcns, "utsns": record.utsns, "spec": record.spec });
+            let verbose = serde_json::json!({ "netns": record.netns, "ipcns": record.ipcns, "utsns": record.utsns, "podInit": record.pod_init, "spec": record.spec });
             info.insert("info".to_string(), verbose.to_string());
         }
         let containers = self.core.containers_of_sandbox(NAMESPACE, &record.id).map_err(status)?;

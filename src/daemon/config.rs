@@ -41,6 +41,8 @@ pub struct Config {
     pub log_level: String,
     /// The shim binary; default: `berth-shim` next to berthd, else on the PATH.
     pub shim_binary: Option<PathBuf>,
+    /// The pod PID namespace holder; default: `berth-pod-init` beside berthd, else on the PATH.
+    pub pod_init_binary: Option<PathBuf>,
     /// The cgroup driver reported to the kubelet: `cgroupfs` or `systemd`.
     pub cgroup_driver: String,
     /// The cgroup under which containers of pods without a cgroup parent go.
@@ -91,6 +93,7 @@ impl Default for Config {
             socket_group: None,
             log_level: "info".into(),
             shim_binary: None,
+            pod_init_binary: None,
             cgroup_driver: "cgroupfs".into(),
             cgroup_parent: "/berth".into(),
             runtimes: BTreeMap::new(),

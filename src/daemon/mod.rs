@@ -47,15 +47,15 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(format!("chmod {}", path.display())))
 }
 
-/// `berth-shim` next to berthd's own binary, else the configured one, else the PATH's.
-fn shim_binary(config: &Config) -> PathBuf {
-    if let Some(path) = &config.shim_binary {
+/// The configured helper binary, else `name` next to berthd's own binary, else the PATH's.
+fn helper_binary(configured: Option<&PathBuf>, name: &str) -> PathBuf {
+    if let Some(path) = configured {
         return path.clone();
     }
-    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("berth-shim")));
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(name)));
     match beside {
         Some(path) if path.exists() => path,
-        _ => PathBuf::from("berth-shim"),
+        _ => PathBuf::from(name),
     }
 }
 
@@ -68,7 +68,7 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
     let (sink, shim_events) = mpsc::unbounded_channel();
     let events_server = EventsServer::start(&events_socket, sink).await.map_err(io("starting the shim events service"))?;
     let shims = ShimManager::new(
-        shim_binary(&config),
+        helper_binary(config.shim_binary.as_ref(), "berth-shim"),
         config.state.join("shims"),
         "berth",
         &config.cri_socket.display().to_string(),
@@ -76,7 +76,11 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
     );
     let images = crate::image::ImageService::open(&config.root, store.clone(), config.registry_config())?;
     let network = crate::network::NetworkManager::open(store.clone(), config.network.clone(), &config.state).await?;
-    let paths = Paths { root: config.root.clone(), state: config.state.clone() };
+    let paths = Paths {
+        root: config.root.clone(),
+        state: config.state.clone(),
+        pod_init_binary: helper_binary(config.pod_init_binary.as_ref(), "berth-pod-init"),
+    };
     let core = Arc::new(Core {
         config,
         paths,

@@ -2,11 +2,12 @@
 //! asked for, its pod and its image, with the defaults Docker and containerd apply
 //! (capabilities, mounts, masked paths, seccomp).
 pub mod defaults;
+pub mod host_devices;
 pub mod seccomp;
 pub mod user;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -262,11 +263,15 @@ fn mounts_section(inputs: &SpecInputs) -> Vec<Value> {
 pub fn build(inputs: &SpecInputs) -> Result<Value, SpecError> {
     let container = inputs.container;
     let caps = capabilities(container);
-    let mut devices = Vec::new();
+    let mut devices = match container.security.privileged {
+        true => host_devices::host_devices(Path::new("/dev")),
+        false => Vec::new(),
+    };
     let mut resources = resources_section(container);
     let mut rules = vec![json!({ "allow": false, "access": "rwm" })];
     for device in &container.devices {
         let (node, rule) = device_entry(device)?;
+        devices.retain(|host: &Value| host["path"] != node["path"]);
         devices.push(node);
         rules.push(rule);
     }

@@ -23,6 +23,8 @@ pub enum ShimError {
     Runtime(#[from] berth_runtime::RuntimeError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("{command}: {message}")]
+    External { command: String, message: String },
     #[error(transparent)]
     Seal(#[from] berth_runtime::sealed_exe::SealError),
 }
@@ -43,7 +45,7 @@ impl ShimError {
             }
             ShimError::Invalid(_) | ShimError::Usage(_) => ttrpc::Code::INVALID_ARGUMENT,
             ShimError::Unimplemented(_) => ttrpc::Code::UNIMPLEMENTED,
-            ShimError::Runtime(_) | ShimError::Io(..) | ShimError::Seal(_) => ttrpc::Code::INTERNAL,
+            ShimError::Runtime(_) | ShimError::Io(..) | ShimError::Seal(_) | ShimError::External { .. } => ttrpc::Code::INTERNAL,
         }
     }
 }

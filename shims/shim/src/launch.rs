@@ -7,6 +7,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use berth_runtime::Runtime;
+
+use crate::backend::{Backend, External};
 use containerd_shim_protos::api::DeleteResponse;
 use nix::unistd::{fork, ForkResult};
 use protobuf::{Message, MessageField};
@@ -75,12 +77,20 @@ pub fn delete(flags: &Flags) -> ShimResult<()> {
     let bundle = bundle_of(flags)?;
     let layout = Layout::new(&flags.namespace);
     let runtime = Runtime::new(&layout.runtime_root());
-    let pid = runtime.state(&flags.id).map(|s| s.pid).unwrap_or(0);
     let dir = layout.container_dir(&flags.id);
+    let external = External::recorded(&layout.runtime_root(), &dir);
+    let backend = match &external {
+        Some(external) => Backend::External(external),
+        None => Backend::Builtin(&runtime),
+    };
+    let pid = match &external {
+        Some(_) => std::fs::read_to_string(dir.join("init.pid")).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0),
+        None => runtime.state(&flags.id).map(|s| s.pid).unwrap_or(0),
+    };
     // Recorded by the shim if the init exited before the shim died; otherwise the
     // container is killed now.
     let exit = read_exit(&dir, "init").unwrap_or(Exit { status: 128 + libc::SIGKILL as u32, at_nanos: timefmt::now_nanos() });
-    runtime.delete(&flags.id, true)?;
+    backend.delete(&flags.id)?;
     mounts::unmount_rootfs(&bundle.join("rootfs"));
     let _ = std::fs::remove_dir_all(&dir);
     let socket = layout.socket(&flags.address, &group_of(&bundle, &flags.id));

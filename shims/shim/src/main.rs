@@ -3,6 +3,7 @@
 //! up after a daemon that died. Installed as `containerd-shim-berth-v2` it serves
 //! containerd 1.6 (`containerd.task.v2`) and 2.x (`containerd.task.v3`).
 
+mod backend;
 mod crilog;
 mod daemon;
 mod error;

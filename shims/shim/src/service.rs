@@ -93,14 +93,14 @@ impl Task for Service {
 
     async fn pause(&self, _: &TtrpcContext, request: PauseRequest) -> RpcResult<Empty> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        ok(self.0.runtime.pause(&request.id).map_err(ShimError::from))?;
+        ok(self.0.with_backend(&request.id, |backend| backend.pause(&request.id)))?;
         self.0.publisher.publish(&TaskPaused { container_id: request.id, ..Default::default() });
         Ok(Empty::new())
     }
 
     async fn resume(&self, _: &TtrpcContext, request: ResumeRequest) -> RpcResult<Empty> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        ok(self.0.runtime.resume(&request.id).map_err(ShimError::from))?;
+        ok(self.0.with_backend(&request.id, |backend| backend.resume(&request.id)))?;
         self.0.publisher.publish(&TaskResumed { container_id: request.id, ..Default::default() });
         Ok(Empty::new())
     }
@@ -132,7 +132,7 @@ impl Task for Service {
 
     async fn pids(&self, _: &TtrpcContext, request: PidsRequest) -> RpcResult<PidsResponse> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        let pids = ok(self.0.runtime.pids(&request.id).map_err(ShimError::from))?;
+        let pids = ok(self.0.with_backend(&request.id, |backend| backend.pids(&request.id)))?;
         let processes = pids.into_iter().map(|pid| ProcessInfo { pid: pid as u32, ..Default::default() }).collect();
         Ok(PidsResponse { processes, ..Default::default() })
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_runtime::{CreateOptions, ExecOptions, Runtime};
+use crate::backend::{self, Backend, External};
 use containerd_shim_protos::api::CreateTaskRequest;
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
@@ -42,6 +43,8 @@ pub struct Container {
     pub execs: HashMap<String, Proc>,
     pub log: Option<Arc<CriLog>>,
     pub memory_cgroup: Option<PathBuf>,
+    /// The runc-compatible binary that runs this container, when not berth's own.
+    pub external: Option<External>,
 }
 
 impl Container {
@@ -92,6 +95,15 @@ impl Shim {
         f(container)
     }
 
+    /// Runs `f` with the runtime of container `id` (looked up without holding the lock).
+    pub fn with_backend<T>(&self, id: &str, f: impl FnOnce(Backend) -> ShimResult<T>) -> ShimResult<T> {
+        let external = self.with(id, |c| Ok(c.external.clone()))?;
+        match &external {
+            Some(external) => f(Backend::External(external)),
+            None => f(Backend::Builtin(&self.runtime)),
+        }
+    }
+
     fn console_path(&self, dir: &std::path::Path) -> PathBuf {
         dir.join(format!("c{}.sock", self.consoles.fetch_add(1, Ordering::Relaxed)))
     }
@@ -130,6 +142,10 @@ impl Shim {
             Some(path) => Some(Arc::new(CriLog::open(&path)?)),
             None => None,
         };
+        let external = match backend::requested_binary(request.options.as_ref())? {
+            Some(binary) => Some(External::new(binary, &self.layout.runtime_root(), dir)?),
+            None => None,
+        };
         let mut prepared = stdio::prepare(&paths, &self.console_path(dir), log.clone())?;
         let options = CreateOptions {
             id: request.id.clone(),
@@ -138,10 +154,12 @@ impl Shim {
             stdio: prepared.stdio.take(),
             ..CreateOptions::default()
         };
-        let record = self.runtime.create(&options)?;
-        drop(options);
+        let init_pid = match &external {
+            Some(external) => Backend::External(external).create(options)?,
+            None => Backend::Builtin(&self.runtime).create(options)?,
+        };
         let mut init = Proc::new("", paths.clone());
-        init.pid = record.init_pid;
+        init.pid = init_pid;
         prepared.spawn(&mut init.io);
         let pid = init.pid as u32;
         let container = Container {
@@ -153,6 +171,7 @@ impl Shim {
             execs: HashMap::new(),
             log,
             memory_cgroup: stats::memory_dir(pid as i32),
+            external,
         };
         self.lock().insert(request.id.clone(), container);
         self.publisher.publish(&TaskCreate {
@@ -176,7 +195,7 @@ impl Shim {
             }
             Ok(c.init.pid)
         })?;
-        let started = self.runtime.start(id);
+        let started = self.with_backend(id, |backend| backend.start(id));
         trim_heap();
         started?;
         self.with(id, |c| {
@@ -235,7 +254,7 @@ impl Shim {
     fn spawn_exec(&self, id: &str, spec: &oci_spec::runtime::Process, paths: &StdioPaths, dir: &std::path::Path) -> ShimResult<(i32, stdio::Prepared)> {
         let mut prepared = stdio::prepare(paths, &self.console_path(dir), None)?;
         let options = ExecOptions { console_socket: prepared.console_socket.clone(), stdio: prepared.stdio.take(), ..ExecOptions::default() };
-        let pid = self.runtime.exec(id, spec, &options)?;
+        let pid = self.with_backend(id, |backend| backend.exec(id, spec, options))?;
         Ok((pid, prepared))
     }
 
@@ -253,6 +272,7 @@ impl Shim {
             false => container.execs.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| k.clone()).unwrap_or_default(),
         };
         let dir = container.dir.clone();
+        let external = container.external.clone();
         let Ok(proc) = container.process_mut(&exec_id) else { return };
         if let Err(error) = process::record_exit(&dir, proc.name(), exit) {
             eprintln!("berth-shim: recording the exit of {pid}: {error}");
@@ -263,9 +283,14 @@ impl Shim {
             if container.memory_cgroup.as_deref().map(stats::oom_kills).unwrap_or(0) > 0 {
                 self.publisher.publish(&TaskOOM { container_id: id.clone(), ..Default::default() });
             }
-            let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+            drop(containers);
+            let _ = match &external {
+                Some(external) => Backend::External(external).kill(&id, libc::SIGKILL, true),
+                None => Backend::Builtin(&self.runtime).kill(&id, libc::SIGKILL, true),
+            };
+        } else {
+            drop(containers);
         }
-        drop(containers);
         let shim = self.clone();
         tokio::spawn(async move {
             if let Some(mut done) = output_done {
@@ -313,7 +338,7 @@ impl Shim {
             Ok(())
         });
         container?;
-        self.runtime.delete(id, true)?;
+        self.with_backend(id, |backend| backend.delete(id))?;
         let container = self.lock().remove(id).ok_or_else(|| ShimError::NoContainer(id.into()))?;
         let exit = container.init.exited().unwrap_or(Exit { status: 137, at_nanos: timefmt::now_nanos() });
         if container.rootfs_mounted {
@@ -345,7 +370,7 @@ impl Shim {
             Ok(proc.pid)
         })?;
         if exec_id.is_empty() {
-            return Ok(self.runtime.kill(id, signal as i32, all)?);
+            return self.with_backend(id, |backend| backend.kill(id, signal as i32, all));
         }
         let signal = nix::sys::signal::Signal::try_from(signal as i32).map_err(|_| ShimError::Invalid(format!("invalid signal {signal}")))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal).map_err(|e| ShimError::io(format!("kill {target}"), e))
@@ -359,7 +384,7 @@ impl Shim {
         if let Some(json) = resources.filter(|r| !r.is_empty()) {
             let resources: oci_spec::runtime::LinuxResources =
                 serde_json::from_slice(json).map_err(|e| ShimError::Invalid(format!("update resources: {e}")))?;
-            self.runtime.update(id, &resources)?;
+            self.with_backend(id, |backend| backend.update(id, &resources))?;
         }
         Ok(())
     }
@@ -395,7 +420,7 @@ impl Shim {
 
     /// The task state of one process of container `id`.
     pub fn state(&self, id: &str, exec_id: &str) -> ShimResult<containerd_shim_protos::api::StateResponse> {
-        let paused = matches!(self.runtime.state(id), Ok(s) if s.status == berth_runtime::state::Status::Paused);
+        let paused = self.with_backend(id, |backend| Ok(backend.is_paused(id))).unwrap_or(false);
         self.with(id, |c| {
             let proc = c.process(exec_id)?;
             let exit = proc.exited();
