@@ -37,12 +37,19 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| RuntimeError::system("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
     }
     let flags = if intermediate { CloneFlags::empty() } else { config.namespaces.new };
-    let first = clone_process(flags).map_err(|e| RuntimeError::system("clone", e))?;
-    if first == 0 {
-        drop(ours);
+    let own_pid_namespace = config.namespaces.enter_pid_for_children()?;
+    let cloned = clone_process(flags);
+    if matches!(cloned, Ok(0)) {
+        drop((ours, own_pid_namespace));
         child_main(config, theirs);
     }
     drop(theirs);
+    let restored = own_pid_namespace.map_or(Ok(()), crate::namespaces::leave_pid_for_children);
+    let first = cloned.map_err(|e| RuntimeError::system("clone", e))?;
+    if let Err(error) = restored {
+        Progress { first, last: first, intermediate }.abort();
+        return Err(error.into());
+    }
     let mut progress = Progress { first, last: first, intermediate };
     match progress.drive(config, duties, &ours) {
         Ok(()) => Ok(progress.last),
