@@ -62,6 +62,7 @@ impl ProcessStdio {
 
 /// Entry point of the cloned child. Never returns.
 pub fn child_main(config: &ChildConfig, channel: Channel) -> ! {
+    crate::sealed_exe::close_in_child();
     let error = match become_process(config, &channel) {
         Ok(never) => match never {},
         Err(error) => error,

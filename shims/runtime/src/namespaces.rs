@@ -1,5 +1,6 @@
 //! Which namespaces a process gets: new ones to create, existing ones to join by path,
-//! and the order that makes joining and creating work together (user first, mount last).
+//! and the order that makes joining and creating work together (user first, mount last;
+//! a pid namespace to join is entered by the runtime for the child's birth).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -106,8 +107,26 @@ impl NamespacePlan {
     /// or to order user namespace creation after joins).
     pub fn needs_intermediate(&self) -> bool {
         self.joins(CloneFlags::CLONE_NEWUSER)
-            || self.joins(CloneFlags::CLONE_NEWPID)
+            || (self.joins(CloneFlags::CLONE_NEWPID) && !self.parent_enters_pid())
             || (self.new.contains(CloneFlags::CLONE_NEWUSER) && !self.joins.is_empty())
+    }
+
+    /// Whether the runtime enters the pid namespace to join itself, for its children
+    /// only, around `clone`: the process is then born in it, with no intermediate
+    /// process. Not with user namespaces, which must be joined or created first.
+    pub fn parent_enters_pid(&self) -> bool {
+        self.joins(CloneFlags::CLONE_NEWPID) && !self.joins(CloneFlags::CLONE_NEWUSER) && !self.creates_user_namespace()
+    }
+
+    /// When [`Self::parent_enters_pid`]: makes the pid namespace to join the one of the
+    /// caller's next children, and returns the caller's own for [`leave_pid_for_children`].
+    pub fn enter_pid_for_children(&self) -> Result<Option<OwnedFd>, NamespaceError> {
+        let join = self.joins.iter().find(|j| j.flag == CloneFlags::CLONE_NEWPID);
+        let Some(join) = join.filter(|_| self.parent_enters_pid()) else { return Ok(None) };
+        let own = open_namespace("pid", PathBuf::from(OWN_PID_NAMESPACE), CloneFlags::CLONE_NEWPID)?;
+        setns(join.fd.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(|source| NamespaceError::Join { typ: "pid", path: join.path.clone(), source })?;
+        Ok(Some(own.fd))
     }
 
     pub fn creates_user_namespace(&self) -> bool {
@@ -116,7 +135,8 @@ impl NamespacePlan {
 
     /// Enters every namespace to join, in order.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
-        for join in &self.joins {
+        let born_in_pid = self.parent_enters_pid();
+        for join in self.joins.iter().filter(|j| !(born_in_pid && j.flag == CloneFlags::CLONE_NEWPID)) {
             setns(join.fd.as_fd(), join.flag).map_err(|source| NamespaceError::Join {
                 typ: flag_name(join.flag),
                 path: join.path.clone(),
@@ -125,6 +145,14 @@ impl NamespacePlan {
         }
         Ok(())
     }
+}
+
+const OWN_PID_NAMESPACE: &str = "/proc/self/ns/pid";
+
+/// Makes the caller's children born in its own pid namespace again.
+pub fn leave_pid_for_children(own: OwnedFd) -> Result<(), NamespaceError> {
+    setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+        .map_err(|source| NamespaceError::Join { typ: "pid", path: PathBuf::from(OWN_PID_NAMESPACE), source })
 }
 
 /// Creates namespaces in the calling process (children enter a new pid namespace).

@@ -15,9 +15,13 @@ use crate::cgroups::ContainerCgroup;
 use crate::error::RuntimeError;
 use crate::init::{child_main, ChildConfig, Role};
 
+/// The cgroup to move the child into, created on first call if need be (a container's
+/// cgroup is made while its init builds the rootfs); None for no cgroup.
+pub type CgroupSource<'a> = dyn Fn() -> Result<Option<&'a ContainerCgroup>, RuntimeError> + 'a;
+
 /// What the runtime does for the child while it sets up.
 pub struct ParentDuties<'a> {
-    pub cgroup: Option<&'a ContainerCgroup>,
+    pub cgroup: &'a CgroupSource<'a>,
     pub oom_score_adj: Option<i32>,
     pub uid_mappings: &'a [LinuxIdMapping],
     pub gid_mappings: &'a [LinuxIdMapping],
@@ -33,12 +37,19 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| RuntimeError::system("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
     }
     let flags = if intermediate { CloneFlags::empty() } else { config.namespaces.new };
-    let first = clone_process(flags).map_err(|e| RuntimeError::system("clone", e))?;
-    if first == 0 {
-        drop(ours);
+    let own_pid_namespace = config.namespaces.enter_pid_for_children()?;
+    let cloned = clone_process(flags);
+    if matches!(cloned, Ok(0)) {
+        drop((ours, own_pid_namespace));
         child_main(config, theirs);
     }
     drop(theirs);
+    let restored = own_pid_namespace.map_or(Ok(()), crate::namespaces::leave_pid_for_children);
+    let first = cloned.map_err(|e| RuntimeError::system("clone", e))?;
+    if let Err(error) = restored {
+        Progress { first, last: first, intermediate }.abort();
+        return Err(error.into());
+    }
     let mut progress = Progress { first, last: first, intermediate };
     match progress.drive(config, duties, &ours) {
         Ok(()) => Ok(progress.last),
@@ -69,8 +80,8 @@ struct Progress {
 impl Progress {
     fn drive(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
         let is_init = matches!(config.role, Role::ContainerInit { .. });
-        // A container init sets up its rootfs while it is moved into its cgroup (the
-        // first cgroup v1 migration waits for an RCU grace period: milliseconds).
+        // A container init sets up its rootfs while its cgroup is created and it is
+        // moved in (cgroup mkdir and the first v1 migration can take milliseconds).
         let overlap = is_init && !self.intermediate;
         if !overlap {
             self.place(duties)?;
@@ -111,7 +122,7 @@ impl Progress {
     }
 
     fn place(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
-        match duties.cgroup {
+        match (duties.cgroup)()? {
             Some(cgroup) => Ok(cgroup.add_process(self.first)?),
             None => Ok(()),
         }

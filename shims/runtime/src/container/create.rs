@@ -1,5 +1,6 @@
 //! `create`: from a bundle to a container whose init waits for `start`.
 
+use std::cell::OnceCell;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,23 @@ impl Runtime {
     }
 
     fn create_in(&self, record: &mut ContainerRecord, options: &CreateOptions, dir: &Path) -> Result<(), RuntimeError> {
+        let cgroup = OnceCell::new();
+        let spawned = self.spawn_init(record, options, dir, &cgroup);
+        record.cgroup = cgroup.into_inner();
+        let pid = spawned.map_err(|e| init_error(&record.id, e))?;
+        record.init_pid = pid;
+        record.init_start_time = state::process_start_time(pid)
+            .ok_or_else(|| RuntimeError::Init { id: record.id.clone(), message: "the init exited during setup".into() })?;
+        self.state.save(record)?;
+        if let Some(path) = &options.pid_file {
+            super::write_pid_file(path, pid)?;
+        }
+        Ok(())
+    }
+
+    /// Clones the init and, while it builds its rootfs, creates the cgroup (kept in
+    /// `cgroup`, also on failure) and the first record; returns the init's pid.
+    fn spawn_init(&self, record: &ContainerRecord, options: &CreateOptions, dir: &Path, cgroup: &OnceCell<ContainerCgroup>) -> Result<i32, RuntimeError> {
         let spec = &record.spec;
         let (linux, process) = match (spec.linux(), spec.process()) {
             (Some(linux), Some(process)) => (linux, process),
@@ -69,9 +87,6 @@ impl Runtime {
             options.console.as_ref(),
             options.console_socket.as_deref(),
         )?;
-        let cgroup = ContainerCgroup::create(linux.cgroups_path().as_deref(), &record.id, linux.resources().as_ref())?;
-        record.cgroup = Some(cgroup);
-        self.state.save(record)?;
         let state_dir = make_exec_fifo(dir)?;
         let rootfs = RootfsConfig {
             spec,
@@ -92,23 +107,34 @@ impl Runtime {
             preserve_fds: options.preserve_fds,
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
+        let make_cgroup = || self.make_cgroup(record, cgroup).map(Some);
         let duties = ParentDuties {
-            cgroup: record.cgroup.as_ref(),
+            cgroup: &make_cgroup,
             oom_score_adj: process.oom_score_adj(),
             uid_mappings: linux.uid_mappings().as_deref().unwrap_or_default(),
             gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
             run_hooks: &run_hooks,
         };
-        let pid = spawn(&child, &duties).map_err(|e| init_error(&record.id, e))?;
-        drop(child);
-        record.init_pid = pid;
-        record.init_start_time = state::process_start_time(pid)
-            .ok_or_else(|| RuntimeError::Init { id: record.id.clone(), message: "the init exited during setup".into() })?;
-        self.state.save(record)?;
-        if let Some(path) = &options.pid_file {
-            super::write_pid_file(path, pid)?;
+        spawn(&child, &duties)
+    }
+
+    /// The container's cgroup, created on first call, when the first record (status
+    /// creating, naming the cgroup for `delete` to remove) is written too.
+    fn make_cgroup<'c>(&self, record: &ContainerRecord, slot: &'c OnceCell<ContainerCgroup>) -> Result<&'c ContainerCgroup, RuntimeError> {
+        if let Some(cgroup) = slot.get() {
+            return Ok(cgroup);
         }
-        Ok(())
+        let linux = record.spec.linux().as_ref();
+        let created = ContainerCgroup::create(
+            linux.and_then(|l| l.cgroups_path().as_deref()),
+            &record.id,
+            linux.and_then(|l| l.resources().as_ref()),
+        )?;
+        let cgroup = slot.get_or_init(|| created);
+        let mut first = record.clone();
+        first.cgroup = Some(cgroup.clone());
+        self.state.save(&first)?;
+        Ok(cgroup)
     }
 
     /// prestart and createRuntime hooks, in the runtime's namespaces, once the

@@ -52,9 +52,10 @@ impl Runtime {
             preserve_fds: options.preserve_fds,
         };
         let no_hooks = |_pid: i32| Ok(String::new());
+        let cgroup = || -> Result<_, RuntimeError> { Ok(record.cgroup.as_ref()) };
         let oom_score_adj = record.spec.process().as_ref().and_then(|p| p.oom_score_adj());
         let duties = ParentDuties {
-            cgroup: record.cgroup.as_ref(),
+            cgroup: &cgroup,
             oom_score_adj,
             uid_mappings: &[],
             gid_mappings: &[],

@@ -87,6 +87,8 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
         let _ = runtime.delete(&options.id, true);
         return Err(error.into());
     }
+    // The init has closed its copy; the container's process now runs while we wait.
+    berth_runtime::sealed_exe::release();
     if args.detach {
         restore_signals(&previous_mask);
         return Ok(0);
@@ -169,6 +171,7 @@ fn exec(runtime: &Runtime, args: &ExecArgs) -> Result<u8, CliError> {
     let console_end = if own_terminal { Some(attach_console_pair(&mut options.console)?) } else { None };
     let previous_mask = block_signals()?;
     let pid = runtime.exec(&args.id, &process, &options)?;
+    berth_runtime::sealed_exe::release();
     if args.detach {
         restore_signals(&previous_mask);
         return Ok(0);
