@@ -26,17 +26,46 @@ fn memory_of(pid: i32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
-/// Pids of the processes running `exe`.
+/// Pids of the processes running `exe`. berth-shim runs from a detached read-only mount
+/// of its binary (its `/proc/PID/exe` reads `/`), so its `argv[0]` is compared too.
 fn processes_of(exe: &Path) -> Vec<i32> {
     let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let argv0 = |pid: i32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        std::fs::canonicalize(String::from_utf8_lossy(&first).as_ref()).ok()
+    };
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false) {
+        let by_exe = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe);
+        if by_exe || argv0(pid).is_some_and(|p| p == exe) {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// RSS in KiB of one process split into its executable's mappings, other files, and
+/// anonymous memory (from `/proc/PID/smaps`; the first mapping is the executable).
+fn breakdown(pid: i32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut exe_inode, mut inode, mut sums) = (None, String::new(), (0, 0, 0));
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            inode = fields.get(4).unwrap_or(&"0").to_string();
+            exe_inode.get_or_insert_with(|| inode.clone());
+        } else if fields.first() == Some(&"Rss:") {
+            let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            match inode.as_str() {
+                "0" => sums.2 += kib,
+                i if Some(i) == exe_inode.as_deref() => sums.0 += kib,
+                _ => sums.1 += kib,
+            }
+        }
+    }
+    sums
 }
 
 struct MemoryResult {
@@ -53,6 +82,13 @@ fn measure_runtime(containerd: &Containerd, runtime: &str, shim_exe: &Path, coun
     std::thread::sleep(Duration::from_secs(2));
     let pids = processes_of(shim_exe);
     let (rss, pss) = pids.iter().map(|pid| memory_of(*pid)).fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
+    if let Some(pid) = pids.first() {
+        let (exe, libs, anon) = breakdown(*pid);
+        println!("  one {runtime} shim: RSS = executable {exe} KiB + libraries {libs} KiB + anonymous {anon} KiB");
+        if let Some(dir) = std::env::var_os("BENCH_SHIM_SMAPS") {
+            let _ = std::fs::copy(format!("/proc/{pid}/smaps"), Path::new(&dir).join(format!("{runtime}.smaps")));
+        }
+    }
     for id in &ids {
         let _ = containerd.ctr(&["task", "kill", "-s", "SIGKILL", id]);
     }
