@@ -1,7 +1,10 @@
 //! The shim benchmark (issue 3, "Memory and speed"). Run as root from the workspace:
 //!
-//!     cargo build --release -p berth-runtime && cargo build --profile shim -p berth-shim
+//!     cargo build --release -p berth-runtime -p berth-shim
 //!     cargo run --release -p berth-integration --bin bench_shim [-- COUNT]
+//!
+//! It measures `target/shim/berth-shim` (the static build, see the README) when that
+//! exists, else `target/release/berth-shim`; `BERTH_SHIM_BIN` overrides.
 //!
 //! 1. Starts COUNT (default 20) idle containers (`sleep`) through a private containerd
 //!    with berth-shim, then with containerd-shim-runc-v2 when it is installed, and
@@ -175,42 +178,46 @@ async fn shim_round(client: &containerd_shim_protos::shim_async::TaskClient, bun
 
 /// `berth-shim start`, then Create + Start RPCs in that new shim (its first container,
 /// as containerd does it) and again in the same, now warm, shim.
-fn time_shim() -> (Duration, Duration, Duration) {
-    let bundle = ShimBundle::new(&["sleep", "100"]);
-    let second = ShimBundle::new(&["sleep", "100"]);
+fn time_shim() -> [Duration; 4] {
+    let bundles: Vec<ShimBundle> = (0..3).map(|_| ShimBundle::new(&["sleep", "100"])).collect();
     let begin = Instant::now();
-    let shim = Shim::start(bundle.path(), &bundle.id, "");
+    let shim = Shim::start(bundles[0].path(), &bundles[0].id, "");
     let launch = begin.elapsed();
-    let (cold, warm) = block_on(async {
+    let (cold, warm, released) = block_on(async {
         let client = shim.client().await;
-        (shim_round(&client, &bundle).await, shim_round(&client, &second).await)
+        let cold = shim_round(&client, &bundles[0]).await;
+        let warm = shim_round(&client, &bundles[1]).await;
+        // Past the shim's idle release (berth-shim's idle.rs): its code is mapped again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        (cold, warm, shim_round(&client, &bundles[2]).await)
     });
-    (cold, warm, launch)
+    [cold, warm, released, launch]
 }
 
 /// The three ways, interleaved round by round so that machine load affects them alike.
 fn latency_benchmark(rounds: usize) {
     let root = berth_integration::tempdir::TempDir::new("benchroot");
     let runtime = berth_runtime::Runtime::new(&root.path().join("library"));
-    let (mut library, mut cli, mut cold, mut warm, mut launch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut library, mut cli, mut shim) = (Vec::new(), Vec::new(), [(); 4].map(|_| Vec::new()));
     for _ in 0..rounds {
         library.push(time_library(&runtime));
         cli.push(time_cli(&root.path().join("cli")));
-        let (c, w, l) = time_shim();
-        cold.push(c);
-        warm.push(w);
-        launch.push(l);
+        for (samples, sample) in shim.iter_mut().zip(time_shim()) {
+            samples.push(sample);
+        }
     }
     let ms = |samples: Vec<Duration>| median(samples).as_secs_f64() * 1e3;
+    let [cold, warm, released, launch] = shim;
     println!("create+start to a running process (median of {rounds}, interleaved):");
     println!("  runtime library in-process:        {:7.2} ms", ms(library));
     println!("  berth-runc create + start:         {:7.2} ms", ms(cli));
     println!("  berth-shim Create + Start RPCs, first container of a new shim: {:7.2} ms", ms(cold));
     println!("  berth-shim Create + Start RPCs, same shim again:               {:7.2} ms", ms(warm));
+    println!("  berth-shim Create + Start RPCs, same shim after 1.5 s idle:    {:7.2} ms", ms(released));
     println!("  (berth-shim start, launching the shim: {:.2} ms)", ms(launch));
 }
 
-/// Prefers the size-optimised build (`cargo build --profile shim -p berth-shim`).
+/// Prefers the static build in `target/shim` (see the README).
 fn choose_shim_binary() {
     let optimised = bin_path("berth-shim").parent().and_then(|d| d.parent()).map(|t| t.join("shim/berth-shim"));
     if std::env::var_os("BERTH_SHIM_BIN").is_none() {
