@@ -201,6 +201,14 @@ struct PodMemory {
     daemon_growth: Memory,
     shims: Memory,
     shim_count: usize,
+    /// Shims of this daemon with no child (serving no container), not counted.
+    idle_shims: usize,
+}
+
+/// Whether any thread of `pid` has a child process (a shim's container init).
+fn has_children(pid: i32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    tasks.into_iter().any(|task| std::fs::read_to_string(task.path().join("children")).is_ok_and(|c| !c.trim().is_empty()))
 }
 
 async fn measure_pods(daemon: &mut Daemon, settings: &PodSettings) -> Outcome<PodMemory> {
@@ -212,13 +220,14 @@ async fn measure_pods(daemon: &mut Daemon, settings: &PodSettings) -> Outcome<Po
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = memory_of(daemon.pid);
-    let shim_pids = processes_of(&daemon.shim_exe, &daemon.shim_marker);
+    let (shim_pids, idle): (Vec<i32>, Vec<i32>) =
+        processes_of(&daemon.shim_exe, &daemon.shim_marker).into_iter().partition(|pid| has_children(*pid));
     let shims = shim_pids.iter().map(|pid| memory_of(*pid)).fold(Memory::default(), |a, b| a + b);
     for pod in running {
         tear_down(daemon, pod).await?;
     }
     let growth = Memory { rss: after.rss.saturating_sub(before.rss), pss: after.pss.saturating_sub(before.pss) };
-    Ok(PodMemory { daemon_growth: growth, shims, shim_count: shim_pids.len() })
+    Ok(PodMemory { daemon_growth: growth, shims, shim_count: shim_pids.len(), idle_shims: idle.len() })
 }
 
 fn median_ms(samples: &[Duration]) -> f64 {
@@ -260,6 +269,9 @@ fn print_memory(daemon: &Daemon, pods: &PodMemory) {
         mib(pods.daemon_growth.rss), mib(pods.daemon_growth.pss), pods.shim_count, mib(pods.shims.rss), mib(pods.shims.pss));
     println!("    per running pod: RSS {:.2} MiB, PSS {:.2} MiB",
         per_pod(pods.daemon_growth.rss, pods.shims.rss), per_pod(pods.daemon_growth.pss, pods.shims.pss));
+    if pods.idle_shims > 0 {
+        println!("    ({} more shim processes of this daemon serve no container: not counted)", pods.idle_shims);
+    }
 }
 
 /// busybox with only `sleep`, whose command sleeps: both daemons' container image and
@@ -279,7 +291,7 @@ async fn berth_daemon(world: &World) -> Outcome<Daemon> {
     let idle = memory_of(pid);
     pull(&mut images, "berth", IMAGE).await?;
     let client = world.daemon.runtime().await;
-    Ok(Daemon { name: "berth", client, pid, shim_exe: bin_path("berth-shim"), shim_marker: String::new(), samples: vec![Vec::new(); STEPS.len()], idle })
+    Ok(Daemon { name: "berth", client, pid, shim_exe: bin_path("berth-shim"), shim_marker: world.daemon.state().display().to_string(), samples: vec![Vec::new(); STEPS.len()], idle })
 }
 
 async fn containerd_daemon(containerd: &CriContainerd) -> Outcome<Daemon> {

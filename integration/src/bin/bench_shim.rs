@@ -1,7 +1,10 @@
 //! The shim benchmark (issue 3, "Memory and speed"). Run as root from the workspace:
 //!
-//!     cargo build --release -p berth-runtime && cargo build --profile shim -p berth-shim
+//!     cargo build --release -p berth-runtime -p berth-shim
 //!     cargo run --release -p berth-integration --bin bench_shim [-- COUNT]
+//!
+//! It measures `target/shim/berth-shim` (the static build, see the README) when that
+//! exists, else `target/release/berth-shim`; `BERTH_SHIM_BIN` overrides.
 //!
 //! 1. Starts COUNT (default 20) idle containers (`sleep`) through a private containerd
 //!    with berth-shim, then with containerd-shim-runc-v2 when it is installed, and
@@ -26,17 +29,46 @@ fn memory_of(pid: i32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
-/// Pids of the processes running `exe`.
+/// Pids of the processes running `exe`. berth-shim runs from a detached read-only mount
+/// of its binary (its `/proc/PID/exe` reads `/`), so its `argv[0]` is compared too.
 fn processes_of(exe: &Path) -> Vec<i32> {
     let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let argv0 = |pid: i32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        std::fs::canonicalize(String::from_utf8_lossy(&first).as_ref()).ok()
+    };
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false) {
+        let by_exe = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe);
+        if by_exe || argv0(pid).is_some_and(|p| p == exe) {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// RSS in KiB of one process split into its executable's mappings, other files, and
+/// anonymous memory (from `/proc/PID/smaps`; the first mapping is the executable).
+fn breakdown(pid: i32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut exe_inode, mut inode, mut sums) = (None, String::new(), (0, 0, 0));
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            inode = fields.get(4).unwrap_or(&"0").to_string();
+            exe_inode.get_or_insert_with(|| inode.clone());
+        } else if fields.first() == Some(&"Rss:") {
+            let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            match inode.as_str() {
+                "0" => sums.2 += kib,
+                i if Some(i) == exe_inode.as_deref() => sums.0 += kib,
+                _ => sums.1 += kib,
+            }
+        }
+    }
+    sums
 }
 
 struct MemoryResult {
@@ -53,6 +85,13 @@ fn measure_runtime(containerd: &Containerd, runtime: &str, shim_exe: &Path, coun
     std::thread::sleep(Duration::from_secs(2));
     let pids = processes_of(shim_exe);
     let (rss, pss) = pids.iter().map(|pid| memory_of(*pid)).fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
+    if let Some(pid) = pids.first() {
+        let (exe, libs, anon) = breakdown(*pid);
+        println!("  one {runtime} shim: RSS = executable {exe} KiB + libraries {libs} KiB + anonymous {anon} KiB");
+        if let Some(dir) = std::env::var_os("BENCH_SHIM_SMAPS") {
+            let _ = std::fs::copy(format!("/proc/{pid}/smaps"), Path::new(&dir).join(format!("{runtime}.smaps")));
+        }
+    }
     for id in &ids {
         let _ = containerd.ctr(&["task", "kill", "-s", "SIGKILL", id]);
     }
@@ -139,42 +178,46 @@ async fn shim_round(client: &containerd_shim_protos::shim_async::TaskClient, bun
 
 /// `berth-shim start`, then Create + Start RPCs in that new shim (its first container,
 /// as containerd does it) and again in the same, now warm, shim.
-fn time_shim() -> (Duration, Duration, Duration) {
-    let bundle = ShimBundle::new(&["sleep", "100"]);
-    let second = ShimBundle::new(&["sleep", "100"]);
+fn time_shim() -> [Duration; 4] {
+    let bundles: Vec<ShimBundle> = (0..3).map(|_| ShimBundle::new(&["sleep", "100"])).collect();
     let begin = Instant::now();
-    let shim = Shim::start(bundle.path(), &bundle.id, "");
+    let shim = Shim::start(bundles[0].path(), &bundles[0].id, "");
     let launch = begin.elapsed();
-    let (cold, warm) = block_on(async {
+    let (cold, warm, released) = block_on(async {
         let client = shim.client().await;
-        (shim_round(&client, &bundle).await, shim_round(&client, &second).await)
+        let cold = shim_round(&client, &bundles[0]).await;
+        let warm = shim_round(&client, &bundles[1]).await;
+        // Past the shim's idle release (berth-shim's idle.rs): its code is mapped again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        (cold, warm, shim_round(&client, &bundles[2]).await)
     });
-    (cold, warm, launch)
+    [cold, warm, released, launch]
 }
 
 /// The three ways, interleaved round by round so that machine load affects them alike.
 fn latency_benchmark(rounds: usize) {
     let root = berth_integration::tempdir::TempDir::new("benchroot");
     let runtime = berth_runtime::Runtime::new(&root.path().join("library"));
-    let (mut library, mut cli, mut cold, mut warm, mut launch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut library, mut cli, mut shim) = (Vec::new(), Vec::new(), [(); 4].map(|_| Vec::new()));
     for _ in 0..rounds {
         library.push(time_library(&runtime));
         cli.push(time_cli(&root.path().join("cli")));
-        let (c, w, l) = time_shim();
-        cold.push(c);
-        warm.push(w);
-        launch.push(l);
+        for (samples, sample) in shim.iter_mut().zip(time_shim()) {
+            samples.push(sample);
+        }
     }
     let ms = |samples: Vec<Duration>| median(samples).as_secs_f64() * 1e3;
+    let [cold, warm, released, launch] = shim;
     println!("create+start to a running process (median of {rounds}, interleaved):");
     println!("  runtime library in-process:        {:7.2} ms", ms(library));
     println!("  berth-runc create + start:         {:7.2} ms", ms(cli));
     println!("  berth-shim Create + Start RPCs, first container of a new shim: {:7.2} ms", ms(cold));
     println!("  berth-shim Create + Start RPCs, same shim again:               {:7.2} ms", ms(warm));
+    println!("  berth-shim Create + Start RPCs, same shim after 1.5 s idle:    {:7.2} ms", ms(released));
     println!("  (berth-shim start, launching the shim: {:.2} ms)", ms(launch));
 }
 
-/// Prefers the size-optimised build (`cargo build --profile shim -p berth-shim`).
+/// Prefers the static build in `target/shim` (see the README).
 fn choose_shim_binary() {
     let optimised = bin_path("berth-shim").parent().and_then(|d| d.parent()).map(|t| t.join("shim/berth-shim"));
     if std::env::var_os("BERTH_SHIM_BIN").is_none() {

@@ -11,7 +11,7 @@ use crate::events::Publisher;
 use crate::flags::Flags;
 use crate::paths::Layout;
 use crate::task::Shim;
-use crate::{reaper, service};
+use crate::{idle, reaper, service};
 
 /// In the forked child: detaches, then serves until shutdown. Never returns.
 pub fn run(listener: UnixListener, socket: PathBuf, flags: &Flags) -> ! {
@@ -56,6 +56,8 @@ async fn serve(listener: UnixListener, flags: &Flags) -> std::io::Result<()> {
     let publisher = Publisher::spawn(address, flags.namespace.clone());
     let shim = Arc::new(Shim::new(Layout::new(&flags.namespace), publisher));
     tokio::spawn(reaper::run(shim.clone(), children));
+    tokio::spawn(idle::run(shim.activity.clone()));
+    shim.activity.notify_one();
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let mut server = ttrpc::asynchronous::Server::new()

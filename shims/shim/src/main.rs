@@ -9,6 +9,7 @@ mod daemon;
 mod error;
 mod events;
 mod flags;
+mod idle;
 mod launch;
 mod mounts;
 mod paths;

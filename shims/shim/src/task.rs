@@ -24,12 +24,6 @@ use crate::paths::Layout;
 use crate::process::{self, Exit, Proc, StdioPaths};
 use crate::{mounts, stats, stdio, timefmt};
 
-/// Gives freed heap back to the system after the runtime's allocations (spec parsing,
-/// process setup), so an idle shim keeps little resident memory.
-pub fn trim_heap() {
-    // SAFETY: malloc_trim only walks glibc's own arenas.
-    unsafe { libc::malloc_trim(0) };
-}
 
 /// How long an exit waits for the process's output to be copied before it is reported.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
@@ -70,6 +64,8 @@ pub struct Shim {
     pub publisher: Publisher,
     pub containers: Mutex<HashMap<String, Container>>,
     pub shutdown: Arc<Notify>,
+    /// Signalled after work that runs through the runtime library (see `idle`).
+    pub activity: Arc<Notify>,
     consoles: AtomicU32,
 }
 
@@ -81,6 +77,7 @@ impl Shim {
             publisher,
             containers: Mutex::new(HashMap::new()),
             shutdown: Arc::new(Notify::new()),
+            activity: Arc::new(Notify::new()),
             consoles: AtomicU32::new(0),
         }
     }
@@ -102,6 +99,12 @@ impl Shim {
             Some(external) => f(Backend::External(external)),
             None => f(Backend::Builtin(&self.runtime)),
         }
+    }
+
+    /// After create, start, exec and delete: once the shim is quiet, `idle` gives back
+    /// the heap freed by the runtime's allocations and the code pages it ran through.
+    fn settle(&self) {
+        self.activity.notify_one();
     }
 
     fn console_path(&self, dir: &std::path::Path) -> PathBuf {
@@ -127,7 +130,7 @@ impl Shim {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        trim_heap();
+        self.settle();
         result
     }
 
@@ -196,7 +199,7 @@ impl Shim {
             Ok(c.init.pid)
         })?;
         let started = self.with_backend(id, |backend| backend.start(id));
-        trim_heap();
+        self.settle();
         started?;
         self.with(id, |c| {
             c.init.started = true;
@@ -247,7 +250,7 @@ impl Shim {
             }
         })?;
         self.publisher.publish(&TaskExecStarted { container_id: id.into(), exec_id: exec_id.into(), pid, ..Default::default() });
-        trim_heap();
+        self.settle();
         Ok(pid)
     }
 
@@ -354,7 +357,7 @@ impl Shim {
             exited_at: MessageField::some(timefmt::timestamp(exit.at_nanos)),
             ..Default::default()
         });
-        trim_heap();
+        self.settle();
         Ok((pid, exit))
     }
 
