@@ -43,9 +43,12 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
     let linux = config.linux.clone().unwrap_or_default();
     let security = linux.security_context.clone().unwrap_or_default();
     let namespaces = security.namespace_options.clone().unwrap_or_default();
+    // A mapping without a host port only documents the container's port (the kubelet
+    // sends one per containerPort): nothing is forwarded for it.
     let port_mappings = config
         .port_mappings
         .iter()
+        .filter(|p| p.host_port != 0)
         .map(|p| core::PortMapping {
             protocol: protocol(p.protocol).into(),
             container_port: p.container_port as u16,
