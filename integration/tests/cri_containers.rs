@@ -181,6 +181,14 @@ fn bad_container_requests_leave_nothing_behind() {
         let error = client.create_container(create(&pod, bad_user)).await.expect_err("unknown user");
         assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
         assert!(error.message().contains("nobody-here"), "{}", error.message());
+        let mut group_only = container_config("c2", &["true"]);
+        group_only.linux = Some(cri::LinuxContainerConfig { security_context: Some(cri::LinuxContainerSecurityContext { run_as_group: Some(cri::Int64Value { value: 1002 }), ..Default::default() }), ..Default::default() });
+        let error = client.create_container(create(&pod, group_only)).await.expect_err("group without user");
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+        let mut image_volume = container_config("c3", &["true"]);
+        image_volume.mounts = vec![cri::Mount { container_path: "/mnt".into(), readonly: true, image: Some(cri::ImageSpec { image: IMAGE.into(), ..Default::default() }), ..Default::default() }];
+        let error = client.create_container(create(&pod, image_volume)).await.expect_err("image volume");
+        assert_eq!(error.code(), tonic::Code::Unimplemented, "{error:?}");
         let ok = client.create_container(create(&pod, container_config("d", &["sleep", "100"]))).await.expect("create").into_inner().container_id;
         let duplicate = client.create_container(create(&pod, container_config("d", &["sleep", "100"]))).await.expect_err("duplicate");
         assert_eq!(duplicate.code(), tonic::Code::AlreadyExists);

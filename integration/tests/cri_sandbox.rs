@@ -47,7 +47,10 @@ fn sandbox_life_cycle_with_pinned_namespaces() {
     let daemon = Berthd::start("");
     runtime().block_on(async {
         let mut client = daemon.runtime().await;
-        let request = cri::RunPodSandboxRequest { config: Some(pod_config("web", &[("app", "web")])), runtime_handler: String::new() };
+        // A mapping without a host port (the kubelet sends one per containerPort) is fine.
+        let mut config = pod_config("web", &[("app", "web")]);
+        config.port_mappings = vec![cri::PortMapping { container_port: 80, ..Default::default() }];
+        let request = cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
         let id = client.run_pod_sandbox(request.clone()).await.expect("run").into_inner().pod_sandbox_id;
         assert_eq!(id.len(), 64);
         // A second pod with the same metadata is refused.

@@ -43,9 +43,12 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
     let linux = config.linux.clone().unwrap_or_default();
     let security = linux.security_context.clone().unwrap_or_default();
     let namespaces = security.namespace_options.clone().unwrap_or_default();
+    // A mapping without a host port only documents the container's port (the kubelet
+    // sends one per containerPort): nothing is forwarded for it.
     let port_mappings = config
         .port_mappings
         .iter()
+        .filter(|p| p.host_port != 0)
         .map(|p| core::PortMapping {
             protocol: protocol(p.protocol).into(),
             container_port: p.container_port as u16,
@@ -206,6 +209,12 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
         return Err("the container config names no image".into());
     }
     let linux = config.linux.clone().unwrap_or_default();
+    if let Some(context) = &linux.security_context {
+        // The CRI takes run_as_group only beside a user (critest checks the refusal).
+        if context.run_as_group.is_some() && context.run_as_user.is_none() && context.run_as_username.is_empty() {
+            return Err("run_as_group needs run_as_user or run_as_username".into());
+        }
+    }
     let log_path = match (config.log_path.is_empty(), sandbox.spec.log_directory.is_empty()) {
         (false, false) => std::path::Path::new(&sandbox.spec.log_directory).join(&config.log_path).display().to_string(),
         _ => String::new(),

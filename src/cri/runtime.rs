@@ -128,6 +128,9 @@ impl RuntimeService for Runtime {
     async fn create_container(&self, request: Request<cri::CreateContainerRequest>) -> Reply<cri::CreateContainerResponse> {
         let request = request.into_inner();
         let config = request.config.ok_or_else(|| Status::invalid_argument("CreateContainer needs a config"))?;
+        if config.mounts.iter().any(|m| m.image.as_ref().is_some_and(|i| !i.image.is_empty())) {
+            return Err(Status::unimplemented("image volumes (a mount of an image) are not supported by berth yet"));
+        }
         let sandbox = self.core.sandbox(NAMESPACE, &request.pod_sandbox_id).map_err(status)?;
         let spec = container_spec(&config, &sandbox).map_err(Status::invalid_argument)?;
         let id = self.core.create_container(NAMESPACE, spec).await.map_err(status)?;
