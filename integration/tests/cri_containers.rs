@@ -210,3 +210,22 @@ fn bad_container_requests_leave_nothing_behind() {
         assert_eq!(left, 0, "bundles left behind");
     });
 }
+
+#[test]
+fn a_container_killed_for_memory_is_reported_oom_killed() {
+    let world = World::new();
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let pod_config = pod_config("oom", "");
+        let pod = run_pod(&mut client, &pod_config).await;
+        // `tail` keeps the whole of a file without newlines in memory.
+        let mut config = container_config("hog", &["busybox", "tail", "/dev/zero"]);
+        let limits = cri::LinuxContainerResources { memory_limit_in_bytes: 16 << 20, memory_swap_limit_in_bytes: 16 << 20, ..Default::default() };
+        config.linux = Some(cri::LinuxContainerConfig { resources: Some(limits), ..Default::default() });
+        let id = start_container(&mut client, &pod, &pod_config, config).await;
+        let exited = wait_state(&mut client, &id, cri::ContainerState::ContainerExited).await;
+        assert_eq!((exited.exit_code, exited.reason.as_str()), (137, "OOMKilled"), "{exited:?}");
+        client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove pod");
+    });
+}

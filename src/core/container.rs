@@ -202,6 +202,7 @@ impl Core {
         let options = self.runtime_options(record)?;
         let (address, client) = self.connect_shim(&record.id, bundle).await?;
         record.shim_address = address.clone();
+        self.remember_shim(&record.namespace, &record.spec.sandbox_id, &address)?;
         let request = CreateTaskRequest {
             id: record.id.clone(),
             bundle: record.bundle.clone(),
@@ -291,6 +292,22 @@ impl Core {
         if let Err(error) = client.kill(context(), &request).await {
             tracing::debug!(container = %id, %error, "signal");
         }
+    }
+
+    /// The OOM killer struck in a running container: its exit, reported next, gets the
+    /// reason `OOMKilled`. A container of another namespace, or gone, is ignored.
+    pub async fn mark_out_of_memory(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = match self.container(namespace, id) {
+            Ok(record) => record,
+            Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if record.state == ContainerState::Running {
+            record.reason = "OOMKilled".into();
+            self.save_container(&record)?;
+        }
+        Ok(())
     }
 
     /// Records an init's exit (once) and deletes its task from the shim.

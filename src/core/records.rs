@@ -87,6 +87,9 @@ pub struct SandboxRecord {
     /// The shared PID namespace's init, for pods whose pid mode is `Pod`.
     #[serde(default)]
     pub pod_init: Option<super::pod_init::PodInit>,
+    /// The shims that served the pod's containers (shut down with the pod).
+    #[serde(default)]
+    pub shims: Vec<String>,
     pub ips: Vec<String>,
     /// Whether creation finished (a record without it is cleaned up at start-up).
     pub complete: bool,

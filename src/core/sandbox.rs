@@ -57,6 +57,7 @@ impl Core {
             utsns: None,
             shm: None,
             pod_init: None,
+            shims: Vec::new(),
             ips: Vec::new(),
             complete: false,
             spec,
@@ -137,6 +138,22 @@ impl Core {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Notes the shim serving one of the pod's containers, so that removing the pod
+    /// shuts it down even after its containers were removed one by one.
+    pub(crate) fn remember_shim(&self, namespace: &str, sandbox_id: &str, address: &str) -> CoreResult<()> {
+        let key = record_key(namespace, sandbox_id);
+        self.store.write(|txn| {
+            if let Some(mut record) = txn.get(SANDBOXES, &key)? {
+                if !record.shims.iter().any(|known| known == address) {
+                    record.shims.push(address.to_string());
+                    txn.put(SANDBOXES, &key, &record)?;
+                }
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(())
+    }
+
     pub(crate) fn forget_sandbox(&self, record: &SandboxRecord) -> CoreResult<()> {
         self.release_name(SANDBOXES, &record.namespace, "sandbox", &record.spec.name, &record.id)
     }
@@ -200,6 +217,8 @@ impl Core {
             self.remove_container(namespace, &container.id).await?;
         }
         let mut shims: Vec<&str> = containers.iter().map(|c| c.shim_address.as_str()).filter(|a| !a.is_empty()).collect();
+        shims.extend(record.shims.iter().map(String::as_str));
+        shims.sort_unstable();
         shims.dedup();
         for address in shims {
             self.shutdown_shim_if_idle(address).await;

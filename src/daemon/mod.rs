@@ -98,7 +98,18 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
 /// Applies what shims report: exits of containers' inits.
 pub async fn handle_shim_events(core: Arc<Core>, mut events: mpsc::UnboundedReceiver<ShimEvent>) {
     while let Some(event) = events.recv().await {
-        let ShimEvent::Exit { container_id, exec_id, exit_status, exited_at_nanos, .. } = event else { continue };
+        let (container_id, exec_id, exit_status, exited_at_nanos) = match event {
+            ShimEvent::Exit { container_id, exec_id, exit_status, exited_at_nanos, .. } => (container_id, exec_id, exit_status, exited_at_nanos),
+            // Handled here, in order: the shim sends it just before the init's exit.
+            ShimEvent::OutOfMemory { container_id } => {
+                for namespace in ["k8s", "docker"] {
+                    if let Err(error) = core.mark_out_of_memory(namespace, &container_id).await {
+                        tracing::warn!(container = %container_id, %error, "recording an OOM kill");
+                    }
+                }
+                continue;
+            }
+        };
         if !exec_id.is_empty() {
             continue;
         }

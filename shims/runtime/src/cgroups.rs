@@ -618,10 +618,15 @@ impl ContainerCgroup {
     }
 
     /// Removes the directories this container created, deepest first; retries while
-    /// the last tasks exit (EBUSY). A directory already gone is fine.
+    /// the last tasks exit (EBUSY). A directory already gone is fine, and so is a parent
+    /// that now holds other containers' cgroups (a pod's, made by its first container):
+    /// it is left to the last of them.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_err = None;
         for dir in self.created.iter().rev() {
+            if has_child_cgroups(dir) {
+                continue;
+            }
             if let Err(e) = remove_with_retry(dir) {
                 first_err.get_or_insert(e);
             }
@@ -663,6 +668,11 @@ const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
     "c 136:* rwm",
     "c 10:200 rwm",
 ];
+
+/// Whether a cgroup directory has cgroups below it (sub-directories).
+fn has_child_cgroups(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+}
 
 fn remove_with_retry(dir: &Path) -> Result<(), CgroupError> {
     let mut delay = Duration::from_millis(1);
