@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${PREFIX:-/usr/local}
 install -d "$prefix/bin" /etc/berth /var/lib/berth
-for binary in berthd berthctl berth-shim berth-runc; do
+for binary in berthd berthctl berth-shim berth-runc berth-pod-init; do
   install -m 0755 "target/release/$binary" "$prefix/bin/$binary"
 done
 # containerd finds shims by this name on its PATH.

@@ -229,3 +229,38 @@ fn a_container_killed_for_memory_is_reported_oom_killed() {
         client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove pod");
     });
 }
+
+#[test]
+fn mount_propagation_both_ways_and_host_to_container() {
+    let world = World::new();
+    let shared = world.daemon.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    let source = shared.display().to_string();
+    let made = std::process::Command::new("sh").arg("-c").arg(format!("mount --bind {source} {source} && mount --make-shared {source}")).status().expect("sh");
+    assert!(made.success(), "making {source} a shared mount");
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let pod_config = pod_config("propagation", "");
+        let pod = run_pod(&mut client, &pod_config).await;
+        let with_mount = |name: &str, propagation: cri::MountPropagation, privileged: bool| {
+            let mut config = container_config(name, &["sleep", "1000"]);
+            config.mounts = vec![cri::Mount { container_path: "/mnt/shared".into(), host_path: source.clone(), propagation: propagation as i32, ..Default::default() }];
+            let security = cri::LinuxContainerSecurityContext { privileged, ..Default::default() };
+            config.linux = Some(cri::LinuxContainerConfig { security_context: Some(security), ..Default::default() });
+            config
+        };
+        let both = start_container(&mut client, &pod, &pod_config, with_mount("both", cri::MountPropagation::PropagationBidirectional, true)).await;
+        let down = start_container(&mut client, &pod, &pod_config, with_mount("down", cri::MountPropagation::PropagationHostToContainer, false)).await;
+        // A mount made in the bidirectional container reaches the host, and from there
+        // the host-to-container one.
+        let mounted = exec(&mut client, &both, &["sh", "-c", "mkdir -p /mnt/shared/sub && busybox mount -t tmpfs from-container /mnt/shared/sub && echo hi > /mnt/shared/sub/note"]).await;
+        assert_eq!(mounted.exit_code, 0, "{mounted:?}");
+        let host = std::fs::read_to_string(shared.join("sub/note")).unwrap_or_default();
+        let seen = exec(&mut client, &down, &["cat", "/mnt/shared/sub/note"]).await;
+        client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove pod");
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("umount -l {source}/sub; umount -l {source}")).status();
+        assert_eq!(host, "hi\n", "the container's mount did not reach the host");
+        assert_eq!(String::from_utf8_lossy(&seen.stdout), "hi\n", "the host's mount did not reach the host-to-container mount: {seen:?}");
+    });
+}

@@ -333,3 +333,35 @@ fn symlinked_mount_destination_stays_inside_rootfs() {
         },
     );
 }
+
+/// A mount made in the container under a bind mount with `rshared` propagation (and a
+/// shared root, as rootfsPropagation asks) appears on the host, whose source directory
+/// is a shared mount point.
+#[test]
+fn bidirectional_propagation_reaches_the_host() {
+    let known = &[(
+        "crun",
+        "the harness runs crun 1.8 under `unshare -m` (for the hybrid cgroup layout), a private mount namespace that cuts propagation to the host",
+    )];
+    each_runtime("bidirectional_propagation_reaches_the_host", known, |rt| {
+        let data = host_dir_with_file();
+        let source = data.path().display().to_string();
+        let made = sh(&format!("mount --bind {source} {source} && mount --make-shared {source}"));
+        assert!(made.success(), "making {source} a shared mount: {made:?}");
+        let mut b = Bundle::new(rt);
+        b.spec["linux"]["rootfsPropagation"] = json!("rshared");
+        for set in ["bounding", "effective", "permitted"] {
+            b.spec["process"]["capabilities"][set] = json!(["CAP_SYS_ADMIN"]);
+        }
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/shared", "type": "bind", "source": data.path(), "options": ["rbind", "rshared"] }),
+        );
+        let out = b.run_sh("mkdir -p /mnt/shared/sub && mount -t tmpfs from-container /mnt/shared/sub && echo mounted");
+        let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let propagated = host.lines().any(|l| l.split(' ').nth(4) == Some(&format!("{source}/sub")));
+        let _ = sh(&format!("umount -l {source}/sub; umount -l {source}"));
+        assert!(out.contains("mounted"), "{out}");
+        assert!(propagated, "the container's mount did not reach the host");
+    });
+}

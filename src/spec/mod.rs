@@ -259,6 +259,17 @@ fn mounts_section(inputs: &SpecInputs) -> Vec<Value> {
     mounts
 }
 
+/// A bidirectional mount needs the container's root mounts shared with the host's, a
+/// host-to-container one at least slaves of them (as containerd sets it).
+fn rootfs_propagation(container: &ContainerSpec) -> Option<&'static str> {
+    let wanted = |kind: &str| container.mounts.iter().any(|m| m.propagation == kind);
+    match (wanted("rshared"), wanted("rslave")) {
+        (true, _) => Some("rshared"),
+        (false, true) => Some("rslave"),
+        _ => None,
+    }
+}
+
 /// The whole spec, checked by parsing it as the runtime will.
 pub fn build(inputs: &SpecInputs) -> Result<Value, SpecError> {
     let container = inputs.container;
@@ -288,6 +299,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Value, SpecError> {
         "maskedPaths": if privileged { vec![] } else { container.security.masked_paths.clone().unwrap_or_else(|| DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()) },
         "readonlyPaths": if privileged { vec![] } else { container.security.readonly_paths.clone().unwrap_or_else(|| DEFAULT_READONLY_PATHS.iter().map(|s| s.to_string()).collect()) },
     });
+    if let Some(propagation) = rootfs_propagation(container) {
+        linux["rootfsPropagation"] = json!(propagation);
+    }
     if let Some(seccomp) = seccomp::seccomp_for(&container.security.seccomp, &caps)?.filter(|_| !privileged) {
         linux["seccomp"] = seccomp;
     }

@@ -53,11 +53,14 @@ pub struct RootfsConfig<'a> {
 /// cgroup (and cgroup namespace) by then.
 pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    // pivot_root refuses shared mounts: a shared root propagation is applied in finish.
-    let propagation = root_propagation(config.spec)?
-        .filter(|flags| !flags.contains(MsFlags::MS_SHARED))
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    let propagation = root_propagation(config.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mounts::change_propagation("/", propagation)?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        // The host's mounts stay peers of the container's copies, so that mounts made
+        // under a shared bind mount propagate both ways; only the mount holding the
+        // rootfs is made private, as pivot_root refuses a shared parent.
+        mounts::make_holding_mount_private(&config.rootfs)?;
+    }
     mounts::bind_rootfs_onto_itself(&config.rootfs)?;
     let root = paths::open_root(&config.rootfs)?;
     let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();

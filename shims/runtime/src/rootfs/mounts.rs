@@ -22,6 +22,43 @@ pub fn change_propagation(target: &str, flags: MsFlags) -> Result<(), RootfsErro
         .map_err(|e| mount_error(Path::new(target), "changing propagation", e))
 }
 
+/// Makes private (not recursively) the mount that holds `path`: the one whose mount
+/// point is `path` or its nearest ancestor, from this namespace's mountinfo.
+pub fn make_holding_mount_private(path: &Path) -> Result<(), RootfsError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| mount_error(path, "reading mountinfo", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let holder = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|mount_point| path.starts_with(mount_point))
+        .max_by_key(|mount_point| mount_point.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    mount(None::<&str>, &holder, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| mount_error(&holder, "making the rootfs's mount private", e))
+}
+
+/// A mountinfo path field, with its octal escapes (`\040` for a space) decoded.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let octal = bytes.get(index + 1..index + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[index], octal) {
+            (b'\\', Some(byte)) => {
+                decoded.push(byte);
+                index += 4;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(decoded))
+}
+
 /// pivot_root needs the new root to be a mount point.
 pub fn bind_rootfs_onto_itself(rootfs: &Path) -> Result<(), RootfsError> {
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
@@ -146,3 +183,14 @@ fn finish_attributes(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions)
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d"), PathBuf::from("/a b/c\\d"));
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+    }
+}
