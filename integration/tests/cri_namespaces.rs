@@ -160,3 +160,38 @@ fn a_privileged_container_gets_the_hosts_devices() {
         client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove pod");
     });
 }
+
+/// With the systemd cgroup driver the kubelet names a pod's cgroup parent as a slice:
+/// the container's cgroup is that slice's path plus a scope of its own, and removing
+/// the pod removes what the container made.
+#[test]
+fn a_systemd_slice_parent_is_expanded_to_its_path() {
+    let world = World::with_config("cgroup_driver = \"systemd\"\n");
+    let unique = format!("berthtest{}", std::process::id());
+    let slice = format!("{unique}-podx.slice");
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let mut config = pod_config("sliced", "");
+        config.linux = Some(cri::LinuxPodSandboxConfig { cgroup_parent: slice.clone(), ..Default::default() });
+        let pod = run_pod(&mut client, &config).await;
+        let id = start_container(&mut client, &pod, &config, container_config("app", &["sleep", "1000"])).await;
+        let pid = pid_of(&mut client, &id).await;
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        let expected = format!("/{unique}.slice/{slice}/berth-{id}.scope");
+        assert!(cgroups.lines().any(|l| l.ends_with(&expected)), "{expected} not in:\n{cgroups}");
+        client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove pod");
+        let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|controller| controller.path().join(format!("{unique}.slice")))
+            .filter(|dir| dir.exists())
+            .map(|dir| dir.display().to_string())
+            .collect();
+        for dir in &left {
+            let _ = std::process::Command::new("sh").arg("-c").arg(format!("find {dir} -depth -type d -exec rmdir {{}} \\;")).status();
+        }
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    });
+}

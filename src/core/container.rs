@@ -117,7 +117,7 @@ impl Core {
             container: &record.spec,
             sandbox,
             image: &prepared.defaults,
-            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &self.config.cgroup_parent, &record.id),
+            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &self.config.cgroup_parent, &record.id)?,
             etc_files,
             pid_namespace_path,
         };
@@ -405,12 +405,59 @@ fn ensure_working_dir(layers: &[std::path::PathBuf], cwd: &str) -> CoreResult<()
 }
 
 /// The container's cgroup: under the pod's parent, or the configured default.
-fn cgroups_path(pod_parent: &str, default_parent: &str, id: &str) -> String {
+/// The container's cgroupsPath: under the pod's cgroup parent, else the configured one.
+/// A systemd slice name as parent (what the kubelet sends with the systemd cgroup
+/// driver, `kubepods-besteffort-pod<uid>.slice`) stands for that slice's directory, and
+/// the container gets a `berth-<id>.scope` directory in it.
+fn cgroups_path(pod_parent: &str, default_parent: &str, id: &str) -> CoreResult<String> {
     let parent = match pod_parent.trim_end_matches('/') {
         "" => default_parent.trim_end_matches('/'),
         parent => parent,
     };
-    format!("{parent}/{id}")
+    if !parent.ends_with(".slice") || parent.contains('/') {
+        return Ok(format!("{parent}/{id}"));
+    }
+    let slice = expand_slice(parent).ok_or_else(|| CoreError::InvalidArgument(format!("invalid systemd slice name {parent:?} as cgroup parent")))?;
+    Ok(format!("{slice}/berth-{id}.scope"))
+}
+
+/// `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice` (`-.slice` is the root), as
+/// systemd nests slices by their dash-separated prefixes.
+fn expand_slice(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".slice")?;
+    if stem == "-" {
+        return Some(String::new());
+    }
+    if stem.is_empty() || stem.starts_with('-') || stem.ends_with('-') || stem.contains("--") {
+        return None;
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push_str(&format!("/{prefix}.slice"));
+    }
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_parents_as_paths_and_as_systemd_slices() {
+        assert_eq!(cgroups_path("", "/berth", "c1").ok(), Some("/berth/c1".into()));
+        assert_eq!(cgroups_path("/kubepods/besteffort/pod1/", "/berth", "c1").ok(), Some("/kubepods/besteffort/pod1/c1".into()));
+        assert_eq!(
+            cgroups_path("kubepods-besteffort-pod1.slice", "/berth", "c1").ok(),
+            Some("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/berth-c1.scope".into())
+        );
+        assert_eq!(cgroups_path("-.slice", "/berth", "c1").ok(), Some("/berth-c1.scope".into()));
+        assert!(cgroups_path("a--b.slice", "/berth", "c1").is_err());
+    }
 }
 
 pub fn timestamp_nanos(at: &MessageField<protobuf::well_known_types::timestamp::Timestamp>) -> i64 {
