@@ -184,8 +184,7 @@ impl Core {
 
     /// For a pod whose runtime handler names an external runc-compatible binary: the
     /// runc options that tell the shim to use it (what containerd's runc shim reads).
-    fn runtime_options(&self, record: &ContainerRecord) -> CoreResult<Option<protobuf::well_known_types::any::Any>> {
-        let sandbox = self.sandbox(&record.namespace, &record.spec.sandbox_id)?;
+    fn runtime_options(&self, sandbox: &SandboxRecord) -> CoreResult<Option<protobuf::well_known_types::any::Any>> {
         let binary = self.config.runtime_for_handler(&sandbox.spec.runtime_handler).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
         let Some(binary) = binary else { return Ok(None) };
         let options = containerd_shim_protos::shim::oci::Options { binary_name: binary.display().to_string(), ..Default::default() };
@@ -199,10 +198,13 @@ impl Core {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let options = self.runtime_options(record)?;
+        let sandbox = self.sandbox(&record.namespace, &record.spec.sandbox_id)?;
+        let options = self.runtime_options(&sandbox)?;
         let (address, client) = self.connect_shim(&record.id, bundle).await?;
         record.shim_address = address.clone();
-        self.remember_shim(&record.namespace, &record.spec.sandbox_id, &address)?;
+        if !sandbox.shims.contains(&address) {
+            self.remember_shim(&sandbox, &address)?;
+        }
         let request = CreateTaskRequest {
             id: record.id.clone(),
             bundle: record.bundle.clone(),

@@ -3,7 +3,7 @@
 //! elsewhere); the namespace is pinned by a bind mount like the pod's others, and the
 //! init is told apart from a later process with the same pid by its namespace inode.
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::pin;
 use super::CoreError;
@@ -79,10 +79,6 @@ impl PodInit {
     pub async fn release(&self) {
         self.stop().await;
         pin::unpin_path(Path::new(&self.pinned));
-    }
-
-    pub fn pinned_path(&self) -> PathBuf {
-        PathBuf::from(&self.pinned)
     }
 }
 

@@ -140,8 +140,8 @@ impl Core {
 
     /// Notes the shim serving one of the pod's containers, so that removing the pod
     /// shuts it down even after its containers were removed one by one.
-    pub(crate) fn remember_shim(&self, namespace: &str, sandbox_id: &str, address: &str) -> CoreResult<()> {
-        let key = record_key(namespace, sandbox_id);
+    pub(crate) fn remember_shim(&self, sandbox: &SandboxRecord, address: &str) -> CoreResult<()> {
+        let key = record_key(&sandbox.namespace, &sandbox.id);
         self.store.write(|txn| {
             if let Some(mut record) = txn.get(SANDBOXES, &key)? {
                 if !record.shims.iter().any(|known| known == address) {

@@ -51,17 +51,21 @@ impl External {
     /// Records the binary for a new container; `runtime_root` is berth's own root,
     /// next to which each external binary gets one of its own.
     pub fn new(binary: PathBuf, runtime_root: &Path, dir: &Path) -> ShimResult<External> {
-        let name = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "external".into());
-        let root = runtime_root.with_file_name(format!("runtime-{name}"));
         std::fs::write(dir.join(BINARY_FILE), binary.as_os_str().as_encoded_bytes())
             .map_err(|e| ShimError::io(format!("recording the runtime in {}", dir.display()), e))?;
-        Ok(External { binary, root, dir: dir.to_path_buf() })
+        Ok(External::at(binary, runtime_root, dir))
     }
 
     /// The external runtime a container was created with, from its state directory.
     pub fn recorded(runtime_root: &Path, dir: &Path) -> Option<External> {
         let binary = std::fs::read_to_string(dir.join(BINARY_FILE)).ok()?;
-        External::new(PathBuf::from(binary), runtime_root, dir).ok()
+        Some(External::at(PathBuf::from(binary), runtime_root, dir))
+    }
+
+    fn at(binary: PathBuf, runtime_root: &Path, dir: &Path) -> External {
+        let name = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "external".into());
+        let root = runtime_root.with_file_name(format!("runtime-{name}"));
+        External { binary, root, dir: dir.to_path_buf() }
     }
 
     /// Runs the binary with `args` after the global options; stdio are the process's
@@ -117,7 +121,22 @@ fn path_arg(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
-impl Backend<'_> {
+impl<'a> Backend<'a> {
+    /// The external runtime when there is one, else berth's own.
+    pub fn of(external: Option<&'a External>, builtin: &'a Runtime) -> Backend<'a> {
+        external.map_or(Backend::Builtin(builtin), Backend::External)
+    }
+
+    /// The pid of the container's init as the runtime recorded it (0 if unknown).
+    pub fn init_pid(&self, id: &str) -> i32 {
+        match self {
+            Backend::Builtin(runtime) => runtime.state(id).map(|s| s.pid).unwrap_or(0),
+            Backend::External(external) => {
+                std::fs::read_to_string(external.dir.join("init.pid")).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+            }
+        }
+    }
+
     /// Creates the container; returns its init's pid.
     pub fn create(&self, options: CreateOptions) -> ShimResult<i32> {
         let external = match self {

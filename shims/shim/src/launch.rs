@@ -79,14 +79,8 @@ pub fn delete(flags: &Flags) -> ShimResult<()> {
     let runtime = Runtime::new(&layout.runtime_root());
     let dir = layout.container_dir(&flags.id);
     let external = External::recorded(&layout.runtime_root(), &dir);
-    let backend = match &external {
-        Some(external) => Backend::External(external),
-        None => Backend::Builtin(&runtime),
-    };
-    let pid = match &external {
-        Some(_) => std::fs::read_to_string(dir.join("init.pid")).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0),
-        None => runtime.state(&flags.id).map(|s| s.pid).unwrap_or(0),
-    };
+    let backend = Backend::of(external.as_ref(), &runtime);
+    let pid = backend.init_pid(&flags.id);
     // Recorded by the shim if the init exited before the shim died; otherwise the
     // container is killed now.
     let exit = read_exit(&dir, "init").unwrap_or(Exit { status: 128 + libc::SIGKILL as u32, at_nanos: timefmt::now_nanos() });

@@ -95,10 +95,7 @@ impl Shim {
     /// Runs `f` with the runtime of container `id` (looked up without holding the lock).
     pub fn with_backend<T>(&self, id: &str, f: impl FnOnce(Backend) -> ShimResult<T>) -> ShimResult<T> {
         let external = self.with(id, |c| Ok(c.external.clone()))?;
-        match &external {
-            Some(external) => f(Backend::External(external)),
-            None => f(Backend::Builtin(&self.runtime)),
-        }
+        f(Backend::of(external.as_ref(), &self.runtime))
     }
 
     /// After create, start, exec and delete: once the shim is quiet, `idle` gives back
@@ -157,10 +154,7 @@ impl Shim {
             stdio: prepared.stdio.take(),
             ..CreateOptions::default()
         };
-        let init_pid = match &external {
-            Some(external) => Backend::External(external).create(options)?,
-            None => Backend::Builtin(&self.runtime).create(options)?,
-        };
+        let init_pid = Backend::of(external.as_ref(), &self.runtime).create(options)?;
         let mut init = Proc::new("", paths.clone());
         init.pid = init_pid;
         prepared.spawn(&mut init.io);
@@ -287,10 +281,7 @@ impl Shim {
                 self.publisher.publish(&TaskOOM { container_id: id.clone(), ..Default::default() });
             }
             drop(containers);
-            let _ = match &external {
-                Some(external) => Backend::External(external).kill(&id, libc::SIGKILL, true),
-                None => Backend::Builtin(&self.runtime).kill(&id, libc::SIGKILL, true),
-            };
+            let _ = Backend::of(external.as_ref(), &self.runtime).kill(&id, libc::SIGKILL, true);
         } else {
             drop(containers);
         }
