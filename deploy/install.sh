@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs berth from a built tree: binaries to /usr/local/bin, the systemd unit, and
 # the default config (kept if one exists). Run as root from the repository:
-#   cargo build --release --workspace --bins && sudo deploy/install.sh
+#   cargo build --release --workspace --bins && shims/runtime/build-static.sh && sudo deploy/install.sh
+# (berth-runc is taken from target/static when that build is the newer one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${PREFIX:-/usr/local}
 install -d "$prefix/bin" /etc/berth /var/lib/berth
 for binary in berthd berthctl berth-shim berth-runc berth-pod-init; do
-  install -m 0755 "target/release/$binary" "$prefix/bin/$binary"
+  source="target/release/$binary"
+  if [ -x "target/static/$binary" ] && [ "target/static/$binary" -nt "$source" ]; then
+    source="target/static/$binary"
+  fi
+  install -m 0755 "$source" "$prefix/bin/$binary"
 done
 # containerd finds shims by this name on its PATH.
 ln -sf "$prefix/bin/berth-shim" "$prefix/bin/containerd-shim-berth-v2"

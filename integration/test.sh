@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins
+shims/runtime/build-static.sh
 cargo test --release --workspace -- --test-threads=2
 integration/leak-check.sh

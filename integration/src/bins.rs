@@ -19,7 +19,18 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// The path of the built binary `name` (it may not exist).
+/// The path of the built binary `name` (it may not exist): the static build in
+/// `target/static/` (shims/runtime/build-static.sh) while it is newer than cargo's.
 pub fn bin_path(name: &str) -> PathBuf {
-    bin_dir().join(name)
+    let built = bin_dir().join(name);
+    if std::env::var_os("BERTH_BIN_DIR").is_some() {
+        return built;
+    }
+    let Some(static_build) = bin_dir().parent().map(|target| target.join("static").join(name)) else { return built };
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&static_build), modified(&built)) {
+        (Some(fresh), Some(cargo)) if fresh >= cargo => static_build,
+        (Some(_), None) => static_build,
+        _ => built,
+    }
 }

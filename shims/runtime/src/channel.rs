@@ -11,10 +11,15 @@ use serde::{Deserialize, Serialize};
 /// Messages on the sync channel, in either direction.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub enum Message {
+    /// Runtime to a handed-over init (see [`crate::handoff`]): what to become.
+    Init(crate::handoff::InitRequest),
     /// Runtime to child: proceed to the next stage.
     Go,
     /// Runtime to child: you are in your cgroup now.
     Placed,
+    /// Runtime to a container's init: move yourself into your cgroup by writing 0 to
+    /// each of these files.
+    PlaceYourself(Vec<std::path::PathBuf>),
     /// Child to runtime: write my uid and gid maps, then send Go.
     MapRequest,
     /// Child to runtime: the process that will become the container's is this pid.
@@ -44,6 +49,18 @@ pub fn pair() -> io::Result<(Channel, Channel)> {
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
+impl From<OwnedFd> for Channel {
+    fn from(fd: OwnedFd) -> Self {
+        Channel { fd }
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl Channel {
     pub fn send(&self, message: &Message) -> io::Result<()> {
         let bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
@@ -58,7 +75,11 @@ impl Channel {
 
     /// The next message, or None when the other end is closed.
     pub fn receive(&self) -> io::Result<Option<Message>> {
-        let mut buffer = vec![0u8; 64 * 1024];
+        // The next packet's whole length (a spec can be large), then the packet.
+        let length = retry_eintr(|| unsafe {
+            libc::recv(self.fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC)
+        })?;
+        let mut buffer = vec![0u8; (length as usize).max(1)];
         let read = retry_eintr(|| unsafe {
             libc::recv(self.fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
         })?;

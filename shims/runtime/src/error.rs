@@ -44,6 +44,8 @@ pub enum InitError {
     Rlimit(String, std::io::Error),
     #[error("setting sysctl {0}: {1}")]
     Sysctl(String, std::io::Error),
+    #[error("moving into the cgroup through {0}: {1}")]
+    Placement(PathBuf, std::io::Error),
     #[error("process.cwd {0}: {1}")]
     Cwd(PathBuf, nix::Error),
     #[error("exec: {0:?}: executable file not found in $PATH")]
@@ -81,6 +83,10 @@ pub enum RuntimeError {
     System(String, std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("container {0}: its init joins a pid namespace or uses a user namespace, so the runtime must itself run from a sealed binary")]
+    SealRequired(String),
+    #[error(transparent)]
+    Seal(#[from] crate::sealed_exe::SealError),
 }
 
 impl RuntimeError {

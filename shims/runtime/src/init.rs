@@ -40,6 +40,9 @@ pub struct ChildConfig<'a> {
     /// Descriptors to become the process's stdin, stdout and stderr; None inherits.
     pub stdio: Option<&'a ProcessStdio>,
     pub preserve_fds: i32,
+    /// Re-execute a sealed copy of the runtime right after `clone` (a container init
+    /// only; see [`crate::handoff`]).
+    pub handoff: Option<&'a crate::handoff::Handoff>,
 }
 
 /// The standard streams of a new process, as descriptors in the runtime.
@@ -116,12 +119,25 @@ impl<'a> Placement<'a> {
         if self.done.replace(true) {
             return Ok(());
         }
-        self.channel.expect(Message::Placed).map_err(InitError::Channel)?;
+        match self.channel.receive().map_err(InitError::Channel)? {
+            Some(Message::Placed) => {}
+            Some(Message::PlaceYourself(files)) => place_self(&files)?,
+            other => return Err(InitError::Protocol(format!("expected Placed, got {other:?}"))),
+        }
         if self.new_cgroup_namespace {
             unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
         }
         Ok(())
     }
+}
+
+/// Moves the calling (single-threaded) process into its cgroup: 0 written to a cgroup
+/// file means the writer itself.
+fn place_self(files: &[PathBuf]) -> Result<(), InitError> {
+    for file in files {
+        std::fs::write(file, "0").map_err(|e| InitError::Placement(file.clone(), e))?;
+    }
+    Ok(())
 }
 
 /// In the intermediate process: creates the namespaces that must follow the joins,

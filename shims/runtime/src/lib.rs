@@ -14,6 +14,7 @@ pub mod container;
 pub mod credentials;
 pub mod error;
 pub mod features;
+pub mod handoff;
 pub mod hooks;
 mod init;
 mod mount_api;

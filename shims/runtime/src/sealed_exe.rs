@@ -98,6 +98,16 @@ pub fn close_in_child() {
     }
 }
 
+/// Keeps `tree` (a detached mount of this binary that a child runs from) open until
+/// [`release`], so that closing it does not wait on a critical path.
+pub fn hold(tree: OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    let previous = TREE_FD.swap(tree.into_raw_fd(), Ordering::SeqCst);
+    if previous >= 0 {
+        unsafe { libc::close(previous) };
+    }
+}
+
 /// Closes the descriptor, dissolving the detached mount (the running binary keeps it
 /// alive). Call once every child that inherited it has closed its copy, at a moment
 /// when the caller would wait anyway; if never called, the exit does it.
@@ -107,7 +117,7 @@ pub fn release() {
 
 /// An O_PATH descriptor of this binary on a new, detached, read-only bind mount. It is
 /// inherited across the re-exec (no O_CLOEXEC).
-fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
+pub(crate) fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
     let flags = libc::OPEN_TREE_CLONE;
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), flags) };
     if fd < 0 {

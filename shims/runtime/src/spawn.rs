@@ -41,6 +41,11 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
     let cloned = clone_process(flags);
     if matches!(cloned, Ok(0)) {
         drop((ours, own_pid_namespace));
+        if let Some(handoff) = config.handoff {
+            let error = handoff.exec_in_child(&theirs);
+            let _ = theirs.send(&Message::Error(error.to_string()));
+            unsafe { libc::_exit(1) }
+        }
         child_main(config, theirs);
     }
     drop(theirs);
@@ -51,7 +56,11 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         return Err(error.into());
     }
     let mut progress = Progress { first, last: first, intermediate };
-    match progress.drive(config, duties, &ours) {
+    let sent = match config.handoff {
+        Some(handoff) => send(&ours, Message::Init(handoff.request.clone())),
+        None => Ok(()),
+    };
+    match sent.and_then(|()| progress.drive(config, duties, &ours)) {
         Ok(()) => Ok(progress.last),
         Err(error) => {
             progress.abort();
@@ -93,10 +102,17 @@ impl Progress {
             write_id_maps(self.first, duties)?;
         }
         send(channel, Message::Go)?;
-        if overlap {
-            self.place(duties)?;
+        // An init outside a new user namespace moves itself (writing the host's cgroup
+        // files needs the host's root): see ContainerCgroup::self_placement_files.
+        if overlap && !config.namespaces.creates_user_namespace() {
+            let files = (duties.cgroup)()?.map(|c| c.self_placement_files()).unwrap_or_default();
+            send(channel, Message::PlaceYourself(files))?;
+        } else {
+            if overlap {
+                self.place(duties)?;
+            }
+            send(channel, Message::Placed)?;
         }
-        send(channel, Message::Placed)?;
         loop {
             let message = channel.receive().map_err(|e| RuntimeError::system("sync channel", e))?;
             match message {

@@ -1,7 +1,7 @@
 //! `create`: from a bundle to a container whose init waits for `start`.
 
 use std::cell::OnceCell;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -12,6 +12,7 @@ use crate::bundle::Bundle;
 use crate::capabilities::CapabilityPlan;
 use crate::cgroups::ContainerCgroup;
 use crate::error::RuntimeError;
+use crate::handoff::{self, Handoff, InitRequest};
 use crate::init::{ChildConfig, ProcessStdio, Role};
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsConfig;
@@ -30,6 +31,10 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// The init's stdin, stdout and stderr; None inherits the caller's.
     pub stdio: Option<ProcessStdio>,
+    /// The caller runs from a writable binary: the init re-executes a sealed copy of it
+    /// (see [`crate::handoff`]). Containers whose init cannot fail with
+    /// [`RuntimeError::SealRequired`], before anything is made.
+    pub sealed_init: bool,
 }
 
 impl Runtime {
@@ -41,6 +46,9 @@ impl Runtime {
 
     /// `create` for a bundle the caller already loaded (`options.bundle` is not read).
     pub fn create_from(&self, bundle: Bundle, options: &CreateOptions) -> Result<ContainerRecord, RuntimeError> {
+        if options.sealed_init && (!handoff::allowed_for(&bundle.spec) || options.stdio.is_some()) {
+            return Err(RuntimeError::SealRequired(options.id.clone()));
+        }
         let dir = self.state.reserve(&options.id)?;
         let previous_mask = super::block_signals()?;
         let mut record = new_record(&options.id, bundle);
@@ -95,6 +103,10 @@ impl Runtime {
             in_user_namespace: namespaces.creates_user_namespace(),
             in_cgroup_namespace: namespaces.new_cgroup,
         };
+        let handoff = match options.sealed_init {
+            true => Some(handoff_for(record, options, &state_dir, console_socket.as_ref())?),
+            false => None,
+        };
         let child = ChildConfig {
             role: Role::ContainerInit { rootfs, bundle: &record.bundle, state_dir },
             spec,
@@ -105,6 +117,7 @@ impl Runtime {
             console_socket,
             stdio: options.stdio.as_ref(),
             preserve_fds: options.preserve_fds,
+            handoff: handoff.as_ref(),
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
         let make_cgroup = || self.make_cgroup(record, cgroup).map(Some);
@@ -115,7 +128,11 @@ impl Runtime {
             gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
             run_hooks: &run_hooks,
         };
-        spawn(&child, &duties)
+        let spawned = spawn(&child, &duties);
+        if let Some(handoff) = handoff {
+            crate::sealed_exe::hold(handoff.into_sealed());
+        }
+        spawned
     }
 
     /// The container's cgroup, created on first call, when the first record (status
@@ -145,6 +162,21 @@ impl Runtime {
         self.run_hooks("prestart", &snapshot, Status::Creating)?;
         self.run_hooks("createRuntime", &snapshot, Status::Creating)
     }
+}
+
+/// The sealed binary and the request for an init that is handed over.
+fn handoff_for(record: &ContainerRecord, options: &CreateOptions, state_dir: &OwnedFd, console: Option<&OwnedFd>) -> Result<Handoff, RuntimeError> {
+    let spec = serde_json::to_string(&record.spec).map_err(|e| RuntimeError::Invalid(format!("encoding the spec: {e}")))?;
+    let request = InitRequest {
+        spec,
+        rootfs: record.rootfs.clone(),
+        bundle: record.bundle.clone(),
+        no_pivot: options.no_pivot,
+        preserve_fds: options.preserve_fds,
+        state_dir: state_dir.as_raw_fd(),
+        console_socket: console.map(AsRawFd::as_raw_fd),
+    };
+    Ok(Handoff::new(request)?)
 }
 
 fn init_error(id: &str, error: RuntimeError) -> RuntimeError {

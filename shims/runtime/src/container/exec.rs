@@ -50,6 +50,7 @@ impl Runtime {
             console_socket,
             stdio: options.stdio.as_ref(),
             preserve_fds: options.preserve_fds,
+            handoff: None,
         };
         let no_hooks = |_pid: i32| Ok(String::new());
         let cgroup = || -> Result<_, RuntimeError> { Ok(record.cgroup.as_ref()) };

@@ -63,6 +63,7 @@ fn create_options(args: &CreateArgs) -> CreateOptions {
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
         stdio: None,
+        sealed_init: !berth_runtime::sealed_exe::executable_is_sealed(),
     }
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds berth-runc as a static, position-independent executable (glibc, libseccomp and
+# libgcc linked in) as target/static/berth-runc.
+#
+# berth-runc starts twice per container (the runtime, then the sealed init), so its
+# start-up is on every container's critical path: without the dynamic loader, a start
+# costs about 0.3 ms less on the 2-core build machine. The build is for the host triple
+# given explicitly, so that the static flags reach berth-runc's crates but not build
+# scripts or proc-macros; it has its own target/<triple>/ directory. The tests, the
+# benchmarks and deploy/install.sh take target/static/berth-runc over
+# target/release/berth-runc while it is the newer of the two.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+host=$(rustc -vV | sed -n 's/^host: //p')
+seccomp_archive=$(gcc -print-file-name=libseccomp.a)
+if [ ! -f "$seccomp_archive" ]; then
+  echo "build-static.sh: libseccomp.a not found (install Debian's libseccomp-dev)" >&2
+  exit 1
+fi
+rustflags_variable="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+env LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$(dirname "$seccomp_archive")" \
+  "$rustflags_variable=-C target-feature=+crt-static" \
+  cargo build --release -p berth-runtime --bin berth-runc --target "$host"
+mkdir -p target/static
+install -m 0755 "target/$host/release/berth-runc" target/static/berth-runc
