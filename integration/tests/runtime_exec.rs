@@ -159,3 +159,23 @@ fn exec_cannot_reach_runtime_through_proc() {
         finish(&b);
     });
 }
+
+/// CVE-2019-5736: a created init waits inside the container's namespaces, so a process
+/// of the container could keep a descriptor of its `/proc/<pid>/exe` and reopen it for
+/// writing once the runtime is gone. The file behind it must refuse that (a read-only
+/// mount or a sealed memfd), never be the runtime's host binary. Only opened, never
+/// written: nothing is modified even if the check fails.
+#[test]
+fn created_init_exe_cannot_be_reopened_for_writing() {
+    each_runtime("created_init_exe_cannot_be_reopened_for_writing", &[], |rt| {
+        let b = Bundle::new(rt);
+        b.create(&[]).ok();
+        let exe = format!("/proc/{}/exe", b.pid());
+        let held = std::fs::File::open(&exe).unwrap_or_else(|e| panic!("opening {exe}: {e}"));
+        b.delete_force().ok();
+        let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+        let writable = std::fs::OpenOptions::new().write(true).open(&reopened);
+        assert!(writable.is_err(), "{}: the init's executable could be reopened for writing", rt.name());
+        b.assert_no_leaks();
+    });
+}

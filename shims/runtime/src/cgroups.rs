@@ -270,6 +270,22 @@ impl ContainerCgroup {
         container_id: &str,
         resources: Option<&LinuxResources>,
     ) -> Result<Self, CgroupError> {
+        let cg = Self::create_without_limits(cgroups_path, container_id, resources)?;
+        if let Err(e) = cg.apply_initial_limits(resources) {
+            let _ = cg.destroy();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// [`Self::create`] up to the point where processes can be moved in (cpuset v1
+    /// cgroups get their parent's cpus and mems); `resources` are only checked. Apply
+    /// them with [`Self::apply_initial_limits`].
+    pub fn create_without_limits(
+        cgroups_path: Option<&Path>,
+        container_id: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Self, CgroupError> {
         let requested = path::resolve(cgroups_path, container_id)?;
         let (version, found) = discover()?;
         let own = match version {
@@ -319,16 +335,21 @@ impl ContainerCgroup {
         Ok(cg)
     }
 
+    /// Applies the container's resources to the cgroup just made (on failure the caller
+    /// removes it, once the processes it moved in are gone).
+    pub fn apply_initial_limits(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let empty = LinuxResources::default();
+        self.apply(resources.unwrap_or(&empty), true)
+    }
+
     fn build(&mut self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         let empty = LinuxResources::default();
-        let resources = resources.unwrap_or(&empty);
-        self.check_support(resources)?;
+        self.check_support(resources.unwrap_or(&empty))?;
         self.make_dirs()?;
         match self.version {
-            CgroupVersion::V1 => self.init_cpuset()?,
-            CgroupVersion::V2 => self.enable_controllers()?,
+            CgroupVersion::V1 => self.init_cpuset(),
+            CgroupVersion::V2 => self.enable_controllers(),
         }
-        self.apply(resources, true)
     }
 
     /// Creates each hierarchy's directory one level at a time, recording new ones.

@@ -31,7 +31,7 @@ const CHANNEL_VARIABLE: &str = "_BERTH_INIT_CHANNEL";
 /// What the handed-over init is to become; sent by the runtime after `clone`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InitRequest {
-    /// The validated spec, as JSON.
+    /// The validated spec, as JSON (filled in after `clone`, off the critical path).
     pub spec: String,
     pub rootfs: PathBuf,
     pub bundle: PathBuf,
@@ -51,20 +51,27 @@ pub fn allowed_for(spec: &Spec) -> bool {
 }
 
 /// The sealed binary to hand over to, and the request for the init.
-pub struct Handoff {
+pub struct Handoff<'a> {
     sealed: OwnedFd,
-    pub request: InitRequest,
+    request: InitRequest,
+    spec: &'a Spec,
 }
 
-impl Handoff {
+impl<'a> Handoff<'a> {
     /// Makes the read-only detached copy of the running binary; the runtime keeps it
     /// open until the init has run the container's process (see
     /// [`crate::sealed_exe::release`]).
-    pub fn new(request: InitRequest) -> Result<Self, SealError> {
+    pub fn new(spec: &'a Spec, request: InitRequest) -> Result<Self, SealError> {
         let sealed = crate::sealed_exe::read_only_clone_of_self()?;
         // execveat of an ELF file works through a close-on-exec descriptor.
         unsafe { libc::fcntl(sealed.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        Ok(Handoff { sealed, request })
+        Ok(Handoff { sealed, request, spec })
+    }
+
+    /// The request, with the spec encoded now (the runtime sends it after `clone`).
+    pub fn message(&self) -> Result<Message, InitError> {
+        let spec = serde_json::to_string(self.spec).map_err(|e| InitError::Protocol(format!("encoding the spec: {e}")))?;
+        Ok(Message::Init(InitRequest { spec, ..self.request.clone() }))
     }
 
     /// The runtime's copy of the sealed binary's descriptor, kept until released.

@@ -42,7 +42,7 @@ pub struct ChildConfig<'a> {
     pub preserve_fds: i32,
     /// Re-execute a sealed copy of the runtime right after `clone` (a container init
     /// only; see [`crate::handoff`]).
-    pub handoff: Option<&'a crate::handoff::Handoff>,
+    pub handoff: Option<&'a crate::handoff::Handoff<'a>>,
 }
 
 /// The standard streams of a new process, as descriptors in the runtime.
@@ -236,10 +236,13 @@ fn console_size(process: &Process) -> Option<(u16, u16)> {
     process.console_size().map(|b| (b.height() as u16, b.width() as u16))
 }
 
-/// Rlimits, seccomp (before the user change when privileges may still grow), user and
-/// capabilities, no_new_privs, working directory, and the executable's path.
+/// Descriptors marked close-on-exec, rlimits, seccomp (before the user change when
+/// privileges may still grow), user and capabilities, no_new_privs, working directory,
+/// and the executable's path.
 fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
     let process = config.process;
+    // Before any seccomp filter: a profile need not allow close_range.
+    close_inherited_descriptors(config.preserve_fds)?;
     set_rlimits(process)?;
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
     if !no_new_privileges {
@@ -337,12 +340,11 @@ fn wait_for_start(state_dir: &OwnedFd) -> Result<(), InitError> {
     written.map(|_| ()).map_err(|e| InitError::System("writing the exec fifo", e))
 }
 
-/// Last steps: seccomp under no_new_privs, descriptors, signals, then execve.
+/// Last steps: seccomp under no_new_privs, signals, then execve.
 fn execute(config: &ChildConfig, executable: &CString) -> Result<Infallible, InitError> {
     if config.process.no_new_privileges().unwrap_or(false) {
         load_seccomp(config)?;
     }
-    close_inherited_descriptors(config.preserve_fds)?;
     reset_signals();
     let to_cstrings = |items: Option<&Vec<String>>| -> Vec<CString> {
         items.into_iter().flatten().filter_map(|s| CString::new(s.as_bytes()).ok()).collect()

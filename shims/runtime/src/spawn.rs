@@ -22,6 +22,8 @@ pub type CgroupSource<'a> = dyn Fn() -> Result<Option<&'a ContainerCgroup>, Runt
 /// What the runtime does for the child while it sets up.
 pub struct ParentDuties<'a> {
     pub cgroup: &'a CgroupSource<'a>,
+    /// Applies the cgroup's limits once it exists; the child may be moving in meanwhile.
+    pub limit_cgroup: &'a dyn Fn() -> Result<(), RuntimeError>,
     pub oom_score_adj: Option<i32>,
     pub uid_mappings: &'a [LinuxIdMapping],
     pub gid_mappings: &'a [LinuxIdMapping],
@@ -56,8 +58,9 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         return Err(error.into());
     }
     let mut progress = Progress { first, last: first, intermediate };
-    let sent = match config.handoff {
-        Some(handoff) => send(&ours, Message::Init(handoff.request.clone())),
+    let sent = match config.handoff.map(|h| h.message()) {
+        Some(Ok(message)) => send(&ours, message),
+        Some(Err(error)) => Err(RuntimeError::Invalid(error.to_string())),
         None => Ok(()),
     };
     match sent.and_then(|()| progress.drive(config, duties, &ours)) {
@@ -94,6 +97,7 @@ impl Progress {
         let overlap = is_init && !self.intermediate;
         if !overlap {
             self.place(duties)?;
+            (duties.limit_cgroup)()?;
         }
         if let Some(score) = duties.oom_score_adj {
             write_oom_score_adj(self.first, score)?;
@@ -107,9 +111,11 @@ impl Progress {
         if overlap && !config.namespaces.creates_user_namespace() {
             let files = (duties.cgroup)()?.map(|c| c.self_placement_files()).unwrap_or_default();
             send(channel, Message::PlaceYourself(files))?;
+            (duties.limit_cgroup)()?;
         } else {
             if overlap {
                 self.place(duties)?;
+                (duties.limit_cgroup)()?;
             }
             send(channel, Message::Placed)?;
         }

@@ -88,8 +88,15 @@ impl Runtime {
             _ => return Err(RuntimeError::Invalid("config.json: linux and process are required".into())),
         };
         let namespaces = NamespacePlan::for_container(linux.namespaces().as_deref().unwrap_or_default())?;
-        let capabilities = CapabilityPlan::from_spec(process.capabilities().as_ref())?;
-        let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+        // A handed-over init works out its capabilities and seccomp program itself,
+        // while the runtime makes the cgroup.
+        let (capabilities, seccomp) = match options.sealed_init {
+            true => (CapabilityPlan::default(), None),
+            false => (
+                CapabilityPlan::from_spec(process.capabilities().as_ref())?,
+                linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?,
+            ),
+        };
         let console_socket = crate::console::console_socket_for(
             process.terminal().unwrap_or(false),
             options.console.as_ref(),
@@ -121,8 +128,10 @@ impl Runtime {
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
         let make_cgroup = || self.make_cgroup(record, cgroup).map(Some);
+        let limit_cgroup = || self.limit_cgroup(record, cgroup);
         let duties = ParentDuties {
             cgroup: &make_cgroup,
+            limit_cgroup: &limit_cgroup,
             oom_score_adj: process.oom_score_adj(),
             uid_mappings: linux.uid_mappings().as_deref().unwrap_or_default(),
             gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
@@ -135,23 +144,32 @@ impl Runtime {
         spawned
     }
 
-    /// The container's cgroup, created on first call, when the first record (status
-    /// creating, naming the cgroup for `delete` to remove) is written too.
+    /// The container's cgroup, created on first call, ready for the init to be moved in;
+    /// its limits follow in [`Self::limit_cgroup`].
     fn make_cgroup<'c>(&self, record: &ContainerRecord, slot: &'c OnceCell<ContainerCgroup>) -> Result<&'c ContainerCgroup, RuntimeError> {
         if let Some(cgroup) = slot.get() {
             return Ok(cgroup);
         }
         let linux = record.spec.linux().as_ref();
-        let created = ContainerCgroup::create(
+        let created = ContainerCgroup::create_without_limits(
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &record.id,
             linux.and_then(|l| l.resources().as_ref()),
         )?;
-        let cgroup = slot.get_or_init(|| created);
+        Ok(slot.get_or_init(|| created))
+    }
+
+    /// Applies the resources to the cgroup made by [`Self::make_cgroup`] (while the
+    /// init moves itself in) and writes the first record (status creating, naming the
+    /// cgroup for `delete` to remove).
+    fn limit_cgroup(&self, record: &ContainerRecord, slot: &OnceCell<ContainerCgroup>) -> Result<(), RuntimeError> {
+        let Some(cgroup) = slot.get() else { return Ok(()) };
+        let resources = record.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        cgroup.apply_initial_limits(resources)?;
         let mut first = record.clone();
         first.cgroup = Some(cgroup.clone());
         self.state.save(&first)?;
-        Ok(cgroup)
+        Ok(())
     }
 
     /// prestart and createRuntime hooks, in the runtime's namespaces, once the
@@ -165,10 +183,9 @@ impl Runtime {
 }
 
 /// The sealed binary and the request for an init that is handed over.
-fn handoff_for(record: &ContainerRecord, options: &CreateOptions, state_dir: &OwnedFd, console: Option<&OwnedFd>) -> Result<Handoff, RuntimeError> {
-    let spec = serde_json::to_string(&record.spec).map_err(|e| RuntimeError::Invalid(format!("encoding the spec: {e}")))?;
+fn handoff_for<'a>(record: &'a ContainerRecord, options: &CreateOptions, state_dir: &OwnedFd, console: Option<&OwnedFd>) -> Result<Handoff<'a>, RuntimeError> {
     let request = InitRequest {
-        spec,
+        spec: String::new(),
         rootfs: record.rootfs.clone(),
         bundle: record.bundle.clone(),
         no_pivot: options.no_pivot,
@@ -176,7 +193,7 @@ fn handoff_for(record: &ContainerRecord, options: &CreateOptions, state_dir: &Ow
         state_dir: state_dir.as_raw_fd(),
         console_socket: console.map(AsRawFd::as_raw_fd),
     };
-    Ok(Handoff::new(request)?)
+    Ok(Handoff::new(&record.spec, request)?)
 }
 
 fn init_error(id: &str, error: RuntimeError) -> RuntimeError {

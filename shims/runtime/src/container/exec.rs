@@ -57,6 +57,7 @@ impl Runtime {
         let oom_score_adj = record.spec.process().as_ref().and_then(|p| p.oom_score_adj());
         let duties = ParentDuties {
             cgroup: &cgroup,
+            limit_cgroup: &|| Ok(()),
             oom_score_adj,
             uid_mappings: &[],
             gid_mappings: &[],

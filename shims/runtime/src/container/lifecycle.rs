@@ -37,14 +37,20 @@ impl Runtime {
         if status != Status::Created {
             return Err(wrong_status(&record, status, "only a created container can be started"));
         }
+        self.start_created(&record)
+    }
+
+    /// `start` for the record `create` just returned (`run`): not read back.
+    pub fn start_created(&self, record: &ContainerRecord) -> Result<(), RuntimeError> {
+        let id = record.id.as_str();
         let fifo = self.state.container_dir(id).join(EXEC_FIFO);
         let reader = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| RuntimeError::system(format!("opening {}", fifo.display()), e))?;
         let reader = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(reader) };
-        let result = await_init_start(&record, &reader);
+        let result = await_init_start(record, &reader);
         let _ = std::fs::remove_file(&fifo);
         result?;
-        if let Err(error) = self.run_hooks("poststart", &record, Status::Running) {
+        if let Err(error) = self.run_hooks("poststart", record, Status::Running) {
             eprintln!("warning: container {id}: {error}");
         }
         Ok(())
@@ -88,6 +94,13 @@ impl Runtime {
             return Err(wrong_status(&record, status, "cannot delete a container that is not stopped (use --force)"));
         }
         self.destroy(&record, status)
+    }
+
+    /// `delete --force` for the record of a container whose init the caller has reaped
+    /// (`run`): not read back.
+    pub fn delete_exited(&self, record: &ContainerRecord) -> Result<(), RuntimeError> {
+        let status = record.status(&self.state.container_dir(&record.id));
+        self.destroy(record, status)
     }
 
     fn destroy(&self, record: &ContainerRecord, status: Status) -> Result<(), RuntimeError> {

@@ -13,10 +13,10 @@ mod paths;
 mod pivot;
 mod protect;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Mount, Spec};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -64,13 +64,44 @@ pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(
     mounts::bind_rootfs_onto_itself(&config.rootfs)?;
     let root = paths::open_root(&config.rootfs)?;
     let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();
-    for mount in spec_mounts {
-        if mount.typ().as_deref() == Some("cgroup") {
+    let deferred = deferrable_cgroup_mounts(spec_mounts);
+    for (index, mount) in spec_mounts.iter().enumerate() {
+        if deferred.contains(&index) {
+            continue;
+        }
+        if is_cgroup(mount) {
             await_cgroup()?;
         }
         mounts::mount_one(&root, mount, config)?;
     }
-    devices::populate_dev(&root, config, spec_mounts)
+    devices::populate_dev(&root, config, spec_mounts)?;
+    for index in deferred {
+        await_cgroup()?;
+        mounts::mount_one(&root, &spec_mounts[index], config)?;
+    }
+    Ok(())
+}
+
+fn is_cgroup(mount: &Mount) -> bool {
+    mount.typ().as_deref() == Some("cgroup")
+}
+
+/// The `cgroup` mounts that can wait until every other mount and /dev are made: the init
+/// is moved into its cgroup meanwhile. One whose destination contains, or lies under,
+/// that of a later mount or /dev keeps its place in the spec's order.
+fn deferrable_cgroup_mounts(spec_mounts: &[Mount]) -> Vec<usize> {
+    let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+    spec_mounts
+        .iter()
+        .enumerate()
+        .filter(|(index, mount)| {
+            let destination = mount.destination().as_path();
+            is_cgroup(mount)
+                && !overlaps(destination, Path::new("/dev"))
+                && !spec_mounts[index + 1..].iter().any(|later| overlaps(destination, later.destination()))
+        })
+        .map(|(index, _)| index)
+        .collect()
 }
 
 /// After createContainer hooks: pivot_root (or move + chroot) into the rootfs.

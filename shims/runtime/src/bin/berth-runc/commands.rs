@@ -84,7 +84,7 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
         }
         None => None,
     };
-    if let Err(error) = runtime.start(&options.id) {
+    if let Err(error) = runtime.start_created(&record) {
         let _ = runtime.delete(&options.id, true);
         return Err(error.into());
     }
@@ -96,7 +96,7 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
     }
     let code = wait_with_terminal(record.init_pid, proxy)?;
     if !args.keep {
-        runtime.delete(&options.id, true)?;
+        runtime.delete_exited(&record)?;
     }
     Ok(code as u8)
 }
