@@ -189,6 +189,20 @@ fn rootfs_propagation_shared() {
     });
 }
 
+/// rootfsPropagation unbindable (an OCI validation check): the container's root ends up
+/// unbindable, which must not stop the runtime from bind-mounting the rootfs first.
+#[test]
+fn rootfs_propagation_unbindable() {
+    let known = &[("runc", "runc 1.1 makes the host's tree unbindable first, then fails to bind the rootfs")];
+    each_runtime("rootfs_propagation_unbindable", known, |rt| {
+        let mut b = Bundle::new(rt);
+        b.spec["linux"]["rootfsPropagation"] = json!("unbindable");
+        let out = b.run_sh("cat /proc/self/mountinfo");
+        let root = mount_line(&out, "/");
+        assert!(root.contains(" unbindable"), "{root}");
+    });
+}
+
 #[test]
 fn masked_paths_read_nothing() {
     each_runtime("masked_paths_read_nothing", &[], |rt| {

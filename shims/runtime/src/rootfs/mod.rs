@@ -53,7 +53,12 @@ pub struct RootfsConfig<'a> {
 /// cgroup (and cgroup namespace) by then.
 pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let propagation = root_propagation(config.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable tree could not be bind-mounted from: that one is applied to the new
+    // root only, in `finish`.
+    let propagation = match root_propagation(config.spec)? {
+        Some(flags) if !flags.contains(MsFlags::MS_UNBINDABLE) => flags,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
     mounts::change_propagation("/", propagation)?;
     if propagation.contains(MsFlags::MS_SHARED) {
         // The host's mounts stay peers of the container's copies, so that mounts made
