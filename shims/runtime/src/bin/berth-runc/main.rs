@@ -1,7 +1,7 @@
 //! `berth-runc`: runc's command line over berth-runtime. Exit codes as runc's: 0 on
 //! success, 1 on error, and the container's own status for `run` and `exec`.
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod commands;
@@ -17,6 +17,7 @@ use commands::CliError;
 // /proc/self/maps, and more) costs about 15 system calls per start; berth-runc starts
 // twice per container, so it has a plain C entry point. Arguments come from the C
 // library either way.
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // As Rust's start-up would: a hook that exits without reading its state must give
@@ -28,6 +29,7 @@ pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn run() -> Result<u8, ()> {
     berth_runtime::handoff::run_if_handed_over();
     // Before parsing anything: a process joining a running container comes from a
@@ -52,6 +54,7 @@ fn run() -> Result<u8, ()> {
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn failure(cli: &cli::Cli, message: &str) {
     log::report_error(message, cli.log.as_deref(), cli.log_format);
 }
