@@ -654,9 +654,6 @@ impl ContainerCgroup {
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_err = None;
         for dir in self.created.iter().rev() {
-            if has_child_cgroups(dir) {
-                continue;
-            }
             if let Err(e) = remove_with_retry(dir) {
                 first_err.get_or_insert(e);
             }
@@ -704,12 +701,15 @@ fn has_child_cgroups(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
 }
 
+/// Removes a cgroup directory, retrying while its last processes finish exiting. One
+/// that still has cgroups below it (a pod's parent that other containers use) is left.
 fn remove_with_retry(dir: &Path) -> Result<(), CgroupError> {
     let mut delay = Duration::from_millis(1);
     for attempt in 0.. {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && has_child_cgroups(dir) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 12 => {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(100));

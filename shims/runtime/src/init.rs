@@ -219,6 +219,8 @@ fn init_container(
     set_host_names(spec)?;
     let executable = prepare_process(config)?;
     channel.send(&Message::Ready).map_err(InitError::Channel)?;
+    // While `start` is on its way (every signal stays blocked until execve).
+    reset_signal_dispositions();
     wait_for_start(state_dir)?;
     hooks::run_hooks("startContainer", all_hooks.and_then(|h| h.start_container().as_ref()), &hook_state)?;
     execute(config, &executable)
@@ -345,7 +347,11 @@ fn execute(config: &ChildConfig, executable: &CString) -> Result<Infallible, Ini
     if config.process.no_new_privileges().unwrap_or(false) {
         load_seccomp(config)?;
     }
-    reset_signals();
+    if matches!(config.role, Role::Joiner) {
+        reset_signal_dispositions();
+    }
+    restore_sigpipe();
+    unblock_signals();
     let to_cstrings = |items: Option<&Vec<String>>| -> Vec<CString> {
         items.into_iter().flatten().filter_map(|s| CString::new(s.as_bytes()).ok()).collect()
     };
@@ -368,15 +374,29 @@ fn close_inherited_descriptors(preserve_fds: i32) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Restores default dispositions for signals the runtime ignores (Rust ignores SIGPIPE)
-/// and unblocks every signal: the container starts with a clean slate.
-fn reset_signals() {
+/// Restores the default disposition of every signal but SIGPIPE (the runtime's caller
+/// may have ignored some): the container starts with a clean slate. SIGPIPE stays
+/// ignored while hooks may still be written to ([`restore_sigpipe`]).
+fn reset_signal_dispositions() {
     for signal in Signal::iterator() {
-        if signal != Signal::SIGKILL && signal != Signal::SIGSTOP {
+        if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE) {
             unsafe {
                 let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl);
             }
         }
     }
+}
+
+/// SIGPIPE back to its default, dropping one that a hook's closed stdin left pending
+/// (setting a pending signal to ignored discards it).
+fn restore_sigpipe() {
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+}
+
+/// Unblocks every signal (they were blocked from before the process existed).
+fn unblock_signals() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

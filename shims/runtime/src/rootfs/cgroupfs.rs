@@ -2,7 +2,8 @@
 //! filesystems; without one, bind mounts of the container's own cgroup directories.
 //! cgroup v1 hierarchies go in a tmpfs, one directory each; cgroup v2 is one mount.
 
-use std::os::fd::OwnedFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -10,7 +11,7 @@ use nix::mount::{mount, MsFlags};
 
 use super::mounts::{remount_bind, reopen};
 use super::options::ParsedOptions;
-use super::paths::{open_or_create, proc_fd_path, Leaf};
+use super::paths::{open_in_root, open_or_create, proc_fd_path, Leaf};
 use super::RootfsError;
 
 /// One mounted cgroup v1 hierarchy of the host.
@@ -35,17 +36,38 @@ pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions,
     let writable = flags - MsFlags::MS_RDONLY;
     mount(Some("tmpfs"), proc_fd_path(&target).as_c_str(), Some("tmpfs"), writable, Some("mode=755"))
         .map_err(|e| error(destination, "mounting the cgroup tmpfs", e))?;
+    // The tmpfs is new and empty, and nothing of the container runs yet: its entries
+    // are made and opened by name, without resolving each through the rootfs again.
+    let tmpfs = open_in_root(root, destination, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+        .map_err(|e| error(destination, "opening the cgroup tmpfs", e))?;
     let own = own_cgroup_paths();
     for hierarchy in &hierarchies {
-        mount_hierarchy(root, destination, hierarchy, &own, flags, namespaced)?;
+        mount_hierarchy(&tmpfs, destination, hierarchy, &own, flags, namespaced)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        let tmpfs = reopen(root, destination)?;
         let path = proc_fd_path(&tmpfs);
         mount(None::<&str>, path.as_c_str(), None::<&str>, MsFlags::MS_REMOUNT | flags, Some("mode=755"))
             .map_err(|e| error(destination, "remounting the cgroup tmpfs read-only", e))?;
     }
     Ok(())
+}
+
+/// A new directory `name` in `parent`, opened (O_PATH) as a mount point.
+fn make_mount_point(parent: &OwnedFd, name: &CStr, destination: &Path) -> Result<OwnedFd, RootfsError> {
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
+        return Err(error(destination, "creating the mount point", Errno::last()));
+    }
+    open_entry(parent, name, destination)
+}
+
+/// `name` in `parent`, not following a symlink; after a mount there, the mount's root.
+fn open_entry(parent: &OwnedFd, name: &CStr, destination: &Path) -> Result<OwnedFd, RootfsError> {
+    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(error(destination, "opening the mount point", Errno::last()));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn mount_unified(root: &OwnedFd, destination: &Path, flags: MsFlags, namespaced: bool) -> Result<(), RootfsError> {
@@ -61,7 +83,7 @@ fn mount_unified(root: &OwnedFd, destination: &Path, flags: MsFlags, namespaced:
 }
 
 fn mount_hierarchy(
-    root: &OwnedFd,
+    tmpfs: &OwnedFd,
     destination: &Path,
     hierarchy: &Hierarchy,
     own: &[(String, String)],
@@ -70,7 +92,8 @@ fn mount_hierarchy(
 ) -> Result<(), RootfsError> {
     let Some(name) = hierarchy.mount_point.file_name() else { return Ok(()) };
     let sub = destination.join(name);
-    let target = open_or_create(root, &sub, Leaf::Directory)?;
+    let c_name = CString::new(name.as_encoded_bytes()).map_err(|_| error(&sub, "naming the mount point", Errno::EINVAL))?;
+    let target = make_mount_point(tmpfs, &c_name, &sub)?;
     let path = proc_fd_path(&target);
     if namespaced {
         return mount(Some("cgroup"), path.as_c_str(), Some("cgroup"), flags, Some(hierarchy.controllers.as_str()))
@@ -78,7 +101,11 @@ fn mount_hierarchy(
     }
     let own_path = own.iter().find(|(c, _)| *c == hierarchy.controllers).map(|(_, p)| p.as_str()).unwrap_or("/");
     let source = hierarchy.mount_point.join(own_path.trim_start_matches('/'));
-    bind_with_flags(root, &sub, &path, &source, flags)
+    mount(Some(&source), path.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| error(&sub, "binding the container's cgroup", e))?;
+    let mounted = open_entry(tmpfs, &c_name, &sub)?;
+    remount_bind(&proc_fd_path(&mounted), flags, MsFlags::empty())
+        .map_err(|e| error(&sub, "remounting the cgroup bind", e))
 }
 
 fn bind_with_flags(root: &OwnedFd, destination: &Path, target: &std::ffi::CStr, source: &Path, flags: MsFlags) -> Result<(), RootfsError> {
