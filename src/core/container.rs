@@ -285,8 +285,25 @@ impl Core {
             }
         }
         self.signal(&client, &record.id, libc::SIGKILL as u32, true).await;
-        let exit = waiting.await?;
-        self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await
+        match waiting.await {
+            Ok(exit) => self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await,
+            Err(ttrpc::Error::RpcStatus(status)) if status.code() == ttrpc::Code::NOT_FOUND => {
+                self.settle_deleted_task(namespace, &record.id).await
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The shim no longer has the task: the exit event's handler deleted it (under the
+    /// write lock, recording the exit). Once that is done, a record still running means
+    /// the task went another way, and the shim's own record of the exit is used.
+    async fn settle_deleted_task(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        drop(self.write_lock.lock().await);
+        match self.container(namespace, id) {
+            Ok(record) if record.state == ContainerState::Running => self.reap_lost_container(&record).await,
+            Ok(_) | Err(CoreError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     async fn signal(&self, client: &containerd_shim_protos::shim_async::TaskClient, id: &str, signal: u32, all: bool) {
