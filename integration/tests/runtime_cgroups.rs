@@ -136,16 +136,11 @@ fn blkio_weight_is_set() {
     });
 }
 
-/// Whether the host's blkio/io root has a weight file (v1 without BFQ or CFQ has none).
+/// Whether the kernel has a blkio weight file (v1 without BFQ or CFQ has none). On v2 the
+/// io weight files exist in child cgroups only, when io is enabled for them: assumed.
 fn kernel_has_blkio_weight() -> bool {
-    let (root, files): (&str, &[&str]) = if is_v2() {
-        ("/sys/fs/cgroup", &["io.weight", "io.bfq.weight"])
-    } else {
-        ("/sys/fs/cgroup/blkio", &["blkio.weight", "blkio.bfq.weight"])
-    };
-    let in_root = files.iter().any(|f| std::path::Path::new(root).join(f).exists());
-    // On v2 the weight files exist in child cgroups only when io is enabled for them.
-    in_root || is_v2()
+    let root = std::path::Path::new("/sys/fs/cgroup/blkio");
+    is_v2() || ["blkio.weight", "blkio.bfq.weight"].iter().any(|f| root.join(f).exists())
 }
 
 /// Without a weight file in the kernel, a weight cannot be applied: berth-runc refuses

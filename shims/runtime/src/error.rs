@@ -40,6 +40,8 @@ pub enum InitError {
     Credentials(#[from] CredentialError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
     #[error("setting rlimit {0}: {1}")]
     Rlimit(String, std::io::Error),
     #[error("setting sysctl {0}: {1}")]

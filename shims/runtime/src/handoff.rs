@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::CapabilityPlan;
 use crate::channel::{Channel, Message};
-use crate::error::InitError;
+use crate::error::{InitError, RuntimeError};
 use crate::init::{child_main, ChildConfig, Role};
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsConfig;
@@ -69,8 +69,8 @@ impl<'a> Handoff<'a> {
     }
 
     /// The request, with the spec encoded now (the runtime sends it after `clone`).
-    pub fn message(&self) -> Result<Message, InitError> {
-        let spec = serde_json::to_string(self.spec).map_err(|e| InitError::Protocol(format!("encoding the spec: {e}")))?;
+    pub fn message(&self) -> Result<Message, RuntimeError> {
+        let spec = serde_json::to_string(self.spec).map_err(|e| RuntimeError::Invalid(format!("encoding the spec: {e}")))?;
         Ok(Message::Init(InitRequest { spec, ..self.request.clone() }))
     }
 
@@ -157,8 +157,7 @@ fn prepare(spec: &Spec) -> Result<(NamespacePlan, CapabilityPlan, Option<Seccomp
     let linux = spec.linux().as_ref();
     let namespaces = NamespacePlan::for_container(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
     let process = spec.process().as_ref();
-    let capabilities = CapabilityPlan::from_spec(process.and_then(|p| p.capabilities().as_ref()))
-        .map_err(|e| InitError::Protocol(e.to_string()))?;
+    let capabilities = CapabilityPlan::from_spec(process.and_then(|p| p.capabilities().as_ref()))?;
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     Ok((namespaces, capabilities, seccomp))
 }

@@ -58,9 +58,8 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         return Err(error.into());
     }
     let mut progress = Progress { first, last: first, intermediate };
-    let sent = match config.handoff.map(|h| h.message()) {
-        Some(Ok(message)) => send(&ours, message),
-        Some(Err(error)) => Err(RuntimeError::Invalid(error.to_string())),
+    let sent = match config.handoff {
+        Some(handoff) => handoff.message().and_then(|message| send(&ours, message)),
         None => Ok(()),
     };
     match sent.and_then(|()| progress.drive(config, duties, &ours)) {
@@ -95,9 +94,11 @@ impl Progress {
         // A container init sets up its rootfs while its cgroup is created and it is
         // moved in (cgroup mkdir and the first v1 migration can take milliseconds).
         let overlap = is_init && !self.intermediate;
+        // An init outside a new user namespace moves itself (writing the host's cgroup
+        // files needs the host's root): see ContainerCgroup::self_placement_files.
+        let self_placing = overlap && !config.namespaces.creates_user_namespace();
         if !overlap {
-            self.place(duties)?;
-            (duties.limit_cgroup)()?;
+            self.place_and_limit(duties)?;
         }
         if let Some(score) = duties.oom_score_adj {
             write_oom_score_adj(self.first, score)?;
@@ -106,16 +107,13 @@ impl Progress {
             write_id_maps(self.first, duties)?;
         }
         send(channel, Message::Go)?;
-        // An init outside a new user namespace moves itself (writing the host's cgroup
-        // files needs the host's root): see ContainerCgroup::self_placement_files.
-        if overlap && !config.namespaces.creates_user_namespace() {
+        if self_placing {
             let files = (duties.cgroup)()?.map(|c| c.self_placement_files()).unwrap_or_default();
             send(channel, Message::PlaceYourself(files))?;
             (duties.limit_cgroup)()?;
         } else {
             if overlap {
-                self.place(duties)?;
-                (duties.limit_cgroup)()?;
+                self.place_and_limit(duties)?;
             }
             send(channel, Message::Placed)?;
         }
@@ -143,11 +141,12 @@ impl Progress {
         }
     }
 
-    fn place(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
-        match (duties.cgroup)()? {
-            Some(cgroup) => Ok(cgroup.add_process(self.first)?),
-            None => Ok(()),
+    /// Moves the child into its cgroup by pid, then applies the cgroup's limits.
+    fn place_and_limit(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
+        if let Some(cgroup) = (duties.cgroup)()? {
+            cgroup.add_process(self.first)?;
         }
+        (duties.limit_cgroup)()
     }
 
     /// Kills and reaps what was started.

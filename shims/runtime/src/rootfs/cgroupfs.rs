@@ -79,7 +79,7 @@ fn mount_unified(root: &OwnedFd, destination: &Path, flags: MsFlags, namespaced:
     }
     let own = own_cgroup_paths().into_iter().find(|(c, _)| c.is_empty()).map(|(_, p)| p).unwrap_or_default();
     let source = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
-    bind_with_flags(root, destination, &path, &source, flags)
+    bind_with_flags(destination, &path, &source, flags, || reopen(root, destination))
 }
 
 fn mount_hierarchy(
@@ -101,17 +101,21 @@ fn mount_hierarchy(
     }
     let own_path = own.iter().find(|(c, _)| *c == hierarchy.controllers).map(|(_, p)| p.as_str()).unwrap_or("/");
     let source = hierarchy.mount_point.join(own_path.trim_start_matches('/'));
-    mount(Some(&source), path.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| error(&sub, "binding the container's cgroup", e))?;
-    let mounted = open_entry(tmpfs, &c_name, &sub)?;
-    remount_bind(&proc_fd_path(&mounted), flags, MsFlags::empty())
-        .map_err(|e| error(&sub, "remounting the cgroup bind", e))
+    bind_with_flags(&sub, &path, &source, flags, || open_entry(tmpfs, &c_name, &sub))
 }
 
-fn bind_with_flags(root: &OwnedFd, destination: &Path, target: &std::ffi::CStr, source: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+/// Binds `source` on `target`, then remounts the bind (reached through `reopen`) with
+/// `flags`.
+fn bind_with_flags(
+    destination: &Path,
+    target: &CStr,
+    source: &Path,
+    flags: MsFlags,
+    reopen: impl FnOnce() -> Result<OwnedFd, RootfsError>,
+) -> Result<(), RootfsError> {
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| error(destination, "binding the container's cgroup", e))?;
-    let mounted = reopen(root, destination)?;
+    let mounted = reopen()?;
     remount_bind(&proc_fd_path(&mounted), flags, MsFlags::empty())
         .map_err(|e| error(destination, "remounting the cgroup bind", e))
 }

@@ -23,14 +23,12 @@ pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_
     // As Rust's start-up would: a hook that exits without reading its state must give
     // EPIPE, not kill the runtime. The init restores every disposition before execve.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    match run() {
-        Ok(code) => code.into(),
-        Err(()) => 1,
-    }
+    run().into()
 }
 
+/// The exit code: the container's, 0, or 1 after an error is reported.
 #[cfg_attr(test, allow(dead_code))]
-fn run() -> Result<u8, ()> {
+fn run() -> u8 {
     berth_runtime::handoff::run_if_handed_over();
     // Before parsing anything: a process joining a running container comes from a
     // sealed binary, so `exec` re-executes at once. Any argument spelling it is enough
@@ -41,20 +39,21 @@ fn run() -> Result<u8, ()> {
     let args = cli::normalize_args(std::env::args());
     let cli = cli::Cli::parse_from(args);
     if let Err(error) = sealed {
-        return Err(failure(&cli, &error.to_string()));
+        return failure(&cli, &error.to_string());
     }
     match commands::dispatch(&cli) {
-        Ok(code) => Ok(code),
+        Ok(code) => code,
         Err(CliError::Runtime(RuntimeError::SealRequired(_))) => {
             // An init that cannot be handed over: run again, sealed (nothing was made).
             let error = berth_runtime::sealed_exe::ensure_sealed_executable().err();
-            Err(failure(&cli, &error.map_or_else(|| "re-executing sealed".to_string(), |e| e.to_string())))
+            failure(&cli, &error.map_or_else(|| "re-executing sealed".to_string(), |e| e.to_string()))
         }
-        Err(error) => Err(failure(&cli, &error.to_string())),
+        Err(error) => failure(&cli, &error.to_string()),
     }
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn failure(cli: &cli::Cli, message: &str) {
+fn failure(cli: &cli::Cli, message: &str) -> u8 {
     log::report_error(message, cli.log.as_deref(), cli.log_format);
+    1
 }
