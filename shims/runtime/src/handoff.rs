@@ -9,7 +9,6 @@
 //! see it before it re-executes, and without a new user namespace (whose capabilities
 //! `execve` would drop before the id maps exist).
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
@@ -80,22 +79,93 @@ impl<'a> Handoff<'a> {
     }
 
     /// In the cloned child: re-executes the sealed binary, keeping `channel` and the
-    /// request's descriptors open across `execve`. Returns only on failure.
-    pub fn exec_in_child(&self, channel: &Channel) -> InitError {
-        let mut inherited = vec![channel.as_raw_fd(), self.request.state_dir];
-        inherited.extend(self.request.console_socket);
-        for fd in inherited {
+    /// request's descriptors open across `execve`; on failure, reports it on `channel`
+    /// and exits. Allocates nothing: the runtime may have another thread (making the
+    /// cgroup) whose allocator lock the child's copy of memory would hold forever.
+    pub fn exec_in_child(&self, channel: &Channel) -> ! {
+        let inherited = [Some(channel.as_raw_fd()), Some(self.request.state_dir), self.request.console_socket];
+        for fd in inherited.into_iter().flatten() {
             if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-                return InitError::System("keeping a descriptor for the sealed init", nix::Error::last());
+                fail_without_allocating(channel, "keeping a descriptor for the sealed init");
             }
         }
         let argv = [c"berth-runc".as_ptr(), c"init".as_ptr(), std::ptr::null()];
-        let variable = CString::new(format!("{CHANNEL_VARIABLE}={}", channel.as_raw_fd())).unwrap_or_default();
-        let envp = [variable.as_ptr(), std::ptr::null()];
+        let mut variable = StackText::<64>::new();
+        variable.push(CHANNEL_VARIABLE.as_bytes());
+        variable.push(b"=");
+        variable.push_decimal(channel.as_raw_fd() as u64);
+        let envp = [variable.as_c_ptr(), std::ptr::null()];
         unsafe {
             libc::syscall(libc::SYS_execveat, self.sealed.as_raw_fd(), c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
         }
-        InitError::System("re-executing the sealed runtime for the init", nix::Error::last())
+        fail_without_allocating(channel, "re-executing the sealed runtime for the init")
+    }
+}
+
+/// Sends `Message::Error("<what>: errno N")` as the channel encodes it, built on the
+/// stack, then exits.
+fn fail_without_allocating(channel: &Channel, what: &str) -> ! {
+    let packet = error_packet(what, nix::Error::last() as i32);
+    let bytes = packet.as_bytes();
+    unsafe {
+        libc::send(channel.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL);
+        libc::_exit(1)
+    }
+}
+
+/// `what` (plain text: no quote or backslash) and the errno, encoded as the channel
+/// encodes `Message::Error`.
+fn error_packet(what: &str, errno: i32) -> StackText<160> {
+    let mut packet = StackText::new();
+    packet.push(b"{\"Error\":\"");
+    packet.push(what.as_bytes());
+    packet.push(b": errno ");
+    packet.push_decimal(errno.unsigned_abs() as u64);
+    packet.push(b"\"}");
+    packet
+}
+
+/// A NUL-terminated text in a fixed buffer; what does not fit is cut off.
+struct StackText<const N: usize> {
+    bytes: [u8; N],
+    length: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    fn new() -> Self {
+        StackText { bytes: [0; N], length: 0 }
+    }
+
+    fn push(&mut self, text: &[u8]) {
+        for &byte in text {
+            if self.length + 1 < N {
+                self.bytes[self.length] = byte;
+                self.length += 1;
+            }
+        }
+    }
+
+    fn push_decimal(&mut self, mut value: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.push(&digits[start..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.length]
+    }
+
+    /// The text, NUL-terminated (the byte after it is always 0).
+    fn as_c_ptr(&self) -> *const libc::c_char {
+        self.bytes.as_ptr().cast()
     }
 }
 
@@ -103,18 +173,22 @@ impl<'a> Handoff<'a> {
 /// the container's init and never returns; otherwise returns at once.
 pub fn run_if_handed_over() {
     let Some(fd) = std::env::var(CHANNEL_VARIABLE).ok().and_then(|v| v.parse::<RawFd>().ok()) else { return };
+    crate::mark!("init main");
     std::env::remove_var(CHANNEL_VARIABLE);
     let channel = Channel::from(adopt(fd));
     let request = match channel.receive() {
         Ok(Some(Message::Init(request))) => request,
         other => fail(&channel, InitError::Protocol(format!("expected the init request, got {other:?}"))),
     };
-    let spec: Spec = serde_json::from_str(&request.spec)
+
+    crate::mark!("request received");    let spec: Spec = serde_json::from_str(&request.spec)
         .unwrap_or_else(|e| fail(&channel, InitError::Protocol(format!("the init request's spec: {e}"))));
-    let state_dir = adopt(request.state_dir);
+
+    crate::mark!("spec parsed");    let state_dir = adopt(request.state_dir);
     let console_socket = request.console_socket.map(adopt);
     let (namespaces, capabilities, seccomp) = prepare(&spec).unwrap_or_else(|e| fail(&channel, e));
-    let Some(process) = spec.process().as_ref() else {
+
+    crate::mark!("prepared");    let Some(process) = spec.process().as_ref() else {
         fail(&channel, InitError::Protocol("the init request's spec has no process".into()))
     };
     let rootfs = RootfsConfig {
@@ -160,4 +234,29 @@ fn prepare(spec: &Spec) -> Result<(NamespacePlan, CapabilityPlan, Option<Seccomp
     let capabilities = CapabilityPlan::from_spec(process.and_then(|p| p.capabilities().as_ref()))?;
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     Ok((namespaces, capabilities, seccomp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_built_on_the_stack_reads_back_as_a_channel_message() {
+        let packet = error_packet("re-executing the sealed runtime for the init", 13);
+        let message: Message = serde_json::from_slice(packet.as_bytes()).unwrap();
+        assert_eq!(message, Message::Error("re-executing the sealed runtime for the init: errno 13".into()));
+    }
+
+    #[test]
+    fn stack_text_is_cut_off_and_stays_nul_terminated() {
+        let mut text = StackText::<8>::new();
+        text.push(b"_X=");
+        text.push_decimal(1234567);
+        assert_eq!(text.as_bytes(), b"_X=1234");
+        let c_text = unsafe { std::ffi::CStr::from_ptr(text.as_c_ptr()) };
+        assert_eq!(c_text.to_bytes(), b"_X=1234");
+        let mut zero = StackText::<8>::new();
+        zero.push_decimal(0);
+        assert_eq!(zero.as_bytes(), b"0");
+    }
 }

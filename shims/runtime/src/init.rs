@@ -77,6 +77,7 @@ pub fn child_main(config: &ChildConfig, channel: Channel) -> ! {
 fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible, InitError> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| InitError::System("prctl(PR_SET_DUMPABLE)", e))?;
     channel.expect_go().map_err(InitError::Channel)?;
+    crate::mark!("got go");
     if let Some(stdio) = config.stdio {
         stdio.install()?;
     }
@@ -124,6 +125,7 @@ impl<'a> Placement<'a> {
             Some(Message::PlaceYourself(files)) => place_self(&files)?,
             other => return Err(InitError::Protocol(format!("expected Placed, got {other:?}"))),
         }
+        crate::mark!("placed");
         if self.new_cgroup_namespace {
             unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
         }
@@ -206,22 +208,26 @@ fn init_container(
     let spec = config.spec;
     let mut await_cgroup = || placement.wait().map_err(|e| rootfs::RootfsError::Waiting(e.to_string()));
     rootfs::prepare(rootfs_config, &mut await_cgroup)?;
+    crate::mark!("rootfs prepared");
     placement.wait()?;
     let hook_state = if has_hooks(spec) { runtime_hooks(channel)? } else { Vec::new() };
     let all_hooks = spec.hooks().as_ref();
     hooks::run_hooks("createContainer", all_hooks.and_then(|h| h.create_container().as_ref()), &hook_state)?;
     rootfs::enter(rootfs_config)?;
+    crate::mark!("entered");
     write_sysctls(spec)?;
     if let Some(socket) = &config.console_socket {
         console::setup(socket, console_size(config.process), true)?;
     }
     rootfs::finish(rootfs_config)?;
     set_host_names(spec)?;
-    let executable = prepare_process(config)?;
+
+    crate::mark!("process prepared");    let executable = prepare_process(config)?;
     channel.send(&Message::Ready).map_err(InitError::Channel)?;
     // While `start` is on its way (every signal stays blocked until execve).
     reset_signal_dispositions();
     wait_for_start(state_dir)?;
+    crate::mark!("start seen");
     hooks::run_hooks("startContainer", all_hooks.and_then(|h| h.start_container().as_ref()), &hook_state)?;
     execute(config, &executable)
 }
@@ -357,7 +363,8 @@ fn execute(config: &ChildConfig, executable: &CString) -> Result<Infallible, Ini
     };
     let args = to_cstrings(config.process.args().as_ref());
     let env = to_cstrings(config.process.env().as_ref());
-    let error = nix::unistd::execve(executable, &args, &env).unwrap_err();
+
+    crate::mark!("execve");    let error = nix::unistd::execve(executable, &args, &env).unwrap_err();
     Err(InitError::Exec(executable.to_string_lossy().into_owned(), error))
 }
 

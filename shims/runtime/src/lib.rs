@@ -26,6 +26,8 @@ pub mod seccomp;
 pub mod signals;
 mod spawn;
 pub mod state;
+#[doc(hidden)]
+pub mod timeline;
 pub mod wait;
 
 pub use container::{CreateOptions, ExecOptions, Runtime};

@@ -40,16 +40,16 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
     }
     let flags = if intermediate { CloneFlags::empty() } else { config.namespaces.new };
     let own_pid_namespace = config.namespaces.enter_pid_for_children()?;
+    crate::mark!("cloning");
     let cloned = clone_process(flags);
     if matches!(cloned, Ok(0)) {
         drop((ours, own_pid_namespace));
         if let Some(handoff) = config.handoff {
-            let error = handoff.exec_in_child(&theirs);
-            let _ = theirs.send(&Message::Error(error.to_string()));
-            unsafe { libc::_exit(1) }
+            handoff.exec_in_child(&theirs);
         }
         child_main(config, theirs);
     }
+    crate::mark!("cloned");
     drop(theirs);
     let restored = own_pid_namespace.map_or(Ok(()), crate::namespaces::leave_pid_for_children);
     let first = cloned.map_err(|e| RuntimeError::system("clone", e))?;
@@ -58,6 +58,7 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         return Err(error.into());
     }
     let mut progress = Progress { first, last: first, intermediate };
+    crate::mark!("request encoding");
     let sent = match config.handoff {
         Some(handoff) => handoff.message().and_then(|message| send(&ours, message)),
         None => Ok(()),
@@ -107,10 +108,13 @@ impl Progress {
             write_id_maps(self.first, duties)?;
         }
         send(channel, Message::Go)?;
+        crate::mark!("go sent");
         if self_placing {
             let files = (duties.cgroup)()?.map(|c| c.self_placement_files()).unwrap_or_default();
             send(channel, Message::PlaceYourself(files))?;
+            crate::mark!("place sent");
             (duties.limit_cgroup)()?;
+            crate::mark!("limits applied");
         } else {
             if overlap {
                 self.place_and_limit(duties)?;

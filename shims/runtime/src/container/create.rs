@@ -1,6 +1,6 @@
 //! `create`: from a bundle to a container whose init waits for `start`.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +50,7 @@ impl Runtime {
             return Err(RuntimeError::SealRequired(options.id.clone()));
         }
         let dir = self.state.reserve(&options.id)?;
+        crate::mark!("state reserved");
         let previous_mask = super::block_signals()?;
         let mut record = new_record(&options.id, bundle);
         let result = self.create_in(&mut record, options, &dir);
@@ -72,6 +73,7 @@ impl Runtime {
         record.init_pid = pid;
         record.init_start_time = state::process_start_time(pid)
             .ok_or_else(|| RuntimeError::Init { id: record.id.clone(), message: "the init exited during setup".into() })?;
+        crate::mark!("saving record");
         self.state.save(record)?;
         if let Some(path) = &options.pid_file {
             super::write_pid_file(path, pid)?;
@@ -82,6 +84,30 @@ impl Runtime {
     /// Clones the init and, while it builds its rootfs, creates the cgroup (kept in
     /// `cgroup`, also on failure) and the first record; returns the init's pid.
     fn spawn_init(&self, record: &ContainerRecord, options: &CreateOptions, dir: &Path, cgroup: &OnceCell<ContainerCgroup>) -> Result<i32, RuntimeError> {
+        if !options.sealed_init {
+            return self.spawn_init_with(record, options, dir, cgroup, None);
+        }
+        // A handed-over init needs nothing prepared in its parent's memory, so its
+        // cgroup is made, limited and recorded by a second thread from the start,
+        // alongside `clone` (whose new network namespace alone takes half a
+        // millisecond): the init does not wait to be placed.
+        std::thread::scope(|scope| {
+            let early = RefCell::new(Some(scope.spawn(|| self.new_limited_cgroup(record))));
+            let spawned = self.spawn_init_with(record, options, dir, cgroup, Some(&early));
+            // Whatever happened, the cgroup is known before returning, for cleanup.
+            let settled = settle_early_cgroup(&early, cgroup);
+            spawned.and_then(|pid| settled.map(|()| pid))
+        })
+    }
+
+    fn spawn_init_with(
+        &self,
+        record: &ContainerRecord,
+        options: &CreateOptions,
+        dir: &Path,
+        cgroup: &OnceCell<ContainerCgroup>,
+        early: Option<&EarlyCgroup>,
+    ) -> Result<i32, RuntimeError> {
         let spec = &record.spec;
         let (linux, process) = match (spec.linux(), spec.process()) {
             (Some(linux), Some(process)) => (linux, process),
@@ -103,6 +129,7 @@ impl Runtime {
             options.console_socket.as_deref(),
         )?;
         let state_dir = make_exec_fifo(dir)?;
+        crate::mark!("fifo made");
         let rootfs = RootfsConfig {
             spec,
             rootfs: record.rootfs.clone(),
@@ -114,6 +141,7 @@ impl Runtime {
             true => Some(handoff_for(record, options, &state_dir, console_socket.as_ref())?),
             false => None,
         };
+        crate::mark!("sealed opened");
         let child = ChildConfig {
             role: Role::ContainerInit { rootfs, bundle: &record.bundle, state_dir },
             spec,
@@ -127,8 +155,16 @@ impl Runtime {
             handoff: handoff.as_ref(),
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
-        let make_cgroup = || self.make_cgroup(record, cgroup).map(Some);
-        let limit_cgroup = || self.limit_cgroup(record, cgroup);
+        let make_cgroup = || {
+            if let Some(early) = early {
+                settle_early_cgroup(early, cgroup)?;
+            }
+            self.make_cgroup(record, cgroup).map(Some)
+        };
+        let limit_cgroup = || match early {
+            Some(early) => settle_early_cgroup(early, cgroup),
+            None => self.limit_cgroup(record, cgroup),
+        };
         let duties = ParentDuties {
             cgroup: &make_cgroup,
             limit_cgroup: &limit_cgroup,
@@ -150,22 +186,48 @@ impl Runtime {
         if let Some(cgroup) = slot.get() {
             return Ok(cgroup);
         }
+        let created = self.new_cgroup(record)?;
+        Ok(slot.get_or_init(|| created))
+    }
+
+    fn new_cgroup(&self, record: &ContainerRecord) -> Result<ContainerCgroup, RuntimeError> {
         let linux = record.spec.linux().as_ref();
         let created = ContainerCgroup::create_without_limits(
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &record.id,
             linux.and_then(|l| l.resources().as_ref()),
         )?;
-        Ok(slot.get_or_init(|| created))
+        crate::mark!("cgroup made");
+        Ok(created)
     }
 
     /// Applies the resources to the cgroup made by [`Self::make_cgroup`] (while the
-    /// init moves itself in) and writes the first record (status creating, naming the
-    /// cgroup for `delete` to remove).
+    /// init moves itself in) and writes the first record.
     fn limit_cgroup(&self, record: &ContainerRecord, slot: &OnceCell<ContainerCgroup>) -> Result<(), RuntimeError> {
-        let Some(cgroup) = slot.get() else { return Ok(()) };
+        match slot.get() {
+            Some(cgroup) => self.limit_and_record(record, cgroup),
+            None => Ok(()),
+        }
+    }
+
+    /// The cgroup made, limited and recorded in one go (by the second thread of
+    /// [`Self::spawn_init`]); a cgroup that exists is returned even if a later step failed.
+    fn new_limited_cgroup(&self, record: &ContainerRecord) -> EarlyOutcome {
+        match self.new_cgroup(record) {
+            Ok(cgroup) => {
+                let limited = self.limit_and_record(record, &cgroup);
+                (Some(cgroup), limited)
+            }
+            Err(error) => (None, Err(error)),
+        }
+    }
+
+    /// Applies the spec's resources to a new cgroup and writes the first record (status
+    /// creating, naming the cgroup for `delete` to remove).
+    fn limit_and_record(&self, record: &ContainerRecord, cgroup: &ContainerCgroup) -> Result<(), RuntimeError> {
         let resources = record.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         cgroup.apply_initial_limits(resources)?;
+        crate::mark!("limits written");
         let mut first = record.clone();
         first.cgroup = Some(cgroup.clone());
         self.state.save(&first)?;
@@ -183,6 +245,22 @@ impl Runtime {
 }
 
 /// The sealed binary and the request for an init that is handed over.
+/// What the second thread of `Runtime::spawn_init` made, and how it went.
+type EarlyOutcome = (Option<ContainerCgroup>, Result<(), RuntimeError>);
+
+/// A cgroup being made by that thread.
+type EarlyCgroup<'scope> = RefCell<Option<std::thread::ScopedJoinHandle<'scope, EarlyOutcome>>>;
+
+/// Waits for the second thread, once, and keeps what it made in `slot`.
+fn settle_early_cgroup(early: &EarlyCgroup, slot: &OnceCell<ContainerCgroup>) -> Result<(), RuntimeError> {
+    let Some(handle) = early.borrow_mut().take() else { return Ok(()) };
+    let (made, result) = handle.join().map_err(|_| RuntimeError::Invalid("the thread making the cgroup panicked".into()))?;
+    if let Some(cgroup) = made {
+        let _ = slot.set(cgroup);
+    }
+    result
+}
+
 fn handoff_for<'a>(record: &'a ContainerRecord, options: &CreateOptions, state_dir: &OwnedFd, console: Option<&OwnedFd>) -> Result<Handoff<'a>, RuntimeError> {
     let request = InitRequest {
         spec: String::new(),

@@ -110,6 +110,7 @@ impl Runtime {
         if let Some(cgroup) = &record.cgroup {
             cgroup.destroy()?;
         }
+        crate::mark!("cgroup destroyed");
         if let Err(error) = self.run_hooks("poststop", record, Status::Stopped) {
             eprintln!("warning: container {}: {error}", record.id);
         }

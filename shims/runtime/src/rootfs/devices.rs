@@ -28,8 +28,9 @@ fn device_error(path: &Path, source: Errno) -> RootfsError {
 pub fn populate_dev(root: &OwnedFd, config: &RootfsConfig, mounts: &[Mount]) -> Result<(), RootfsError> {
     let linux = config.spec.linux().as_ref();
     let spec_devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
+    let mut dirs = DeviceDirs::new(root);
     if host_dev_is_bound(mounts) {
-        return spec_devices.iter().try_for_each(|d| create_device(root, d, config.in_user_namespace));
+        return spec_devices.iter().try_for_each(|d| create_device(&mut dirs, d, config.in_user_namespace));
     }
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = PathBuf::from("/dev").join(name);
@@ -42,12 +43,38 @@ pub fn populate_dev(root: &OwnedFd, config: &RootfsConfig, mounts: &[Mount]) -> 
             .set_major(major as i64).clone()
             .set_minor(minor as i64).clone()
             .set_file_mode(Some(0o666)).clone();
-        create_device(root, &device, config.in_user_namespace)?;
+        create_device(&mut dirs, &device, config.in_user_namespace)?;
     }
     for device in spec_devices {
-        create_device(root, device, config.in_user_namespace)?;
+        create_device(&mut dirs, device, config.in_user_namespace)?;
     }
-    create_symlinks(root)
+    create_symlinks(&mut dirs)
+}
+
+/// The directories devices are made in, each resolved inside the rootfs once (all of
+/// the defaults go in /dev).
+struct DeviceDirs<'a> {
+    root: &'a OwnedFd,
+    last: Option<(PathBuf, OwnedFd)>,
+}
+
+impl<'a> DeviceDirs<'a> {
+    fn new(root: &'a OwnedFd) -> Self {
+        DeviceDirs { root, last: None }
+    }
+
+    /// A real descriptor of `parent` (inside the rootfs), created if missing.
+    fn open(&mut self, parent: &Path) -> Result<&OwnedFd, RootfsError> {
+        if self.last.as_ref().is_none_or(|(path, _)| path != parent) {
+            let found = open_or_create(self.root, parent, Leaf::Directory)?;
+            let dir = reopen_directory(&found).map_err(|e| device_error(parent, e))?;
+            self.last = Some((parent.to_path_buf(), dir));
+        }
+        match &self.last {
+            Some((_, dir)) => Ok(dir),
+            None => Err(device_error(parent, Errno::ENOENT)),
+        }
+    }
 }
 
 /// runc does not populate a /dev that is a bind mount of the host's.
@@ -58,19 +85,18 @@ fn host_dev_is_bound(mounts: &[Mount]) -> bool {
     })
 }
 
-fn create_device(root: &OwnedFd, device: &LinuxDevice, in_user_namespace: bool) -> Result<(), RootfsError> {
+fn create_device(dirs: &mut DeviceDirs, device: &LinuxDevice, in_user_namespace: bool) -> Result<(), RootfsError> {
     let path = device.path();
     let (parent, name) = match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) => (parent, name),
         _ => return Err(device_error(path, Errno::EINVAL)),
     };
-    let parent_fd = open_or_create(root, parent, Leaf::Directory)?;
     if in_user_namespace {
-        return bind_host_device(root, path);
+        open_or_create(dirs.root, parent, Leaf::Directory)?;
+        return bind_host_device(dirs.root, path);
     }
-    let dir = reopen_directory(&parent_fd).map_err(|e| device_error(path, e))?;
+    let dir = dirs.open(parent)?;
     let c_name = CString::new(name.as_encoded_bytes()).map_err(|_| device_error(path, Errno::EINVAL))?;
-    unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) };
     let kind = match device.typ() {
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
@@ -78,8 +104,16 @@ fn create_device(root: &OwnedFd, device: &LinuxDevice, in_user_namespace: bool) 
     };
     let mode = Mode::from_bits_truncate(device.file_mode().unwrap_or(0o666));
     let dev = makedev(device.major() as u64, device.minor() as u64);
-    nix::sys::stat::mknodat(Some(dir.as_raw_fd()), c_name.as_c_str(), kind, mode, dev)
-        .map_err(|e| device_error(path, e))?;
+    let make = || nix::sys::stat::mknodat(Some(dir.as_raw_fd()), c_name.as_c_str(), kind, mode, dev);
+    match make() {
+        // Whatever the image has there gives way to the device.
+        Err(Errno::EEXIST) => {
+            unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) };
+            make()
+        }
+        other => other,
+    }
+    .map_err(|e| device_error(path, e))?;
     let (uid, gid) = (device.uid().unwrap_or(0), device.gid().unwrap_or(0));
     nix::unistd::fchownat(Some(dir.as_raw_fd()), c_name.as_c_str(), Some(uid.into()), Some(gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| device_error(path, e))
@@ -91,9 +125,8 @@ fn bind_host_device(root: &OwnedFd, path: &Path) -> Result<(), RootfsError> {
         .map_err(|e| device_error(path, e))
 }
 
-fn create_symlinks(root: &OwnedFd) -> Result<(), RootfsError> {
-    let dev = open_or_create(root, Path::new("/dev"), Leaf::Directory)?;
-    let dir = reopen_directory(&dev).map_err(|e| device_error(Path::new("/dev"), e))?;
+fn create_symlinks(dirs: &mut DeviceDirs) -> Result<(), RootfsError> {
+    let dir = dirs.open(Path::new("/dev"))?;
     let mut links: Vec<(&str, &str)> = SYMLINKS.to_vec();
     links.push(("ptmx", "pts/ptmx"));
     if Path::new("/proc/kcore").exists() {

@@ -68,6 +68,7 @@ pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(
     }
     mounts::bind_rootfs_onto_itself(&config.rootfs)?;
     let root = paths::open_root(&config.rootfs)?;
+    crate::mark!("rootfs bound");
     let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();
     let deferred = deferrable_cgroup_mounts(spec_mounts);
     for (index, mount) in spec_mounts.iter().enumerate() {
@@ -80,6 +81,7 @@ pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(
         mounts::mount_one(&root, mount, config)?;
     }
     devices::populate_dev(&root, config, spec_mounts)?;
+    crate::mark!("dev populated");
     for index in deferred {
         await_cgroup()?;
         mounts::mount_one(&root, &spec_mounts[index], config)?;

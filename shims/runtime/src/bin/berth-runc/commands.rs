@@ -71,11 +71,13 @@ fn create_options(args: &CreateArgs) -> CreateOptions {
 fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
     let mut options = create_options(&args.create);
     let bundle = berth_runtime::bundle::Bundle::load(&options.bundle).map_err(RuntimeError::from)?;
+    berth_runtime::mark!("bundle loaded");
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let own_terminal = terminal && options.console_socket.is_none();
     let console_end = if own_terminal { Some(attach_console_pair(&mut options.console)?) } else { None };
     let previous_mask = block_signals()?;
     let record = runtime.create_from(bundle, &options)?;
+    berth_runtime::mark!("created");
     let proxy = match console_end.as_ref().map(terminal::receive_master) {
         Some(Ok(master)) => Some(terminal::Proxy::start(master)?),
         Some(Err(error)) => {
@@ -90,13 +92,16 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
     }
     // The init has closed its copy; the container's process now runs while we wait.
     berth_runtime::sealed_exe::release();
+    berth_runtime::mark!("started");
     if args.detach {
         restore_signals(&previous_mask);
         return Ok(0);
     }
     let code = wait_with_terminal(record.init_pid, proxy)?;
+    berth_runtime::mark!("waited");
     if !args.keep {
         runtime.delete_exited(&record)?;
+        berth_runtime::mark!("deleted");
     }
     Ok(code as u8)
 }

@@ -29,6 +29,7 @@ pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_
 /// The exit code: the container's, 0, or 1 after an error is reported.
 #[cfg_attr(test, allow(dead_code))]
 fn run() -> u8 {
+    berth_runtime::mark!("main");
     berth_runtime::handoff::run_if_handed_over();
     // Before parsing anything: a process joining a running container comes from a
     // sealed binary, so `exec` re-executes at once. Any argument spelling it is enough
@@ -38,6 +39,7 @@ fn run() -> u8 {
     let sealed = if joins_container { berth_runtime::sealed_exe::ensure_sealed_executable() } else { Ok(()) };
     let args = cli::normalize_args(std::env::args());
     let cli = cli::Cli::parse_from(args);
+    berth_runtime::mark!("args parsed");
     if let Err(error) = sealed {
         return failure(&cli, &error.to_string());
     }
