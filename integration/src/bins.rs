@@ -1,7 +1,9 @@
 //! Where the workspace's built binaries are: the directory above the test executable's
 //! `deps/` (target/<profile>), or `BERTH_BIN_DIR` when set.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The directory holding the built binaries (berth-runc, ...).
 pub fn bin_dir() -> PathBuf {
@@ -33,4 +35,26 @@ pub fn bin_path(name: &str) -> PathBuf {
         (Some(_), None) => static_build,
         _ => built,
     }
+}
+
+/// The built binary `name` as seen through a read-only detached mount of it that this
+/// process holds (`/proc/<pid>/fd/<n>`): a program started from there has a read-only
+/// `/proc/self/exe`, as one installed on a read-only mount does, and no mount is left
+/// on the machine when this process exits. None if the binary or the mount API is
+/// missing.
+pub fn sealed_bin_path(name: &str) -> Option<PathBuf> {
+    static SEALED: OnceLock<Vec<(String, OwnedFd)>> = OnceLock::new();
+    let sealed = SEALED.get_or_init(|| {
+        ["berth-runc"]
+            .into_iter()
+            .filter_map(|binary| {
+                let path = std::ffi::CString::new(bin_path(binary).into_os_string().into_encoded_bytes()).ok()?;
+                let tree = berth_runtime::sealed_exe::read_only_clone_of(&path).ok()?;
+                unsafe { libc::fcntl(tree.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+                Some((binary.to_string(), tree))
+            })
+            .collect()
+    });
+    let (_, tree) = sealed.iter().find(|(binary, _)| binary == name)?;
+    Some(PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), tree.as_raw_fd())))
 }

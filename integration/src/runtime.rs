@@ -9,7 +9,10 @@ use crate::bins::bin_path;
 use crate::tempdir::TempDir;
 
 /// Every runtime name this harness knows.
-pub const ALL_RUNTIMES: [&str; 3] = ["berth-runc", "runc", "crun"];
+/// berth-runc-sealed is the same berth-runc run from a read-only mount, as
+/// deploy/install.sh installs it: no sealing, no handed-over init (see
+/// [`crate::bins::sealed_bin_path`]).
+pub const ALL_RUNTIMES: [&str; 4] = ["berth-runc", "berth-runc-sealed", "runc", "crun"];
 
 /// One runc-compatible runtime and its private state directory.
 pub struct Runtime {
@@ -28,6 +31,7 @@ impl Runtime {
     pub fn find(name: &str) -> Option<Runtime> {
         let program = match name {
             "berth-runc" => bin_path("berth-runc"),
+            "berth-runc-sealed" => crate::bins::sealed_bin_path("berth-runc")?,
             "runc" => which("runc")?,
             "crun" => which("crun")?,
             other => panic!("unknown runtime {other:?} (known: {ALL_RUNTIMES:?})"),
@@ -50,7 +54,7 @@ impl Runtime {
     }
 
     pub fn is_berth(&self) -> bool {
-        self.name == "berth-runc"
+        self.name.starts_with("berth-runc")
     }
 
     pub fn program(&self) -> &Path {

@@ -1,7 +1,8 @@
 //! Benchmark: berth-runc against crun and runc, alternating in one run.
 //!
 //! Times `run` of `/bin/true` (create, start, wait, delete) and `exec` of `/bin/true`
-//! into a running container, N times each per runtime (default 50, or the first
+//! into a running container (berth-runc from a writable path and from a read-only
+//! mount, as deploy/install.sh installs it; crun; runc), N times each per runtime (default 50, or the first
 //! argument), and prints medians and the ratios against crun and runc. A bare
 //! `unshare` of five namespaces plus `/bin/true` is timed too, as the kernel's floor.
 //!
@@ -110,13 +111,14 @@ fn report(title: &str, runtimes: &[Runtime], samples: &mut [Vec<Duration>]) {
     println!("\n{title}");
     let medians: Vec<f64> = samples.iter_mut().map(|s| median_ms(s)).collect();
     for (rt, median) in runtimes.iter().zip(&medians) {
-        println!("  {:<11} median {median:8.2}", rt.name());
+        println!("  {:<18} median {median:8.2}", rt.name());
     }
     let median_of = |name: &str| runtimes.iter().position(|r| r.name() == name).map(|i| medians[i]);
-    if let Some(berth) = median_of("berth-runc") {
+    for berth in ["berth-runc", "berth-runc-sealed"] {
+        let Some(ours) = median_of(berth) else { continue };
         for peer in ["crun", "runc"] {
             if let Some(other) = median_of(peer) {
-                println!("  ratio berth-runc/{peer}: {:.2}", berth / other);
+                println!("  ratio {berth}/{peer}: {:.2}", ours / other);
             }
         }
     }

@@ -6,8 +6,10 @@
 mod path;
 mod stats;
 
+use std::ffi::CString;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -286,6 +288,20 @@ impl ContainerCgroup {
         container_id: &str,
         resources: Option<&LinuxResources>,
     ) -> Result<Self, CgroupError> {
+        Self::create_announcing_dirs(cgroups_path, container_id, resources, || {}, || {})
+    }
+
+    /// [`Self::create_without_limits`], calling `making_dirs` just before the
+    /// directories are made and `dirs_made` right after: in between, the calling
+    /// thread makes system calls only (no allocation, no lock), so another thread may
+    /// meanwhile fork a child that runs Rust code (`dirs_made` can wait for that).
+    pub fn create_announcing_dirs(
+        cgroups_path: Option<&Path>,
+        container_id: &str,
+        resources: Option<&LinuxResources>,
+        making_dirs: impl FnOnce(),
+        dirs_made: impl FnOnce(),
+    ) -> Result<Self, CgroupError> {
         let requested = path::resolve(cgroups_path, container_id)?;
         let (version, found) = discover()?;
         let own = match version {
@@ -328,7 +344,7 @@ impl ContainerCgroup {
             created: Vec::new(),
             devices,
         };
-        if let Err(e) = cg.build(resources) {
+        if let Err(e) = cg.build(resources, making_dirs, dirs_made) {
             let _ = cg.destroy();
             return Err(e);
         }
@@ -342,32 +358,57 @@ impl ContainerCgroup {
         self.apply(resources.unwrap_or(&empty), true)
     }
 
-    fn build(&mut self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+    fn build(&mut self, resources: Option<&LinuxResources>, making_dirs: impl FnOnce(), dirs_made: impl FnOnce()) -> Result<(), CgroupError> {
         let empty = LinuxResources::default();
         self.check_support(resources.unwrap_or(&empty))?;
-        self.make_dirs()?;
+        self.make_dirs(making_dirs, dirs_made)?;
         match self.version {
             CgroupVersion::V1 => self.init_cpuset(),
             CgroupVersion::V2 => self.enable_controllers(),
         }
     }
 
-    /// Creates each hierarchy's directory one level at a time, recording new ones.
-    fn make_dirs(&mut self) -> Result<(), CgroupError> {
+    /// Creates each hierarchy's directory one level at a time, recording new ones. The
+    /// paths are prepared first; between `making_dirs` and `dirs_made` nothing
+    /// allocates (see [`Self::create_announcing_dirs`]).
+    fn make_dirs(&mut self, making_dirs: impl FnOnce(), dirs_made: impl FnOnce()) -> Result<(), CgroupError> {
         let rel = self
             .path
             .strip_prefix("/")
             .unwrap_or(&self.path)
             .to_path_buf();
+        let mut paths = Vec::new();
         for h in &self.hierarchies {
             let mut cur = h.mount.clone();
             for comp in rel.components() {
                 cur.push(comp);
-                match fs::create_dir(&cur) {
-                    Ok(()) => self.created.push(cur.clone()),
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(source) => return Err(CgroupError::CreateDir { path: cur, source }),
-                }
+                paths.push(cur.clone());
+            }
+        }
+        let c_paths: Vec<CString> = paths
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| CgroupError::InvalidPath { path: self.path.display().to_string(), reason: "contains a NUL byte".into() })?;
+        // 0 made, else the errno; NOT_TRIED after a failure.
+        const NOT_TRIED: i32 = -1;
+        let mut outcomes = vec![NOT_TRIED; c_paths.len()];
+        making_dirs();
+        for (c_path, outcome) in c_paths.iter().zip(outcomes.iter_mut()) {
+            *outcome = match unsafe { libc::mkdir(c_path.as_ptr(), 0o755) } {
+                0 => 0,
+                _ => nix::errno::Errno::last_raw(),
+            };
+            if *outcome != 0 && *outcome != libc::EEXIST {
+                break;
+            }
+        }
+        dirs_made();
+        for (path, outcome) in paths.into_iter().zip(outcomes) {
+            match outcome {
+                0 => self.created.push(path),
+                libc::EEXIST | NOT_TRIED => {}
+                errno => return Err(CgroupError::CreateDir { path, source: std::io::Error::from_raw_os_error(errno) }),
             }
         }
         Ok(())

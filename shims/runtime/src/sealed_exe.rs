@@ -118,8 +118,14 @@ pub fn release() {
 /// An O_PATH descriptor of this binary on a new, detached, read-only bind mount. It is
 /// inherited across the re-exec (no O_CLOEXEC).
 pub(crate) fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
+    read_only_clone_of(c"/proc/self/exe")
+}
+
+/// A read-only detached mount of `path` (a file or a directory), dissolved when the
+/// descriptor is closed: what runs from it has a read-only `/proc/self/exe`.
+pub fn read_only_clone_of(path: &std::ffi::CStr) -> Result<OwnedFd, SealError> {
     let flags = libc::OPEN_TREE_CLONE;
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), flags) };
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
     if fd < 0 {
         return Err(last_error("open_tree"));
     }

@@ -21,6 +21,8 @@ pub type CgroupSource<'a> = dyn Fn() -> Result<Option<&'a ContainerCgroup>, Runt
 
 /// What the runtime does for the child while it sets up.
 pub struct ParentDuties<'a> {
+    /// Called in the runtime right after `clone` returns (whether it worked or not).
+    pub after_clone: &'a dyn Fn(),
     pub cgroup: &'a CgroupSource<'a>,
     /// Applies the cgroup's limits once it exists; the child may be moving in meanwhile.
     pub limit_cgroup: &'a dyn Fn() -> Result<(), RuntimeError>,
@@ -49,6 +51,7 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
         }
         child_main(config, theirs);
     }
+    (duties.after_clone)();
     crate::mark!("cloned");
     drop(theirs);
     let restored = own_pid_namespace.map_or(Ok(()), crate::namespaces::leave_pid_for_children);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::Runtime;
+use super::{overlap, Runtime};
 use crate::bundle::Bundle;
 use crate::capabilities::CapabilityPlan;
 use crate::cgroups::ContainerCgroup;
@@ -81,19 +81,27 @@ impl Runtime {
         Ok(())
     }
 
-    /// Clones the init and, while it builds its rootfs, creates the cgroup (kept in
-    /// `cgroup`, also on failure) and the first record; returns the init's pid.
+    /// Clones the init and creates the cgroup (kept in `cgroup`, also on failure) and
+    /// the first record; returns the init's pid.
+    ///
+    /// The cgroup is made, limited and recorded by a second thread from the start,
+    /// alongside `clone` (whose new network namespace alone takes half a millisecond),
+    /// so that the init does not wait to be placed. A handed-over init needs nothing of
+    /// its parent's memory; an init that runs the runtime's own code is cloned only
+    /// while that thread makes system calls (see [`overlap`]).
     fn spawn_init(&self, record: &ContainerRecord, options: &CreateOptions, dir: &Path, cgroup: &OnceCell<ContainerCgroup>) -> Result<i32, RuntimeError> {
-        if !options.sealed_init {
-            return self.spawn_init_with(record, options, dir, cgroup, None);
-        }
-        // A handed-over init needs nothing prepared in its parent's memory, so its
-        // cgroup is made, limited and recorded by a second thread from the start,
-        // alongside `clone` (whose new network namespace alone takes half a
-        // millisecond): the init does not wait to be placed.
+        let (runtime_side, thread_side) = match options.sealed_init {
+            true => (None, None),
+            false => {
+                let (ours, theirs) = overlap::handshake().map_err(|e| RuntimeError::system("pipe2", e))?;
+                (Some(ours), Some(theirs))
+            }
+        };
         std::thread::scope(|scope| {
-            let early = RefCell::new(Some(scope.spawn(|| self.new_limited_cgroup(record))));
-            let spawned = self.spawn_init_with(record, options, dir, cgroup, Some(&early));
+            let thread = scope.spawn(move || self.new_limited_cgroup(record, thread_side.as_ref()));
+            let early = RefCell::new(Some(thread));
+            let spawned = self.spawn_init_with(record, options, dir, cgroup, &early, runtime_side.as_ref());
+            drop(runtime_side);
             // Whatever happened, the cgroup is known before returning, for cleanup.
             let settled = settle_early_cgroup(&early, cgroup);
             spawned.and_then(|pid| settled.map(|()| pid))
@@ -106,7 +114,8 @@ impl Runtime {
         options: &CreateOptions,
         dir: &Path,
         cgroup: &OnceCell<ContainerCgroup>,
-        early: Option<&EarlyCgroup>,
+        early: &EarlyCgroup,
+        overlap: Option<&overlap::RuntimeSide>,
     ) -> Result<i32, RuntimeError> {
         let spec = &record.spec;
         let (linux, process) = match (spec.linux(), spec.process()) {
@@ -156,16 +165,13 @@ impl Runtime {
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
         let make_cgroup = || {
-            if let Some(early) = early {
-                settle_early_cgroup(early, cgroup)?;
-            }
-            self.make_cgroup(record, cgroup).map(Some)
+            settle_early_cgroup(early, cgroup)?;
+            Ok(cgroup.get())
         };
-        let limit_cgroup = || match early {
-            Some(early) => settle_early_cgroup(early, cgroup),
-            None => self.limit_cgroup(record, cgroup),
-        };
+        let limit_cgroup = || settle_early_cgroup(early, cgroup);
+        let release_thread = || overlap.map_or((), overlap::RuntimeSide::release_thread);
         let duties = ParentDuties {
+            after_clone: &release_thread,
             cgroup: &make_cgroup,
             limit_cgroup: &limit_cgroup,
             oom_score_adj: process.oom_score_adj(),
@@ -173,6 +179,11 @@ impl Runtime {
             gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
             run_hooks: &run_hooks,
         };
+        if let Some(overlap) = overlap {
+            if !overlap.thread_is_making_dirs() {
+                settle_early_cgroup(early, cgroup)?;
+            }
+        }
         let spawned = spawn(&child, &duties);
         if let Some(handoff) = handoff {
             crate::sealed_exe::hold(handoff.into_sealed());
@@ -180,40 +191,23 @@ impl Runtime {
         spawned
     }
 
-    /// The container's cgroup, created on first call, ready for the init to be moved in;
-    /// its limits follow in [`Self::limit_cgroup`].
-    fn make_cgroup<'c>(&self, record: &ContainerRecord, slot: &'c OnceCell<ContainerCgroup>) -> Result<&'c ContainerCgroup, RuntimeError> {
-        if let Some(cgroup) = slot.get() {
-            return Ok(cgroup);
-        }
-        let created = self.new_cgroup(record)?;
-        Ok(slot.get_or_init(|| created))
-    }
-
-    fn new_cgroup(&self, record: &ContainerRecord) -> Result<ContainerCgroup, RuntimeError> {
+    fn new_cgroup(&self, record: &ContainerRecord, overlap: Option<&overlap::ThreadSide>) -> Result<ContainerCgroup, RuntimeError> {
         let linux = record.spec.linux().as_ref();
-        let created = ContainerCgroup::create_without_limits(
+        let created = ContainerCgroup::create_announcing_dirs(
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &record.id,
             linux.and_then(|l| l.resources().as_ref()),
+            || overlap.map_or((), overlap::ThreadSide::making_dirs),
+            || overlap.map_or((), overlap::ThreadSide::dirs_made),
         )?;
         crate::mark!("cgroup made");
         Ok(created)
     }
 
-    /// Applies the resources to the cgroup made by [`Self::make_cgroup`] (while the
-    /// init moves itself in) and writes the first record.
-    fn limit_cgroup(&self, record: &ContainerRecord, slot: &OnceCell<ContainerCgroup>) -> Result<(), RuntimeError> {
-        match slot.get() {
-            Some(cgroup) => self.limit_and_record(record, cgroup),
-            None => Ok(()),
-        }
-    }
-
     /// The cgroup made, limited and recorded in one go (by the second thread of
     /// [`Self::spawn_init`]); a cgroup that exists is returned even if a later step failed.
-    fn new_limited_cgroup(&self, record: &ContainerRecord) -> EarlyOutcome {
-        match self.new_cgroup(record) {
+    fn new_limited_cgroup(&self, record: &ContainerRecord, overlap: Option<&overlap::ThreadSide>) -> EarlyOutcome {
+        match self.new_cgroup(record, overlap) {
             Ok(cgroup) => {
                 let limited = self.limit_and_record(record, &cgroup);
                 (Some(cgroup), limited)

@@ -56,6 +56,7 @@ impl Runtime {
         let cgroup = || -> Result<_, RuntimeError> { Ok(record.cgroup.as_ref()) };
         let oom_score_adj = record.spec.process().as_ref().and_then(|p| p.oom_score_adj());
         let duties = ParentDuties {
+            after_clone: &|| {},
             cgroup: &cgroup,
             limit_cgroup: &|| Ok(()),
             oom_score_adj,

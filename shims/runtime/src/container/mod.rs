@@ -4,6 +4,7 @@
 mod create;
 mod exec;
 mod lifecycle;
+mod overlap;
 
 use std::path::{Path, PathBuf};
 

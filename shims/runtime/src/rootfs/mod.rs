@@ -119,8 +119,9 @@ pub fn enter(config: &RootfsConfig) -> Result<(), RootfsError> {
 /// Inside the new root: masked paths, read-only paths, read-only root, propagation.
 pub fn finish(config: &RootfsConfig) -> Result<(), RootfsError> {
     let linux = config.spec.linux().as_ref();
+    let mut masker = protect::Masker::default();
     for path in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
-        protect::mask(path)?;
+        masker.mask(path)?;
     }
     for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
         protect::make_read_only(path)?;

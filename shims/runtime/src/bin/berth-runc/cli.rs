@@ -42,7 +42,10 @@ pub enum ListFormat {
     Json,
 }
 
+/// Each subcommand's arguments are defined only when it is the one invoked: defining
+/// all of them cost a cold start of berth-runc about 0.1 ms.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a container whose process waits for `start`.
     Create(CreateArgs),

@@ -90,6 +90,7 @@ fn run(runtime: &Runtime, args: &RunArgs) -> Result<u8, CliError> {
         let _ = runtime.delete(&options.id, true);
         return Err(error.into());
     }
+    berth_runtime::mark!("start done");
     // The init has closed its copy; the container's process now runs while we wait.
     berth_runtime::sealed_exe::release();
     berth_runtime::mark!("started");
