@@ -78,6 +78,40 @@ fn cgroup_namespace_root_is_slash() {
     });
 }
 
+/// The host's cgroup v1 hierarchy directories under /sys/fs/cgroup (empty on v2).
+fn host_v1_hierarchies() -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mountinfo
+        .lines()
+        .filter(|l| l.split(" - ").nth(1).is_some_and(|fs| fs.starts_with("cgroup ")))
+        .filter_map(|l| l.split(' ').nth(4)?.strip_prefix("/sys/fs/cgroup/").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn cgroup_mounts_are_rooted_at_the_container() {
+    each_runtime("cgroup_mounts_are_rooted_at_the_container", &[], |rt| {
+        let mut b = Bundle::new(rt);
+        set_namespace(&mut b.spec, "cgroup", None);
+        b.spec["linux"]["resources"]["memory"] = json!({ "limit": 67108864 });
+        let hierarchies = host_v1_hierarchies();
+        if hierarchies.is_empty() {
+            let out = b.run_sh("wc -l < /sys/fs/cgroup/cgroup.procs; cat /sys/fs/cgroup/memory.max");
+            assert_eq!(out, "2\n67108864\n", "{}: the cgroup2 mount is not the container's", rt.name());
+            return;
+        }
+        let out = b.run_sh(
+            "ls /sys/fs/cgroup; echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
+             echo procs=$(wc -l < /sys/fs/cgroup/pids/cgroup.procs)",
+        );
+        for name in &hierarchies {
+            assert!(out.lines().any(|l| l == name), "{}: /sys/fs/cgroup/{name} missing: {out}", rt.name());
+        }
+        // The sh and the wc reading the file: rooted at the container's cgroup, not the host's.
+        assert!(out.contains("limit=67108864\n") && out.ends_with("procs=2\n"), "{}: {out}", rt.name());
+    });
+}
+
 #[test]
 fn user_namespace_with_mappings() {
     each_runtime("user_namespace_with_mappings", &[], |rt| {

@@ -87,6 +87,22 @@ pub struct Hierarchy {
     pub dir: PathBuf,
 }
 
+/// A mounted cgroup v1 hierarchy of the host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct V1Hierarchy {
+    /// The mount point, e.g. /sys/fs/cgroup/cpu.
+    pub mount_point: PathBuf,
+    /// Its controllers as mount options, e.g. "cpu" or "name=systemd".
+    pub controllers: String,
+}
+
+/// See [`ContainerCgroup::self_placement`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SelfPlacement {
+    pub files: Vec<PathBuf>,
+    pub v1_hierarchies: Vec<V1Hierarchy>,
+}
+
 /// The container's cgroup, recorded in its state.json.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ContainerCgroup {
@@ -499,13 +515,20 @@ impl ContainerCgroup {
         Ok(())
     }
 
-    /// The files through which the container's init, single-threaded, moves itself in
-    /// by writing 0: `tasks` on v1, where moving the calling thread skips the global
-    /// lock that moving a process by pid takes (its first use after a quiet moment
-    /// waits for an RCU grace period, 5 to 20 ms); `cgroup.procs` on v2.
-    pub fn self_placement_files(&self) -> Vec<PathBuf> {
+    /// What the container's init needs to move itself in: the files it writes 0 to
+    /// (`tasks` on v1, where moving the calling thread skips the global lock that
+    /// moving a process by pid takes, whose first use after a quiet moment waits for an
+    /// RCU grace period, 5 to 20 ms; `cgroup.procs` on v2), and the host's v1
+    /// hierarchies under /sys/fs/cgroup, for its `cgroup` mounts.
+    pub fn self_placement(&self) -> SelfPlacement {
         let file = |h: &Hierarchy| if h.controllers.is_empty() { "cgroup.procs" } else { "tasks" };
-        self.hierarchies.iter().map(|h| h.dir.join(file(h))).collect()
+        let v1_hierarchies = self
+            .hierarchies
+            .iter()
+            .filter(|h| !h.controllers.is_empty() && h.mount.starts_with(CGROUP_ROOT))
+            .map(|h| V1Hierarchy { mount_point: h.mount.clone(), controllers: h.controllers.join(",") })
+            .collect();
+        SelfPlacement { files: self.hierarchies.iter().map(|h| h.dir.join(file(h))).collect(), v1_hierarchies }
     }
 
     /// Applies new resource limits (`runc update`).

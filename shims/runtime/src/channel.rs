@@ -18,8 +18,8 @@ pub enum Message {
     /// Runtime to child: you are in your cgroup now.
     Placed,
     /// Runtime to a container's init: move yourself into your cgroup by writing 0 to
-    /// each of these files.
-    PlaceYourself(Vec<std::path::PathBuf>),
+    /// each of these files (and these are the host's v1 hierarchies).
+    PlaceYourself(crate::cgroups::SelfPlacement),
     /// Child to runtime: write my uid and gid maps, then send Go.
     MapRequest,
     /// Child to runtime: the process that will become the container's is this pid.

@@ -197,6 +197,7 @@ pub fn run_if_handed_over() {
         no_pivot: request.no_pivot,
         in_user_namespace: namespaces.creates_user_namespace(),
         in_cgroup_namespace: namespaces.new_cgroup,
+        cgroup_hierarchies: Default::default(),
     };
     let config = ChildConfig {
         role: Role::ContainerInit { rootfs, bundle: &request.bundle, state_dir },

@@ -109,11 +109,14 @@ struct Placement<'a> {
     channel: &'a Channel,
     new_cgroup_namespace: bool,
     done: std::cell::Cell<bool>,
+    /// The host's v1 hierarchies, when the runtime sent them with the placement.
+    hierarchies: std::cell::OnceCell<Vec<crate::cgroups::V1Hierarchy>>,
 }
 
 impl<'a> Placement<'a> {
     fn new(channel: &'a Channel, new_cgroup_namespace: bool) -> Self {
-        Placement { channel, new_cgroup_namespace, done: std::cell::Cell::new(false) }
+        let (done, hierarchies) = Default::default();
+        Placement { channel, new_cgroup_namespace, done, hierarchies }
     }
 
     fn wait(&self) -> Result<(), InitError> {
@@ -122,7 +125,10 @@ impl<'a> Placement<'a> {
         }
         match self.channel.receive().map_err(InitError::Channel)? {
             Some(Message::Placed) => {}
-            Some(Message::PlaceYourself(files)) => place_self(&files)?,
+            Some(Message::PlaceYourself(placement)) => {
+                place_self(&placement.files)?;
+                let _ = self.hierarchies.set(placement.v1_hierarchies);
+            }
             other => return Err(InitError::Protocol(format!("expected Placed, got {other:?}"))),
         }
         crate::mark!("placed");
@@ -206,7 +212,13 @@ fn init_container(
     state_dir: &OwnedFd,
 ) -> Result<Infallible, InitError> {
     let spec = config.spec;
-    let mut await_cgroup = || placement.wait().map_err(|e| rootfs::RootfsError::Waiting(e.to_string()));
+    let mut await_cgroup = || {
+        placement.wait().map_err(|e| rootfs::RootfsError::Waiting(e.to_string()))?;
+        if let Some(known) = placement.hierarchies.get() {
+            let _ = rootfs_config.cgroup_hierarchies.set(known.clone());
+        }
+        Ok(())
+    };
     rootfs::prepare(rootfs_config, &mut await_cgroup)?;
     crate::mark!("rootfs prepared");
     placement.wait()?;

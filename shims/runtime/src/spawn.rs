@@ -99,7 +99,7 @@ impl Progress {
         // moved in (cgroup mkdir and the first v1 migration can take milliseconds).
         let overlap = is_init && !self.intermediate;
         // An init outside a new user namespace moves itself (writing the host's cgroup
-        // files needs the host's root): see ContainerCgroup::self_placement_files.
+        // files needs the host's root): see ContainerCgroup::self_placement.
         let self_placing = overlap && !config.namespaces.creates_user_namespace();
         if !overlap {
             self.place_and_limit(duties)?;
@@ -113,8 +113,8 @@ impl Progress {
         send(channel, Message::Go)?;
         crate::mark!("go sent");
         if self_placing {
-            let files = (duties.cgroup)()?.map(|c| c.self_placement_files()).unwrap_or_default();
-            send(channel, Message::PlaceYourself(files))?;
+            let placement = (duties.cgroup)()?.map(|c| c.self_placement()).unwrap_or_default();
+            send(channel, Message::PlaceYourself(placement))?;
             crate::mark!("place sent");
             (duties.limit_cgroup)()?;
             crate::mark!("limits applied");

@@ -145,6 +145,7 @@ impl Runtime {
             no_pivot: options.no_pivot,
             in_user_namespace: namespaces.creates_user_namespace(),
             in_cgroup_namespace: namespaces.new_cgroup,
+            cgroup_hierarchies: Default::default(),
         };
         let handoff = match options.sealed_init {
             true => Some(handoff_for(record, options, &state_dir, console_socket.as_ref())?),

@@ -12,23 +12,20 @@ use nix::mount::{mount, MsFlags};
 use super::mounts::{remount_bind, reopen};
 use super::options::ParsedOptions;
 use super::paths::{open_in_root, open_or_create, proc_fd_path, Leaf};
-use super::RootfsError;
-
-/// One mounted cgroup v1 hierarchy of the host.
-struct Hierarchy {
-    /// The host mount point, e.g. /sys/fs/cgroup/cpu.
-    mount_point: PathBuf,
-    /// Its controllers as mount options, e.g. "cpu" or "name=systemd".
-    controllers: String,
-}
+use super::{RootfsConfig, RootfsError};
+use crate::cgroups::V1Hierarchy;
 
 fn error(destination: &Path, what: &'static str, source: Errno) -> RootfsError {
     RootfsError::Mount { destination: destination.display().to_string(), what, source }
 }
 
-pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions, namespaced: bool) -> Result<(), RootfsError> {
+pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions, config: &RootfsConfig) -> Result<(), RootfsError> {
     let flags = (parsed.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let hierarchies = v1_hierarchies();
+    let namespaced = config.in_cgroup_namespace;
+    let hierarchies = match config.cgroup_hierarchies.get() {
+        Some(known) => known.clone(),
+        None => v1_hierarchies(),
+    };
     if hierarchies.is_empty() {
         return mount_unified(root, destination, flags, namespaced);
     }
@@ -40,7 +37,9 @@ pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions,
     // are made and opened by name, without resolving each through the rootfs again.
     let tmpfs = open_in_root(root, destination, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
         .map_err(|e| error(destination, "opening the cgroup tmpfs", e))?;
-    let own = own_cgroup_paths();
+    // In a cgroup namespace the hierarchies are mounted afresh, rooted at the
+    // container's own cgroups; otherwise those are bound, found in /proc/self/cgroup.
+    let own = if namespaced { Vec::new() } else { own_cgroup_paths() };
     for hierarchy in &hierarchies {
         mount_hierarchy(&tmpfs, destination, hierarchy, &own, flags, namespaced)?;
     }
@@ -85,7 +84,7 @@ fn mount_unified(root: &OwnedFd, destination: &Path, flags: MsFlags, namespaced:
 fn mount_hierarchy(
     tmpfs: &OwnedFd,
     destination: &Path,
-    hierarchy: &Hierarchy,
+    hierarchy: &V1Hierarchy,
     own: &[(String, String)],
     flags: MsFlags,
     namespaced: bool,
@@ -121,7 +120,7 @@ fn bind_with_flags(
 }
 
 /// The host's cgroup v1 hierarchies under /sys/fs/cgroup, from mountinfo.
-fn v1_hierarchies() -> Vec<Hierarchy> {
+fn v1_hierarchies() -> Vec<V1Hierarchy> {
     let mountinfo = read_proc_file("/proc/self/mountinfo");
     mountinfo.lines().filter_map(|line| {
         let (before, after) = line.split_once(" - ")?;
@@ -137,7 +136,7 @@ fn v1_hierarchies() -> Vec<Hierarchy> {
         let controllers: Vec<&str> = super_options.split(',')
             .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "xattr")
             .collect();
-        Some(Hierarchy { mount_point, controllers: controllers.join(",") })
+        Some(V1Hierarchy { mount_point, controllers: controllers.join(",") })
     }).collect()
 }
 

@@ -45,6 +45,9 @@ pub struct RootfsConfig<'a> {
     /// A new user namespace: device nodes are bind-mounted from the host.
     pub in_user_namespace: bool,
     pub in_cgroup_namespace: bool,
+    /// The host's cgroup v1 hierarchies, when the runtime said (with the placement);
+    /// otherwise `cgroup` mounts read them from mountinfo.
+    pub cgroup_hierarchies: std::cell::OnceCell<Vec<crate::cgroups::V1Hierarchy>>,
 }
 
 /// Before createContainer hooks: propagation, the rootfs bind, every spec mount, /dev.

@@ -73,7 +73,7 @@ pub fn mount_one(root: &OwnedFd, spec_mount: &Mount, config: &RootfsConfig) -> R
         return Err(RootfsError::Invalid { destination: destination.display().to_string(), problem: "not a valid destination".into() });
     }
     if typ == "cgroup" {
-        return cgroupfs::mount_cgroups(root, destination, &parsed, config.in_cgroup_namespace);
+        return cgroupfs::mount_cgroups(root, destination, &parsed, config);
     }
     if parsed.is_bind() || typ == "bind" {
         bind(root, spec_mount, &parsed)?;
