@@ -43,12 +43,12 @@ pub fn spawn(config: &ChildConfig, duties: &ParentDuties) -> Result<i32, Runtime
     let flags = if intermediate { CloneFlags::empty() } else { config.namespaces.new };
     let own_pid_namespace = config.namespaces.enter_pid_for_children()?;
     crate::mark!("cloning");
-    let cloned = clone_process(flags);
+    let cloned = match config.handoff {
+        Some(handoff) => clone_to_hand_over(flags, handoff, &theirs),
+        None => clone_process(flags),
+    };
     if matches!(cloned, Ok(0)) {
         drop((ours, own_pid_namespace));
-        if let Some(handoff) = config.handoff {
-            handoff.exec_in_child(&theirs);
-        }
         child_main(config, theirs);
     }
     (duties.after_clone)();
@@ -84,6 +84,37 @@ fn clone_process(flags: CloneFlags) -> std::io::Result<i32> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(result as i32)
+}
+
+/// A child that only re-executes the sealed binary (see [`crate::handoff`]) shares the
+/// runtime's memory until it does, like `posix_spawn`'s: the runtime's memory is not
+/// copied for it (nor torn down again by its `execve`), and the runtime resumes once
+/// the child has executed or failed.
+fn clone_to_hand_over(flags: CloneFlags, handoff: &crate::handoff::Handoff, channel: &Channel) -> std::io::Result<i32> {
+    struct Task<'a> {
+        handoff: &'a crate::handoff::Handoff<'a>,
+        channel: &'a Channel,
+    }
+    extern "C" fn hand_over(task: *mut libc::c_void) -> libc::c_int {
+        // Only what exec_in_child does: descriptor flags, execveat, or a report and _exit.
+        let task = unsafe { &*(task as *const Task) };
+        task.handoff.exec_in_child(task.channel)
+    }
+    const STACK_SIZE: usize = 256 * 1024;
+    let stack = unsafe {
+        libc::mmap(std::ptr::null_mut(), STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut task = Task { handoff, channel };
+    let flags = flags.bits() | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let top = unsafe { stack.cast::<u8>().add(STACK_SIZE) };
+    let pid = unsafe { libc::clone(hand_over, top.cast(), flags, (&mut task as *mut Task).cast()) };
+    let result = if pid < 0 { Err(std::io::Error::last_os_error()) } else { Ok(pid) };
+    // With CLONE_VFORK the child no longer runs on that stack.
+    unsafe { libc::munmap(stack, STACK_SIZE) };
+    result
 }
 
 struct Progress {
