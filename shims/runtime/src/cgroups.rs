@@ -117,7 +117,7 @@ pub struct ContainerCgroup {
 }
 
 fn read(path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|source| CgroupError::Read {
+    crate::procfs::read_to_string(path).map_err(|source| CgroupError::Read {
         path: path.into(),
         source,
     })

@@ -18,6 +18,7 @@ pub mod handoff;
 pub mod hooks;
 mod init;
 mod mount_api;
+mod procfs;
 pub mod namespaces;
 mod rlimits;
 pub mod rootfs;

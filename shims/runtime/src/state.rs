@@ -159,7 +159,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 
 /// The start time of a live process, or None if it is gone or a zombie.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::procfs::read_to_string(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     // The command name may contain spaces and parentheses: parse after the last ')'.
     let after_name = &stat[stat.rfind(')')? + 2..];
     let mut fields = after_name.split(' ');

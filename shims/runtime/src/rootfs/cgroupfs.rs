@@ -121,7 +121,7 @@ fn bind_with_flags(
 
 /// The host's cgroup v1 hierarchies under /sys/fs/cgroup, from mountinfo.
 fn v1_hierarchies() -> Vec<V1Hierarchy> {
-    let mountinfo = read_proc_file("/proc/self/mountinfo");
+    let mountinfo = crate::procfs::read_to_string(Path::new("/proc/self/mountinfo")).unwrap_or_default();
     mountinfo.lines().filter_map(|line| {
         let (before, after) = line.split_once(" - ")?;
         let mut fs = after.split(' ');
@@ -142,21 +142,10 @@ fn v1_hierarchies() -> Vec<V1Hierarchy> {
 
 /// (controllers, path) of the calling process from /proc/self/cgroup; "" is cgroup v2.
 fn own_cgroup_paths() -> Vec<(String, String)> {
-    let text = read_proc_file("/proc/self/cgroup");
+    let text = crate::procfs::read_to_string(Path::new("/proc/self/cgroup")).unwrap_or_default();
     text.lines().filter_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         Some((controllers.to_string(), path.to_string()))
     }).collect()
-}
-
-/// A /proc file read in a few large reads (its size reads as 0, so a plain
-/// read_to_string starts with 32 bytes and doubles); empty if unreadable.
-fn read_proc_file(path: &str) -> String {
-    use std::io::Read;
-    let mut text = String::with_capacity(16 * 1024);
-    match std::fs::File::open(path).and_then(|mut file| file.read_to_string(&mut text)) {
-        Ok(_) => text,
-        Err(_) => String::new(),
-    }
 }
