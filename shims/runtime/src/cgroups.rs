@@ -139,6 +139,30 @@ fn library(op: &'static str, path: &Path, e: impl std::fmt::Display) -> CgroupEr
     }
 }
 
+/// A cgroup file taking one value per write, such as devices.allow.
+struct RuleFile {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl RuleFile {
+    fn open(path: PathBuf) -> Result<Self, CgroupError> {
+        match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => Ok(RuleFile { path, file }),
+            Err(source) => Err(CgroupError::Write { path, value: String::new(), source }),
+        }
+    }
+
+    fn write(&self, value: &str) -> Result<(), CgroupError> {
+        use std::io::Write;
+        (&self.file).write_all(value.as_bytes()).map_err(|source| CgroupError::Write {
+            path: self.path.clone(),
+            value: value.into(),
+            source,
+        })
+    }
+}
+
 /// A mounted hierarchy and the caller's own cgroup in it.
 #[derive(Debug, Clone)]
 struct Mounted {
@@ -597,14 +621,16 @@ impl ContainerCgroup {
         let Some(h) = self.hierarchy("devices") else {
             return Ok(());
         };
-        let (allow, deny) = (h.dir.join("devices.allow"), h.dir.join("devices.deny"));
-        write(&deny, "a")?;
+        // One rule per write(2), each file opened once.
+        let allow = RuleFile::open(h.dir.join("devices.allow"))?;
+        let deny = RuleFile::open(h.dir.join("devices.deny"))?;
+        deny.write("a")?;
         for rule in rules {
             let file = if rule.allow() { &allow } else { &deny };
-            write(file, &rule.to_string())?;
+            file.write(&rule.to_string())?;
         }
         for rule in DEFAULT_ALLOWED_DEVICES {
-            write(&allow, rule)?;
+            allow.write(rule)?;
         }
         Ok(())
     }
