@@ -74,6 +74,27 @@ fn capabilities_sets() {
     });
 }
 
+/// A new user namespace starts with a full bounding set, whatever the runtime held:
+/// the spec's must still be all that is left.
+#[test]
+fn capabilities_sets_in_a_user_namespace() {
+    each_runtime("capabilities_sets_in_a_user_namespace", &[], |rt| {
+        let mut b = Bundle::new(rt);
+        berth_integration::spec::set_namespace(&mut b.spec, "user", None);
+        b.spec["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        b.spec["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        // A cgroup v1 mount cannot be made from inside a new user namespace.
+        b.spec["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+        let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
+        b.spec["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps,
+            "permitted": caps, "inheritable": caps, "ambient": caps });
+        let out = b.run_sh("cat /proc/self/status");
+        for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+            assert_eq!(status_field(&out, key), "0000000000002001", "{key}");
+        }
+    });
+}
+
 #[test]
 fn no_new_privileges() {
     each_runtime("no_new_privileges", &[], |rt| {

@@ -62,11 +62,15 @@ impl CapabilityPlan {
     /// Drops from the bounding set what the process may never regain. Call before
     /// changing user, while CAP_SETPCAP is still held.
     pub fn limit_bounding_set(&self) -> Result<(), CapabilityError> {
-        let current = caps::read(None, CapSet::Bounding)
-            .map_err(|source| CapabilityError::Apply { what: "reading the bounding set", source })?;
-        for cap in current.difference(&self.bounding) {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|source| CapabilityError::Apply { what: "dropping from the bounding set", source })?;
+        // Every capability outside the plan is dropped without reading the set first:
+        // dropping one not held succeeds, and one the kernel does not know is EINVAL.
+        // (A new user namespace's bounding set is full, whatever the runtime held.)
+        for cap in caps::all().difference(&self.bounding) {
+            match caps::drop(None, CapSet::Bounding, *cap) {
+                Ok(()) => {}
+                Err(_) if cap.index() > last_capability() => {}
+                Err(source) => return Err(CapabilityError::Apply { what: "dropping from the bounding set", source }),
+            }
         }
         Ok(())
     }
@@ -84,6 +88,14 @@ impl CapabilityPlan {
         }
         Ok(())
     }
+}
+
+/// The highest capability number the running kernel knows.
+fn last_capability() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(u8::MAX)
 }
 
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
