@@ -49,6 +49,7 @@ fn child_main(bundle: &Path, case: &Case, spec: &oci_spec::runtime::Spec) -> i32
         no_pivot: case.no_pivot,
         in_user_namespace: case.userns,
         in_cgroup_namespace: case.cgroupns,
+        cgroup_hierarchies: Default::default(),
     };
     let steps = rootfs::prepare(&cfg, &mut || Ok(())).and_then(|()| rootfs::enter(&cfg)).and_then(|()| rootfs::finish(&cfg));
     if let Err(e) = steps {
