@@ -91,3 +91,21 @@ pub fn remove_namespace(spec: &mut Value, ns_type: &str) {
         .expect("spec has namespaces");
     list.retain(|n| n["type"] != ns_type);
 }
+
+/// A new user namespace mapping container ids 0..65536 to host uids 100000.. and gids
+/// 200000..; the `cgroup` mounts go, as a v1 cgroup cannot be mounted from inside it.
+pub fn set_mapped_user_namespace(spec: &mut Value) {
+    set_namespace(spec, "user", None);
+    spec["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    spec["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+    spec["mounts"].as_array_mut().expect("spec has mounts").retain(|m| m["type"] != "cgroup");
+}
+
+/// A seccomp profile allowing everything but `names`, which fail with EPERM.
+pub fn set_seccomp_denying(spec: &mut Value, names: &[&str]) {
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+    });
+}

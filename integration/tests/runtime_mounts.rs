@@ -174,6 +174,14 @@ fn readonly_root_gives_erofs() {
     });
 }
 
+/// The mountinfo line of `/` in a container with `rootfsPropagation` set to `value`.
+fn root_mount_with_propagation(rt: &berth_integration::Runtime, value: &str) -> String {
+    let mut b = Bundle::new(rt);
+    b.spec["linux"]["rootfsPropagation"] = json!(value);
+    let out = b.run_sh("cat /proc/self/mountinfo");
+    mount_line(&out, "/").to_string()
+}
+
 #[test]
 fn rootfs_propagation_shared() {
     let known = &[(
@@ -181,10 +189,7 @@ fn rootfs_propagation_shared() {
         "runc 1.1 leaves the pivoted root private despite rootfsPropagation shared",
     )];
     each_runtime("rootfs_propagation_shared", known, |rt| {
-        let mut b = Bundle::new(rt);
-        b.spec["linux"]["rootfsPropagation"] = json!("shared");
-        let out = b.run_sh("cat /proc/self/mountinfo");
-        let root = mount_line(&out, "/");
+        let root = root_mount_with_propagation(rt, "shared");
         assert!(root.contains(" shared:"), "{root}");
     });
 }
@@ -195,10 +200,7 @@ fn rootfs_propagation_shared() {
 fn rootfs_propagation_unbindable() {
     let known = &[("runc", "runc 1.1 makes the host's tree unbindable first, then fails to bind the rootfs")];
     each_runtime("rootfs_propagation_unbindable", known, |rt| {
-        let mut b = Bundle::new(rt);
-        b.spec["linux"]["rootfsPropagation"] = json!("unbindable");
-        let out = b.run_sh("cat /proc/self/mountinfo");
-        let root = mount_line(&out, "/");
+        let root = root_mount_with_propagation(rt, "unbindable");
         assert!(root.contains(" unbindable"), "{root}");
     });
 }

@@ -3,7 +3,7 @@
 //! user namespace maps, and joining existing namespaces by path.
 
 use berth_integration::netns::NetNs;
-use berth_integration::spec::{remove_namespace, set_namespace};
+use berth_integration::spec::{remove_namespace, set_mapped_user_namespace, set_namespace};
 use berth_integration::{each_runtime, Bundle};
 use serde_json::json;
 
@@ -116,16 +116,7 @@ fn cgroup_mounts_are_rooted_at_the_container() {
 fn user_namespace_with_mappings() {
     each_runtime("user_namespace_with_mappings", &[], |rt| {
         let mut b = Bundle::new(rt);
-        set_namespace(&mut b.spec, "user", None);
-        b.spec["linux"]["uidMappings"] =
-            json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-        b.spec["linux"]["gidMappings"] =
-            json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
-        // A cgroup v1 mount cannot be made from inside a new user namespace.
-        b.spec["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|m| m["type"] != "cgroup");
+        set_mapped_user_namespace(&mut b.spec);
         let out = b.run_sh("cat /proc/self/uid_map /proc/self/gid_map; id -u");
         let words: Vec<&str> = out.split_whitespace().collect();
         assert_eq!(

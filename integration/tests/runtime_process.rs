@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_integration::spec::{set_mapped_user_namespace, set_seccomp_denying};
 use berth_integration::{each_runtime, Bundle, ConsoleSocket};
 use serde_json::json;
 
@@ -59,19 +60,22 @@ fn umask_is_applied() {
     });
 }
 
+/// Gives the process CAP_CHOWN and CAP_NET_RAW in all five sets and checks that those
+/// are all it has.
+fn assert_only_chown_and_net_raw(b: &mut Bundle) {
+    let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
+    b.spec["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps,
+        "permitted": caps, "inheritable": caps, "ambient": caps });
+    let out = b.run_sh("cat /proc/self/status");
+    // CAP_CHOWN = bit 0, CAP_NET_RAW = bit 13.
+    for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(status_field(&out, key), "0000000000002001", "{key}");
+    }
+}
+
 #[test]
 fn capabilities_sets() {
-    each_runtime("capabilities_sets", &[], |rt| {
-        let mut b = Bundle::new(rt);
-        let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
-        b.spec["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps,
-            "permitted": caps, "inheritable": caps, "ambient": caps });
-        let out = b.run_sh("cat /proc/self/status");
-        // CAP_CHOWN = bit 0, CAP_NET_RAW = bit 13.
-        for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
-            assert_eq!(status_field(&out, key), "0000000000002001", "{key}");
-        }
-    });
+    each_runtime("capabilities_sets", &[], |rt| assert_only_chown_and_net_raw(&mut Bundle::new(rt)));
 }
 
 /// A new user namespace starts with a full bounding set, whatever the runtime held:
@@ -80,18 +84,8 @@ fn capabilities_sets() {
 fn capabilities_sets_in_a_user_namespace() {
     each_runtime("capabilities_sets_in_a_user_namespace", &[], |rt| {
         let mut b = Bundle::new(rt);
-        berth_integration::spec::set_namespace(&mut b.spec, "user", None);
-        b.spec["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-        b.spec["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
-        // A cgroup v1 mount cannot be made from inside a new user namespace.
-        b.spec["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
-        let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
-        b.spec["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps,
-            "permitted": caps, "inheritable": caps, "ambient": caps });
-        let out = b.run_sh("cat /proc/self/status");
-        for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
-            assert_eq!(status_field(&out, key), "0000000000002001", "{key}");
-        }
+        set_mapped_user_namespace(&mut b.spec);
+        assert_only_chown_and_net_raw(&mut b);
     });
 }
 
@@ -171,11 +165,7 @@ fn sysctls() {
 fn seccomp_profile_denying_close_range() {
     each_runtime("seccomp_profile_denying_close_range", &[], |rt| {
         let mut b = Bundle::new(rt);
-        b.spec["linux"]["seccomp"] = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
-            "syscalls": [{ "names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
-        });
+        set_seccomp_denying(&mut b.spec, &["close_range"]);
         let out = b.run_sh("grep Seccomp: /proc/self/status; echo started");
         assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
         assert!(out.contains("started"), "{out}");
@@ -186,11 +176,7 @@ fn seccomp_profile_denying_close_range() {
 fn seccomp_denies_mkdir() {
     each_runtime("seccomp_denies_mkdir", &[], |rt| {
         let mut b = Bundle::new(rt);
-        b.spec["linux"]["seccomp"] = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
-            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
-        });
+        set_seccomp_denying(&mut b.spec, &["mkdir", "mkdirat"]);
         let out = b.run_sh("grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/y && echo touched");
         assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
         assert!(

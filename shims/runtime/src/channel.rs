@@ -103,7 +103,8 @@ impl Channel {
     }
 }
 
-fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<isize> {
+/// Repeats a system call interrupted by a signal.
+pub(crate) fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<isize> {
     loop {
         let result = call();
         if result >= 0 {

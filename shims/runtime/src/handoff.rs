@@ -180,15 +180,15 @@ pub fn run_if_handed_over() {
         Ok(Some(Message::Init(request))) => request,
         other => fail(&channel, InitError::Protocol(format!("expected the init request, got {other:?}"))),
     };
-
-    crate::mark!("request received");    let spec: Spec = serde_json::from_str(&request.spec)
+    crate::mark!("request received");
+    let spec: Spec = serde_json::from_str(&request.spec)
         .unwrap_or_else(|e| fail(&channel, InitError::Protocol(format!("the init request's spec: {e}"))));
-
-    crate::mark!("spec parsed");    let state_dir = adopt(request.state_dir);
+    crate::mark!("spec parsed");
+    let state_dir = adopt(request.state_dir);
     let console_socket = request.console_socket.map(adopt);
     let (namespaces, capabilities, seccomp) = prepare(&spec).unwrap_or_else(|e| fail(&channel, e));
-
-    crate::mark!("prepared");    let Some(process) = spec.process().as_ref() else {
+    crate::mark!("prepared");
+    let Some(process) = spec.process().as_ref() else {
         fail(&channel, InitError::Protocol("the init request's spec has no process".into()))
     };
     let rootfs = RootfsConfig {

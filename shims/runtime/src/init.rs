@@ -109,8 +109,9 @@ struct Placement<'a> {
     channel: &'a Channel,
     new_cgroup_namespace: bool,
     done: std::cell::Cell<bool>,
-    /// The host's v1 hierarchies, when the runtime sent them with the placement.
-    hierarchies: std::cell::OnceCell<Vec<crate::cgroups::V1Hierarchy>>,
+    /// The host's v1 hierarchies, when the runtime sent them with the placement,
+    /// until the rootfs takes them.
+    hierarchies: std::cell::Cell<Option<Vec<crate::cgroups::V1Hierarchy>>>,
 }
 
 impl<'a> Placement<'a> {
@@ -127,7 +128,7 @@ impl<'a> Placement<'a> {
             Some(Message::Placed) => {}
             Some(Message::PlaceYourself(placement)) => {
                 place_self(&placement.files)?;
-                let _ = self.hierarchies.set(placement.v1_hierarchies);
+                self.hierarchies.set(Some(placement.v1_hierarchies));
             }
             other => return Err(InitError::Protocol(format!("expected Placed, got {other:?}"))),
         }
@@ -214,8 +215,8 @@ fn init_container(
     let spec = config.spec;
     let mut await_cgroup = || {
         placement.wait().map_err(|e| rootfs::RootfsError::Waiting(e.to_string()))?;
-        if let Some(known) = placement.hierarchies.get() {
-            let _ = rootfs_config.cgroup_hierarchies.set(known.clone());
+        if let Some(known) = placement.hierarchies.take() {
+            let _ = rootfs_config.cgroup_hierarchies.set(known);
         }
         Ok(())
     };
@@ -233,8 +234,8 @@ fn init_container(
     }
     rootfs::finish(rootfs_config)?;
     set_host_names(spec)?;
-
-    crate::mark!("process prepared");    let executable = prepare_process(config)?;
+    let executable = prepare_process(config)?;
+    crate::mark!("process prepared");
     channel.send(&Message::Ready).map_err(InitError::Channel)?;
     // While `start` is on its way (every signal stays blocked until execve).
     reset_signal_dispositions();
@@ -375,8 +376,8 @@ fn execute(config: &ChildConfig, executable: &CString) -> Result<Infallible, Ini
     };
     let args = to_cstrings(config.process.args().as_ref());
     let env = to_cstrings(config.process.env().as_ref());
-
-    crate::mark!("execve");    let error = nix::unistd::execve(executable, &args, &env).unwrap_err();
+    crate::mark!("execve");
+    let error = nix::unistd::execve(executable, &args, &env).unwrap_err();
     Err(InitError::Exec(executable.to_string_lossy().into_owned(), error))
 }
 

@@ -15,8 +15,9 @@ use crate::cgroups::ContainerCgroup;
 use crate::error::RuntimeError;
 use crate::init::{child_main, ChildConfig, Role};
 
-/// The cgroup to move the child into, created on first call if need be (a container's
-/// cgroup is made while its init builds the rootfs); None for no cgroup.
+/// The cgroup to move the child into, with its limits applied (a container's is made
+/// by a second thread while the init starts, and waited for on first call); None for
+/// no cgroup.
 pub type CgroupSource<'a> = dyn Fn() -> Result<Option<&'a ContainerCgroup>, RuntimeError> + 'a;
 
 /// What the runtime does for the child while it sets up.
@@ -24,8 +25,6 @@ pub struct ParentDuties<'a> {
     /// Called in the runtime right after `clone` returns (whether it worked or not).
     pub after_clone: &'a dyn Fn(),
     pub cgroup: &'a CgroupSource<'a>,
-    /// Applies the cgroup's limits once it exists; the child may be moving in meanwhile.
-    pub limit_cgroup: &'a dyn Fn() -> Result<(), RuntimeError>,
     pub oom_score_adj: Option<i32>,
     pub uid_mappings: &'a [LinuxIdMapping],
     pub gid_mappings: &'a [LinuxIdMapping],
@@ -126,14 +125,14 @@ struct Progress {
 impl Progress {
     fn drive(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
         let is_init = matches!(config.role, Role::ContainerInit { .. });
-        // A container init sets up its rootfs while its cgroup is created and it is
-        // moved in (cgroup mkdir and the first v1 migration can take milliseconds).
+        // A container init sets up its rootfs while it is moved into its cgroup (the
+        // first v1 migration by pid can take milliseconds).
         let overlap = is_init && !self.intermediate;
         // An init outside a new user namespace moves itself (writing the host's cgroup
         // files needs the host's root): see ContainerCgroup::self_placement.
         let self_placing = overlap && !config.namespaces.creates_user_namespace();
         if !overlap {
-            self.place_and_limit(duties)?;
+            self.place(duties)?;
         }
         if let Some(score) = duties.oom_score_adj {
             write_oom_score_adj(self.first, score)?;
@@ -147,11 +146,9 @@ impl Progress {
             let placement = (duties.cgroup)()?.map(|c| c.self_placement()).unwrap_or_default();
             send(channel, Message::PlaceYourself(placement))?;
             crate::mark!("place sent");
-            (duties.limit_cgroup)()?;
-            crate::mark!("limits applied");
         } else {
             if overlap {
-                self.place_and_limit(duties)?;
+                self.place(duties)?;
             }
             send(channel, Message::Placed)?;
         }
@@ -179,12 +176,12 @@ impl Progress {
         }
     }
 
-    /// Moves the child into its cgroup by pid, then applies the cgroup's limits.
-    fn place_and_limit(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
-        if let Some(cgroup) = (duties.cgroup)()? {
-            cgroup.add_process(self.first)?;
+    /// Moves the child into its cgroup by pid.
+    fn place(&self, duties: &ParentDuties) -> Result<(), RuntimeError> {
+        match (duties.cgroup)()? {
+            Some(cgroup) => Ok(cgroup.add_process(self.first)?),
+            None => Ok(()),
         }
-        (duties.limit_cgroup)()
     }
 
     /// Kills and reaps what was started.

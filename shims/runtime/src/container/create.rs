@@ -165,16 +165,14 @@ impl Runtime {
             handoff: handoff.as_ref(),
         };
         let run_hooks = |pid: i32| self.runtime_hooks(record, pid);
-        let make_cgroup = || {
+        let made_cgroup = || {
             settle_early_cgroup(early, cgroup)?;
             Ok(cgroup.get())
         };
-        let limit_cgroup = || settle_early_cgroup(early, cgroup);
         let release_thread = || overlap.map_or((), overlap::RuntimeSide::release_thread);
         let duties = ParentDuties {
             after_clone: &release_thread,
-            cgroup: &make_cgroup,
-            limit_cgroup: &limit_cgroup,
+            cgroup: &made_cgroup,
             oom_score_adj: process.oom_score_adj(),
             uid_mappings: linux.uid_mappings().as_deref().unwrap_or_default(),
             gid_mappings: linux.gid_mappings().as_deref().unwrap_or_default(),
@@ -239,7 +237,6 @@ impl Runtime {
     }
 }
 
-/// The sealed binary and the request for an init that is handed over.
 /// What the second thread of `Runtime::spawn_init` made, and how it went.
 type EarlyOutcome = (Option<ContainerCgroup>, Result<(), RuntimeError>);
 
@@ -256,6 +253,7 @@ fn settle_early_cgroup(early: &EarlyCgroup, slot: &OnceCell<ContainerCgroup>) ->
     result
 }
 
+/// The sealed binary and the request for an init that is handed over.
 fn handoff_for<'a>(record: &'a ContainerRecord, options: &CreateOptions, state_dir: &OwnedFd, console: Option<&OwnedFd>) -> Result<Handoff<'a>, RuntimeError> {
     let request = InitRequest {
         spec: String::new(),

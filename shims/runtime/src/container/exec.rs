@@ -58,7 +58,6 @@ impl Runtime {
         let duties = ParentDuties {
             after_clone: &|| {},
             cgroup: &cgroup,
-            limit_cgroup: &|| Ok(()),
             oom_score_adj,
             uid_mappings: &[],
             gid_mappings: &[],

@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 
+use crate::channel::retry_eintr;
+
 /// The runtime's ends, and the thread's.
 pub fn handshake() -> nix::Result<(RuntimeSide, ThreadSide)> {
     let (making_read, making_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -27,13 +29,13 @@ pub struct ThreadSide {
 impl ThreadSide {
     /// From now until [`Self::dirs_made`], system calls only.
     pub fn making_dirs(&self) {
-        let _ = retry(|| unsafe { libc::write(self.making.as_raw_fd(), b"m".as_ptr().cast(), 1) });
+        let _ = retry_eintr(|| unsafe { libc::write(self.making.as_raw_fd(), b"m".as_ptr().cast(), 1) });
     }
 
     /// Waits until the runtime has cloned (or given up on cloning).
     pub fn dirs_made(&self) {
         let mut byte = 0u8;
-        let _ = retry(|| unsafe { libc::read(self.cloned.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) });
+        let _ = retry_eintr(|| unsafe { libc::read(self.cloned.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) });
     }
 }
 
@@ -48,13 +50,13 @@ impl RuntimeSide {
     /// without doing so (false: join it before cloning).
     pub fn thread_is_making_dirs(&self) -> bool {
         let mut byte = 0u8;
-        matches!(retry(|| unsafe { libc::read(self.making.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) }), Ok(1))
+        matches!(retry_eintr(|| unsafe { libc::read(self.making.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) }), Ok(1))
     }
 
     /// Lets the thread go on: call right after `clone`. Once only; dropping does it too.
     pub fn release_thread(&self) {
         if !self.released.replace(true) {
-            let _ = retry(|| unsafe { libc::write(self.cloned.as_raw_fd(), b"c".as_ptr().cast(), 1) });
+            let _ = retry_eintr(|| unsafe { libc::write(self.cloned.as_raw_fd(), b"c".as_ptr().cast(), 1) });
         }
     }
 }
@@ -62,15 +64,5 @@ impl RuntimeSide {
 impl Drop for RuntimeSide {
     fn drop(&mut self) {
         self.release_thread();
-    }
-}
-
-fn retry(mut call: impl FnMut() -> isize) -> Result<isize, nix::Error> {
-    loop {
-        match call() {
-            -1 if nix::Error::last() == nix::Error::EINTR => continue,
-            -1 => return Err(nix::Error::last()),
-            done => return Ok(done),
-        }
     }
 }

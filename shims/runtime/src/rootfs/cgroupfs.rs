@@ -22,9 +22,13 @@ fn error(destination: &Path, what: &'static str, source: Errno) -> RootfsError {
 pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions, config: &RootfsConfig) -> Result<(), RootfsError> {
     let flags = (parsed.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let namespaced = config.in_cgroup_namespace;
-    let hierarchies = match config.cgroup_hierarchies.get() {
-        Some(known) => known.clone(),
-        None => v1_hierarchies(),
+    let read_here;
+    let hierarchies: &[V1Hierarchy] = match config.cgroup_hierarchies.get() {
+        Some(known) => known,
+        None => {
+            read_here = v1_hierarchies();
+            &read_here
+        }
     };
     if hierarchies.is_empty() {
         return mount_unified(root, destination, flags, namespaced);
@@ -40,7 +44,7 @@ pub fn mount_cgroups(root: &OwnedFd, destination: &Path, parsed: &ParsedOptions,
     // In a cgroup namespace the hierarchies are mounted afresh, rooted at the
     // container's own cgroups; otherwise those are bound, found in /proc/self/cgroup.
     let own = if namespaced { Vec::new() } else { own_cgroup_paths() };
-    for hierarchy in &hierarchies {
+    for hierarchy in hierarchies {
         mount_hierarchy(&tmpfs, destination, hierarchy, &own, flags, namespaced)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
