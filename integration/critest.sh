@@ -2,86 +2,31 @@
 # Runs the upstream CRI validation suite (critest, from cri-tools) against berthd.
 # A developer tool: not part of integration/test.sh or CI. Run as root:
 #
-#   sudo integration/critest.sh [critest flags...]     e.g. -ginkgo.focus='PodSandbox'
-#   sudo integration/critest.sh --probe                 the stand-in checks instead
+#   sudo CRITEST=/path/to/critest integration/critest.sh [critest flags...]
+#        e.g. -ginkgo.focus='PodSandbox'
 #
-# 1. critest is built once into $CACHE (Debian's Go 1.19 fetches the approved go1.27.3
-#    toolchain as a Go module; that toolchain builds cri-tools' critest test binary).
-#    Needs the Go module proxy; set CRITEST=/path/to/critest to use a binary you have.
-# 2. Test images equivalent to upstream's are built from Debian's busybox-static and
-#    pushed to Debian's docker-registry on 127.0.0.1:5000 inside a network namespace.
+# 1. critest is built by hand, outside this repository, from cri-tools' own source
+#    (its vendored modules; see the README's conformance section). This script builds
+#    nothing: it takes the binary from $CRITEST.
+# 2. Test images that behave as upstream's do are built from Debian's busybox (the
+#    dynamic build with its C library, every applet a hard link, so that a masked
+#    /bin/ls really fails) and pushed to Debian's docker-registry on 127.0.0.1:5000
+#    inside a network namespace.
 # 3. berthd (this tree's target/release) runs in that namespace with temporary root and
 #    state, mirrors sending registry.k8s.io, gcr.io and docker.io to the registry.
 # 4. critest runs in the same namespace (it reaches pod IPs and host ports there).
-# --probe runs integration/critest-probe.py instead of critest: checks written from
-# critest's specs, for machines that cannot build critest (grpcio from PyPI, stubs from
-# the k8s-cri crate's proto).
 # Everything is removed on exit. Output and berthd's log stay in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-CACHE=${BERTH_CRITEST_CACHE:-/var/cache/berth-critest}
-CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.37.0}
-GO_TOOLCHAIN=go1.27.3
 OUT=${BERTH_CRITEST_OUT:-/tmp/berth-critest-out}
 NS=critest-ns
 REG=127.0.0.1:5000
 
 [ "$(id -u)" = 0 ] || { echo "critest.sh: run as root" >&2; exit 1; }
-
-# --- 1. critest ---------------------------------------------------------------------
-build_critest() {
-    local bin=$CACHE/critest-$CRI_TOOLS_VERSION
-    if [ -x "$bin" ]; then echo "$bin"; return; fi
-    mkdir -p "$CACHE"
-    [ -x /usr/lib/go-1.19/bin/go ] || apt-get install -y golang-1.19-go >&2
-    export GOPATH=$CACHE/gopath GOTOOLCHAIN=local GOFLAGS=-modcacherw
-    local goroot=$CACHE/$GO_TOOLCHAIN
-    if [ ! -x "$goroot/bin/go" ]; then
-        local json dir
-        json=$(cd "$CACHE" && /usr/lib/go-1.19/bin/go mod download -json "golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-amd64")
-        dir=$(printf '%s' "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit("toolchain: " + d.get("Error", "no Dir")))') || {
-            echo "critest.sh: cannot fetch the Go toolchain module (is the Go module proxy reachable?)" >&2; return 1; }
-        rm -rf "$goroot.tmp" && cp -a "$dir" "$goroot.tmp"
-        # Module zips carry no file modes: make the toolchain's programs executable.
-        chmod -R u+w "$goroot.tmp" && chmod +x "$goroot.tmp"/bin/* "$goroot.tmp"/pkg/tool/*/*
-        mv "$goroot.tmp" "$goroot"
-    fi
-    local mod=$CACHE/mod-$CRI_TOOLS_VERSION
-    rm -rf "$mod" && mkdir -p "$mod"
-    (
-        cd "$mod"
-        "$goroot/bin/go" mod init berth-critest >&2
-        "$goroot/bin/go" get "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" >&2
-        # As cri-tools' Makefile does: critest is the test binary of ./cmd/critest.
-        CGO_ENABLED=0 "$goroot/bin/go" test -c -trimpath -o "$bin.tmp" sigs.k8s.io/cri-tools/cmd/critest >&2
-    )
-    mv "$bin.tmp" "$bin"
-    echo "$bin"
-}
-
-# The stand-in: a venv with grpcio, and Python stubs of the CRI proto berth builds with.
-build_probe() {
-    local venv=$CACHE/probe-venv
-    mkdir -p "$CACHE"
-    [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q grpcio grpcio-tools; } >&2
-    local version proto
-    version=$(grep -A1 '^name = "k8s-cri"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
-    proto=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"k8s-cri-$version"/proto/v1.proto | head -1)
-    mkdir -p "$CACHE/stubs" && cp "$proto" "$CACHE/stubs/api.proto"
-    (cd "$CACHE/stubs" && "$venv/bin/python" -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. api.proto) >&2
-    echo "$venv/bin/python $REPO/integration/critest-probe.py"
-}
-
-if [ "${1:-}" = --probe ]; then
-    shift
-    critest=$(build_probe)
-    export CRI_STUBS=$CACHE/stubs
-elif [ -n "${CRITEST:-}" ]; then
-    critest=$CRITEST
-else
-    critest=$(build_critest)
-fi
+[ -n "${CRITEST:-}" ] && [ -x "$CRITEST" ] || {
+    echo "critest.sh: set CRITEST to the critest binary (cri-tools' cmd/critest test binary)" >&2; exit 1; }
+critest=$CRITEST
 
 # --- cleanup ----------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
@@ -241,13 +186,19 @@ int main(int argc, char **argv) {
 EOF_C
 gcc -static -O2 -o "$WORK/helpers/helpers" "$WORK/helpers/helpers.c"
 
-# The base: busybox-static with every applet as a hard link (as busybox images have them:
-# masking /bin/ls must not mask busybox), stand-ins for the applets Debian's build
-# lacks (pgrep, ipcs), and the users and groups the tests name.
+# The base: Debian's dynamic busybox with the C library it links (its shell runs
+# applets as programs, so masking /bin/ls makes `ls` fail as on upstream's image), every
+# applet a hard link, stand-ins for the applets Debian's build lacks (pgrep, ipcs), and
+# the users and groups the tests name.
+BUSYBOX_DIR=$WORK/busybox-deb
+(cd "$WORK" && apt-get download -q busybox >/dev/null) && dpkg-deb -x "$WORK"/busybox_*.deb "$BUSYBOX_DIR"
 base_rootfs() {
     rm -rf "$WORK/rootfs" && mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,var/www,var/run,home/default-user}
     cd "$WORK/rootfs"
-    cp /bin/busybox bin/busybox
+    cp "$BUSYBOX_DIR/bin/busybox" bin/busybox
+    for lib in $(ldd bin/busybox | grep -o '/[^ ]*'); do
+        mkdir -p ".$(dirname "$lib")" && cp -L "$lib" ".$lib"
+    done
     for applet in $(bin/busybox --list); do [ -e "bin/$applet" ] || ln bin/busybox "bin/$applet"; done
     printf '%s\n' '#!/bin/sh' '# pgrep NAME: pids whose process name contains NAME' 'found=1' \
         'for d in /proc/[0-9]*; do grep -q -- "$1" "$d/comm" 2>/dev/null && { echo "${d#/proc/}"; found=0; }; done' \
@@ -323,8 +274,7 @@ for _ in $(seq 200); do [ -S "$WORK/state/berth.sock" ] && break; sleep 0.1; don
 
 # --- 4. critest -------------------------------------------------------------------------------
 status=0
-# shellcheck disable=SC2086 # $critest is "python probe.py" with --probe
-in_ns $critest --runtime-endpoint "unix://$WORK/state/berth.sock" --image-endpoint "unix://$WORK/state/berth.sock" \
+in_ns "$critest" --runtime-endpoint "unix://$WORK/state/berth.sock" --image-endpoint "unix://$WORK/state/berth.sock" \
     -parallel 1 -ginkgo.no-color "$@" 2>&1 | tee "$OUT/critest.log" || status=$?
 echo "critest output: $OUT/critest.log; berthd log: $OUT/berthd.log"
 exit "$status"

@@ -125,3 +125,40 @@ fn bad_sandbox_requests_get_precise_errors() {
         assert_eq!(exec.code(), tonic::Code::Unimplemented);
     });
 }
+
+/// Hostname of the pod's UTS namespace, read through its pinned namespace.
+fn pod_uts_hostname(daemon: &Berthd, id: &str) -> String {
+    let uts = daemon.state().join("sandboxes").join(id).join("uts");
+    let output = std::process::Command::new("nsenter").arg(format!("--uts={}", uts.display())).arg("hostname").output().expect("nsenter");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn pod_hostname_defaults_to_the_node_and_a_long_one_is_refused() {
+    let daemon = Berthd::start("");
+    runtime().block_on(async {
+        let mut client = daemon.runtime().await;
+        // critest names its pods with long names and sends no hostname: the node's is used.
+        let long_name = format!("pod-with-a-name-much-longer-than-the-kernel-allows-for-a-hostname-{}", "x".repeat(20));
+        let mut config = pod_config(&long_name, &[]);
+        config.hostname = String::new();
+        let request = cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
+        let id = client.run_pod_sandbox(request).await.expect("run with no hostname").into_inner().pod_sandbox_id;
+        let node = nix::unistd::gethostname().expect("gethostname").to_string_lossy().into_owned();
+        assert_eq!(pod_uts_hostname(&daemon, &id), node);
+        let file = std::fs::read_to_string(daemon.state().join("sandboxes").join(&id).join("hostname")).expect("hostname file");
+        assert_eq!(file.trim(), node, "/etc/hostname of the pod disagrees with its UTS namespace");
+
+        // A hostname over 64 bytes is the caller's error, and nothing is left of it.
+        let mut config = pod_config("too-long", &[]);
+        config.hostname = "h".repeat(65);
+        let error = client.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await.expect_err("long hostname");
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+        assert!(error.message().contains("64"), "{}", error.message());
+        let items = client.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.expect("list").into_inner().items;
+        assert_eq!(items.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![id.clone()]);
+
+        client.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("stop");
+        client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await.expect("remove");
+    });
+}

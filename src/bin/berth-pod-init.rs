@@ -1,4 +1,4 @@
-//! `berth-pod-init ROOT`: the first process of a pod's shared PID namespace, what a
+//! `berth-pod-init ROOT [USERNS]`: the first process of a pod's shared PID namespace, what a
 //! pause container is elsewhere. berthd starts it only for pods whose containers share
 //! one PID namespace (every other namespace of a pod is pinned without a process).
 //!
@@ -8,7 +8,9 @@
 //! (mounted on ROOT, a directory berthd made), holds no capability, is not dumpable,
 //! reaps the orphans of the pod's containers and exits on SIGTERM or SIGINT, which ends
 //! the namespace. Runs from a sealed read-only view of its binary, so the pod's
-//! containers cannot write to it through `/proc/1/exe`.
+//! containers cannot write to it through `/proc/1/exe`. For a pod with a user namespace
+//! of its own (pinned at USERNS), it joins that first, as its root, so that the PID
+//! namespace belongs to the pod's user namespace like the pod's other namespaces.
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -29,6 +31,12 @@ fn main() -> ExitCode {
         eprintln!("usage: berth-pod-init ROOT (an empty directory for the init's root)");
         return ExitCode::from(2);
     };
+    if let Some(userns) = std::env::args_os().nth(2) {
+        if let Err(message) = join_user_namespace(Path::new(&userns)) {
+            eprintln!("berth-pod-init: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
     match start(Path::new(&root)) {
         Ok(pid) => {
             println!("{pid}");
@@ -39,6 +47,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Enters the pod's user namespace as its root (id 0 inside).
+fn join_user_namespace(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWUSER).map_err(|e| format!("joining the user namespace {}: {e}", path.display()))?;
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups in the user namespace: {e}"))?;
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(|e| format!("becoming gid 0 in the user namespace: {e}"))?;
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(|e| format!("becoming uid 0 in the user namespace: {e}"))
 }
 
 /// Forks the namespace's init and waits for its word that it is ready.

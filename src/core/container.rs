@@ -94,6 +94,7 @@ impl Core {
             bundle: self.paths.bundle(id).display().to_string(),
             snapshot_key: record_key(namespace, id),
             complete: false,
+            identity: None,
             spec: ContainerSpec { sandbox_id: sandbox.id.clone(), ..spec },
         };
         self.claim_name(CONTAINERS, namespace, "container", &record.spec.name, id, &record)?;
@@ -103,7 +104,7 @@ impl Core {
     async fn build_container(&self, record: &mut ContainerRecord, sandbox: &SandboxRecord) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle).to_path_buf();
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io_error(format!("creating {}", bundle.display())))?;
-        let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key).await?;
+        let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key, sandbox.spec.user_namespace.as_ref()).await?;
         record.image_id = prepared.image_id.clone();
         record.image_ref = prepared.image_ref.clone();
         let pid_namespace_path = self.pid_namespace_of(record, sandbox)?;
@@ -122,6 +123,7 @@ impl Core {
             pid_namespace_path,
         };
         let spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        record.identity = spec.pointer("/process/user").and_then(|user| serde_json::from_value::<OciUser>(user.clone()).ok()).map(OciUser::into_identity);
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
         ensure_working_dir(&prepared.defaults.layers, cwd)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -481,4 +483,20 @@ mod tests {
 
 pub fn timestamp_nanos(at: &MessageField<protobuf::well_known_types::timestamp::Timestamp>) -> i64 {
     at.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).unwrap_or(0)
+}
+
+/// `process.user` of a generated config.json.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciUser {
+    uid: u32,
+    gid: u32,
+    #[serde(default)]
+    additional_gids: Vec<u32>,
+}
+
+impl OciUser {
+    fn into_identity(self) -> crate::core::ProcessIdentity {
+        crate::core::ProcessIdentity { uid: self.uid, gid: self.gid, additional_gids: self.additional_gids }
+    }
 }

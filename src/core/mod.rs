@@ -4,6 +4,7 @@
 pub mod container;
 pub mod events;
 pub mod exec;
+pub mod handlers;
 pub mod ids;
 pub mod pin;
 pub mod pod_init;
@@ -13,6 +14,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod stats;
 pub mod update;
+pub mod userns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,6 +112,8 @@ pub struct Core {
     pub events: events::EventBus,
     /// Serializes changes to the records (creation, state changes, removal).
     pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// Each runtime handler's features, found on first use.
+    pub(crate) handler_features: tokio::sync::OnceCell<std::collections::BTreeMap<String, handlers::HandlerFeatures>>,
 }
 
 pub type SharedCore = Arc<Core>;

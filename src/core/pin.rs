@@ -37,16 +37,19 @@ pub struct PinPlan {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub hostname: String,
+    /// A user namespace of the pod's own, pinned there, owning the others.
+    pub user: Option<(PathBuf, crate::core::UserNamespaceSpec)>,
 }
 
 impl PinPlan {
-    fn pinned(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
-        [("net", &self.network), ("ipc", &self.ipc), ("uts", &self.uts)]
+    pub(crate) fn pinned(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
+        let user = self.user.as_ref().map(|(path, _)| path);
+        [("net", self.network.as_ref()), ("ipc", self.ipc.as_ref()), ("uts", self.uts.as_ref()), ("user", user)]
             .into_iter()
-            .filter_map(|(kind, path)| path.as_ref().map(|path| (kind, path)))
+            .filter_map(|(kind, path)| path.map(|path| (kind, path)))
     }
 
-    fn clone_flags(&self) -> CloneFlags {
+    pub(crate) fn clone_flags(&self) -> CloneFlags {
         let mut flags = CloneFlags::empty();
         flags.set(CloneFlags::CLONE_NEWNET, self.network.is_some());
         flags.set(CloneFlags::CLONE_NEWIPC, self.ipc.is_some());
@@ -57,6 +60,13 @@ impl PinPlan {
 
 /// Creates and pins the namespaces of `plan`. On error nothing stays pinned.
 pub fn pin(plan: &PinPlan) -> Result<(), PinError> {
+    if plan.user.is_some() {
+        let outcome = super::userns::pin_in_user_namespace(plan);
+        if outcome.is_err() {
+            unpin(plan);
+        }
+        return outcome;
+    }
     let plan_for_thread = plan.clone();
     let outcome = std::thread::spawn(move || pin_on_this_thread(&plan_for_thread))
         .join()
@@ -70,14 +80,21 @@ pub fn pin(plan: &PinPlan) -> Result<(), PinError> {
 /// Runs on a thread of its own, which exits afterwards (its namespaces are not reused).
 fn pin_on_this_thread(plan: &PinPlan) -> Result<(), PinError> {
     unshare(plan.clone_flags()).map_err(sys("unshare"))?;
-    if plan.uts.is_some() && !plan.hostname.is_empty() {
-        nix::unistd::sethostname(&plan.hostname).map_err(sys("sethostname"))?;
-    }
-    if plan.network.is_some() {
-        loopback_up().map_err(sys("bringing lo up"))?;
-    }
+    set_up_namespaces(plan).map_err(|(step, source)| PinError::Sys { step: step.into(), source })?;
     for (kind, target) in plan.pinned() {
         bind_namespace(kind, target)?;
+    }
+    Ok(())
+}
+
+/// Inside the new namespaces: the hostname and `lo`. Only system calls (it also runs in a
+/// forked child), so errors are a static step and an errno.
+pub(crate) fn set_up_namespaces(plan: &PinPlan) -> Result<(), (&'static str, nix::Error)> {
+    if plan.uts.is_some() && !plan.hostname.is_empty() {
+        nix::unistd::sethostname(&plan.hostname).map_err(|e| ("sethostname", e))?;
+    }
+    if plan.network.is_some() {
+        loopback_up().map_err(|e| ("bringing lo up", e))?;
     }
     Ok(())
 }
@@ -91,7 +108,7 @@ pub fn bind_namespace_of(pid: u32, kind: &str, target: &Path) -> Result<(), PinE
     bind_namespace_file(&format!("/proc/{pid}/ns/{kind}"), target)
 }
 
-fn bind_namespace_file(source: &str, target: &Path) -> Result<(), PinError> {
+pub(crate) fn bind_namespace_file(source: &str, target: &Path) -> Result<(), PinError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|source| PinError::Io {
             step: format!("creating {}", parent.display()),

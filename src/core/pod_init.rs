@@ -22,10 +22,11 @@ pub struct PodInit {
 
 /// Starts the pod's init with `root` as its empty root and pins its namespace on
 /// `pinned`. On error nothing is left running or mounted.
-pub async fn start(binary: &Path, root: &Path, pinned: &Path) -> Result<PodInit, CoreError> {
+pub async fn start(binary: &Path, root: &Path, pinned: &Path, userns: Option<&Path>) -> Result<PodInit, CoreError> {
     std::fs::create_dir_all(root).map_err(super::io_error(format!("creating {}", root.display())))?;
     let output = tokio::process::Command::new(binary)
         .arg(root)
+        .args(userns)
         .stdin(std::process::Stdio::null())
         .output()
         .await

@@ -59,10 +59,40 @@ pub struct SandboxSpec {
     /// The pod-level pid mode; containers may ask for their own.
     pub pid: NamespaceMode,
     pub sysctls: Labels,
+    /// A user namespace of the pod's own, with these maps (none: the host's).
+    #[serde(default)]
+    pub user_namespace: Option<UserNamespaceSpec>,
     pub runtime_handler: String,
     pub privileged: bool,
     /// The front door's own description (for CRI: the PodSandboxMetadata), kept as is.
     pub front: serde_json::Value,
+}
+
+/// One range of a user namespace's id map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub length: u32,
+}
+
+/// The uid and gid maps of a pod's user namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespaceSpec {
+    pub uids: Vec<IdMap>,
+    pub gids: Vec<IdMap>,
+}
+
+impl UserNamespaceSpec {
+    /// The maps as the kernel's `uid_map`/`gid_map` files take them.
+    pub fn map_file(maps: &[IdMap]) -> String {
+        maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.length)).collect()
+    }
+
+    /// The maps as overlay mount options (`container:host:length`, comma separated).
+    pub fn mount_option(maps: &[IdMap]) -> String {
+        maps.iter().map(|m| format!("{}:{}:{}", m.container_id, m.host_id, m.length)).collect::<Vec<_>>().join(",")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +113,9 @@ pub struct SandboxRecord {
     pub netns: Option<String>,
     pub ipcns: Option<String>,
     pub utsns: Option<String>,
+    /// The pinned user namespace, for pods with one of their own.
+    #[serde(default)]
+    pub userns: Option<String>,
     pub shm: Option<String>,
     /// The shared PID namespace's init, for pods whose pid mode is `Pod`.
     #[serde(default)]
@@ -102,6 +135,9 @@ pub struct MountSpec {
     pub readonly: bool,
     /// `private`, `rslave` (host to container) or `rshared` (bidirectional).
     pub propagation: String,
+    /// Read-only all the way down: submounts of the source too (needs `readonly`).
+    #[serde(default)]
+    pub recursive_read_only: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -134,6 +170,23 @@ pub enum SeccompProfile {
     Localhost(String),
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupplementalGroupsPolicy {
+    /// The requested groups and the user's groups in the image's `/etc/group`.
+    #[default]
+    Merge,
+    /// Only the requested groups (and the primary group).
+    Strict,
+}
+
+/// The identity a container's process runs with, as its config.json says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecuritySettings {
     pub privileged: bool,
@@ -143,6 +196,9 @@ pub struct SecuritySettings {
     pub run_as_group: Option<i64>,
     pub run_as_username: String,
     pub supplemental_groups: Vec<i64>,
+    /// Whether the image's `/etc/group` memberships of the user are added (Merge) or not.
+    #[serde(default)]
+    pub supplemental_groups_policy: SupplementalGroupsPolicy,
     pub readonly_rootfs: bool,
     pub no_new_privs: bool,
     pub seccomp: SeccompProfile,
@@ -211,6 +267,9 @@ pub struct ContainerRecord {
     /// The container's writable snapshot.
     pub snapshot_key: String,
     pub complete: bool,
+    /// The effective identity of the container's process (set at create).
+    #[serde(default)]
+    pub identity: Option<ProcessIdentity>,
 }
 
 impl ContainerRecord {

@@ -23,17 +23,23 @@ impl From<ImageError> for CoreError {
     }
 }
 
-fn rootfs_mounts(overlay: &OverlayMount) -> Vec<RootfsMount> {
+/// The container's root mounts; in a pod with its own user namespace the overlay asks
+/// the shim for idmapped layers (`uidmap=`/`gidmap=`, as containerd's options are).
+fn rootfs_mounts(overlay: &OverlayMount, userns: Option<&UserNamespaceSpec>) -> Vec<RootfsMount> {
     if overlay.lowerdirs.is_empty() {
         let source = overlay.upperdir.display().to_string();
         return vec![RootfsMount { kind: "bind".into(), source, options: vec!["rbind".into(), "rw".into()] }];
     }
     let lower: Vec<String> = overlay.lowerdirs.iter().map(|dir| dir.display().to_string()).collect();
-    let options = vec![
+    let mut options = vec![
         format!("lowerdir={}", lower.join(":")),
         format!("upperdir={}", overlay.upperdir.display()),
         format!("workdir={}", overlay.workdir.display()),
     ];
+    if let Some(maps) = userns {
+        options.push(format!("uidmap={}", UserNamespaceSpec::mount_option(&maps.uids)));
+        options.push(format!("gidmap={}", UserNamespaceSpec::mount_option(&maps.gids)));
+    }
     vec![RootfsMount { kind: "overlay".into(), source: "overlay".into(), options }]
 }
 
@@ -50,7 +56,7 @@ fn image_defaults(image: &Image, overlay: &OverlayMount) -> ImageDefaults {
 }
 
 impl Core {
-    pub(crate) async fn prepare_rootfs(&self, reference: &str, snapshot_key: &str) -> CoreResult<PreparedRootfs> {
+    pub(crate) async fn prepare_rootfs(&self, reference: &str, snapshot_key: &str, userns: Option<&UserNamespaceSpec>) -> CoreResult<PreparedRootfs> {
         let image = self.images.get(reference)?;
         let overlay = self.images.prepare_active(snapshot_key, &image.id)?;
         let image_ref = image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone());
@@ -58,7 +64,7 @@ impl Core {
             image_id: image.id.clone(),
             image_ref,
             defaults: image_defaults(&image, &overlay),
-            mounts: rootfs_mounts(&overlay),
+            mounts: rootfs_mounts(&overlay, userns),
         })
     }
 

@@ -17,6 +17,7 @@ impl Core {
             // A pod on the host's network also keeps the host's name, as with containerd.
             uts: own_network.then(|| self.paths.sandbox_dir(id).join("uts")),
             hostname: spec.hostname.clone(),
+            user: spec.user_namespace.as_ref().map(|maps| (self.paths.sandbox_dir(id).join("user"), maps.clone())),
         }
     }
 
@@ -55,6 +56,7 @@ impl Core {
             netns: None,
             ipcns: None,
             utsns: None,
+            userns: None,
             shm: None,
             pod_init: None,
             shims: Vec::new(),
@@ -74,13 +76,14 @@ impl Core {
         record.netns = plan.network.as_ref().map(|p| p.display().to_string());
         record.ipcns = plan.ipc.as_ref().map(|p| p.display().to_string());
         record.utsns = plan.uts.as_ref().map(|p| p.display().to_string());
+        record.userns = plan.user.as_ref().map(|(p, _)| p.display().to_string());
         if plan.ipc.is_some() {
             let shm = dir.join("shm");
             pin::mount_shm(&shm, SHM_BYTES)?;
             record.shm = Some(shm.display().to_string());
         }
         if record.spec.pid == NamespaceMode::Pod {
-            let init = pod_init::start(&self.paths.pod_init_binary, &dir.join("init-root"), &dir.join("pid")).await?;
+            let init = pod_init::start(&self.paths.pod_init_binary, &dir.join("init-root"), &dir.join("pid"), plan.user.as_ref().map(|(path, _)| path.as_path())).await?;
             record.pod_init = Some(init);
         }
         match &plan.network {

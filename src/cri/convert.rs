@@ -35,6 +35,49 @@ pub fn sandbox_name(metadata: &cri::PodSandboxMetadata) -> String {
     format!("{}_{}_{}_{}", metadata.name, metadata.namespace, metadata.uid, metadata.attempt)
 }
 
+/// The kernel's limit on a hostname (`HOST_NAME_MAX`).
+const HOSTNAME_MAX: usize = 64;
+
+/// The pod's hostname: the one asked for, or the node's when none is (as containerd does).
+fn pod_hostname(requested: &str) -> Result<String, String> {
+    if requested.is_empty() {
+        let node = nix::unistd::gethostname().map_err(|e| format!("reading the node's hostname: {e}"))?;
+        return Ok(node.to_string_lossy().into_owned());
+    }
+    if requested.len() > HOSTNAME_MAX {
+        return Err(format!("hostname {requested:?} is {} bytes long, over the limit of {HOSTNAME_MAX}", requested.len()));
+    }
+    if requested.contains('\0') {
+        return Err(format!("hostname {requested:?} contains a NUL byte"));
+    }
+    Ok(requested.to_string())
+}
+
+/// The pod's user namespace: the node's, or one of its own with exactly one uid and one
+/// gid range that maps the container's root (as the kubelet sends them).
+fn user_namespace(options: Option<&cri::UserNamespace>) -> Result<Option<core::UserNamespaceSpec>, String> {
+    let Some(options) = options else { return Ok(None) };
+    match cri::NamespaceMode::try_from(options.mode) {
+        Ok(cri::NamespaceMode::Node) => Ok(None),
+        Ok(cri::NamespaceMode::Pod) => Ok(Some(core::UserNamespaceSpec { uids: id_maps("uid", &options.uids)?, gids: id_maps("gid", &options.gids)? })),
+        Ok(mode) => Err(format!("user namespace mode {} is not supported: only POD and NODE are", mode.as_str_name())),
+        Err(_) => Err(format!("unknown user namespace mode {}", options.mode)),
+    }
+}
+
+fn id_maps(kind: &str, maps: &[cri::IdMapping]) -> Result<Vec<core::IdMap>, String> {
+    let [map] = maps else {
+        return Err(format!("a pod's user namespace takes exactly one {kind} mapping, not {}", maps.len()));
+    };
+    if map.container_id != 0 {
+        return Err(format!("the {kind} mapping must start at container id 0 (it starts at {})", map.container_id));
+    }
+    if map.length == 0 || map.host_id.checked_add(map.length).is_none() {
+        return Err(format!("the {kind} mapping {}:{}:{} is empty or out of range", map.container_id, map.host_id, map.length));
+    }
+    Ok(vec![core::IdMap { container_id: map.container_id, host_id: map.host_id, length: map.length }])
+}
+
 pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<SandboxSpec, String> {
     let metadata = config.metadata.as_ref().ok_or("the sandbox config has no metadata")?;
     if metadata.name.is_empty() {
@@ -58,7 +101,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         .collect();
     Ok(SandboxSpec {
         name: sandbox_name(metadata),
-        hostname: if config.hostname.is_empty() { metadata.name.clone() } else { config.hostname.clone() },
+        hostname: pod_hostname(&config.hostname)?,
         labels: labels(&config.labels),
         annotations: labels(&config.annotations),
         log_directory: config.log_directory.clone(),
@@ -69,6 +112,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         ipc: namespace_mode(namespaces.ipc),
         pid: namespace_mode(namespaces.pid),
         sysctls: labels(&linux.sysctls),
+        user_namespace: user_namespace(namespaces.userns_options.as_ref())?,
         runtime_handler: handler.to_string(),
         privileged: security.privileged,
         front: serde_json::to_value(metadata).unwrap_or_default(),
@@ -148,6 +192,25 @@ fn seccomp(profile: Option<&cri::SecurityProfile>, legacy_path: &str) -> core::S
     }
 }
 
+/// A CRI mount as the core takes it; a recursive read-only mount must be read-only and
+/// private (a propagated submount could not be kept read-only).
+fn mount_spec(mount: &cri::Mount) -> Result<core::MountSpec, String> {
+    let propagation = propagation(mount.propagation);
+    if mount.recursive_read_only && !mount.readonly {
+        return Err(format!("mount {}: recursive_read_only needs readonly", mount.container_path));
+    }
+    if mount.recursive_read_only && propagation != "rprivate" {
+        return Err(format!("mount {}: recursive_read_only needs private propagation, not {propagation}", mount.container_path));
+    }
+    Ok(core::MountSpec {
+        container_path: mount.container_path.clone(),
+        host_path: mount.host_path.clone(),
+        readonly: mount.readonly,
+        propagation: propagation.into(),
+        recursive_read_only: mount.recursive_read_only,
+    })
+}
+
 fn propagation(value: i32) -> &'static str {
     match cri::MountPropagation::try_from(value).unwrap_or(cri::MountPropagation::PropagationPrivate) {
         cri::MountPropagation::PropagationPrivate => "rprivate",
@@ -187,6 +250,10 @@ fn security(context: &cri::LinuxContainerSecurityContext) -> core::SecuritySetti
         run_as_group: context.run_as_group.as_ref().map(|v| v.value),
         run_as_username: context.run_as_username.clone(),
         supplemental_groups: context.supplemental_groups.clone(),
+        supplemental_groups_policy: match cri::SupplementalGroupsPolicy::try_from(context.supplemental_groups_policy) {
+            Ok(cri::SupplementalGroupsPolicy::Strict) => core::SupplementalGroupsPolicy::Strict,
+            _ => core::SupplementalGroupsPolicy::Merge,
+        },
         readonly_rootfs: context.readonly_rootfs,
         no_new_privs: context.no_new_privs,
         seccomp: seccomp(context.seccomp.as_ref(), &context.seccomp_profile_path),
@@ -227,11 +294,7 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
         args: config.args.clone(),
         env: config.envs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect(),
         working_dir: config.working_dir.clone(),
-        mounts: config
-            .mounts
-            .iter()
-            .map(|m| core::MountSpec { container_path: m.container_path.clone(), host_path: m.host_path.clone(), readonly: m.readonly, propagation: propagation(m.propagation).into() })
-            .collect(),
+        mounts: config.mounts.iter().map(mount_spec).collect::<Result<_, _>>()?,
         devices: config
             .devices
             .iter()
@@ -326,13 +389,29 @@ pub fn container_status(record: &ContainerRecord) -> cri::ContainerStatus {
             .spec
             .mounts
             .iter()
-            .map(|m| cri::Mount { container_path: m.container_path.clone(), host_path: m.host_path.clone(), readonly: m.readonly, propagation: cri_propagation(&m.propagation), ..Default::default() })
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                recursive_read_only: m.recursive_read_only,
+                propagation: cri_propagation(&m.propagation),
+                ..Default::default()
+            })
             .collect(),
         log_path: record.spec.log_path.clone(),
         resources: Some(cri_resources(&record.spec.resources)),
         image_id: record.image_id.clone(),
-        user: None,
+        user: record.identity.as_ref().map(container_user),
     }
+}
+
+/// The effective identity as the CRI reports it: the supplemental groups include the
+/// primary group, as `id -G` lists it.
+fn container_user(identity: &core::ProcessIdentity) -> cri::ContainerUser {
+    let mut groups: Vec<i64> = std::iter::once(identity.gid).chain(identity.additional_gids.iter().copied()).map(i64::from).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    cri::ContainerUser { linux: Some(cri::LinuxContainerUser { uid: identity.uid.into(), gid: identity.gid.into(), supplemental_groups: groups }) }
 }
 
 pub fn u64_value(value: u64) -> Option<cri::UInt64Value> {

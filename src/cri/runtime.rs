@@ -262,15 +262,21 @@ impl RuntimeService for Runtime {
             let config = serde_json::json!({ "root": self.core.paths.root, "state": self.core.paths.state, "cgroupDriver": self.core.config.cgroup_driver });
             info.insert("config".to_string(), config.to_string());
         }
-        let handlers = std::iter::once(String::new())
-            .chain(self.core.config.runtimes.keys().cloned())
-            .map(|name| cri::RuntimeHandler { name, features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }) })
+        let handlers = self
+            .core
+            .handler_features()
+            .await
+            .into_iter()
+            .map(|(name, found)| cri::RuntimeHandler {
+                name,
+                features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: found.recursive_read_only_mounts, user_namespaces: found.user_namespaces }),
+            })
             .collect();
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
             info,
             runtime_handlers: handlers,
-            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: false }),
+            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true }),
         }))
     }
 

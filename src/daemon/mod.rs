@@ -90,6 +90,7 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
         network,
         events: Default::default(),
         write_lock: Default::default(),
+        handler_features: Default::default(),
     });
     core.recover().await?;
     Ok((core, events_server, shim_events))

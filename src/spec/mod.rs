@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::core::{ContainerSpec, NamespaceMode, SandboxRecord};
+use crate::core::{ContainerSpec, NamespaceMode, SandboxRecord, SupplementalGroupsPolicy};
 use defaults::*;
 
 /// The annotations the shim reads.
@@ -127,7 +127,10 @@ fn user_section(inputs: &SpecInputs) -> Result<Value, SpecError> {
     if let Some(gid) = security.run_as_group {
         resolved.gid = gid as u32;
     }
-    let mut additional = resolved.additional_gids.clone();
+    let mut additional = match security.supplemental_groups_policy {
+        SupplementalGroupsPolicy::Merge => resolved.additional_gids.clone(),
+        SupplementalGroupsPolicy::Strict => Vec::new(),
+    };
     additional.extend(security.supplemental_groups.iter().map(|g| *g as u32));
     additional.sort_unstable();
     additional.dedup();
@@ -177,7 +180,7 @@ fn namespaces_section(inputs: &SpecInputs) -> Vec<Value> {
         (_, Some(path)) => list.push(namespace("pid", Some(path))),
         _ => list.push(namespace("pid", None)),
     }
-    for (kind, pinned) in [("network", &sandbox.netns), ("ipc", &sandbox.ipcns), ("uts", &sandbox.utsns)] {
+    for (kind, pinned) in [("user", &sandbox.userns), ("network", &sandbox.netns), ("ipc", &sandbox.ipcns), ("uts", &sandbox.utsns)] {
         if let Some(path) = pinned {
             list.push(namespace(kind, Some(path)));
         }
@@ -252,6 +255,9 @@ fn mounts_section(inputs: &SpecInputs) -> Vec<Value> {
     }
     for mount in &container.mounts {
         let mut options = vec![if mount.readonly { "ro" } else { "rw" }];
+        if mount.recursive_read_only {
+            options.push("rro");
+        }
         let propagation = if mount.propagation.is_empty() { "rprivate" } else { mount.propagation.as_str() };
         options.push(propagation);
         mounts.push(bind_mount(&mount.container_path, &mount.host_path, &options));

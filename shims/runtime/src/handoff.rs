@@ -195,7 +195,7 @@ pub fn run_if_handed_over() {
         spec: &spec,
         rootfs: request.rootfs.clone(),
         no_pivot: request.no_pivot,
-        in_user_namespace: namespaces.creates_user_namespace(),
+        in_user_namespace: namespaces.in_user_namespace(),
         in_cgroup_namespace: namespaces.new_cgroup,
         cgroup_hierarchies: Default::default(),
     };

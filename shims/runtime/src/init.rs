@@ -83,6 +83,9 @@ fn become_process(config: &ChildConfig, channel: &Channel) -> Result<Infallible,
     }
     let plan = config.namespaces;
     plan.join_all()?;
+    if plan.joins_user_namespace() {
+        become_joined_namespace_root()?;
+    }
     let placement = Placement::new(channel, plan.new_cgroup);
     if plan.needs_intermediate() {
         placement.wait()?;
@@ -166,6 +169,25 @@ fn create_namespaces_then_fork(config: &ChildConfig, channel: &Channel) -> Resul
             let _ = channel.send(&Message::ChildPid(child.as_raw()));
             unsafe { libc::_exit(0) }
         }
+    }
+}
+
+/// In a joined user namespace (whose maps the spec does not carry), become its root when
+/// it maps 0: files the setup makes (mount points in the new /dev, say) need an owner
+/// the namespace can name. A namespace without a root keeps the unmapped ids.
+fn become_joined_namespace_root() -> Result<(), InitError> {
+    let root_gid = Gid::from_raw(0);
+    match nix::unistd::setresgid(root_gid, root_gid, root_gid) {
+        Ok(()) => {
+            let _ = nix::unistd::setgroups(&[]);
+        }
+        Err(nix::Error::EINVAL) => {}
+        Err(e) => return Err(InitError::System("setresgid(0) in the joined user namespace", e)),
+    }
+    let root_uid = Uid::from_raw(0);
+    match nix::unistd::setresuid(root_uid, root_uid, root_uid) {
+        Ok(()) | Err(nix::Error::EINVAL) => Ok(()),
+        Err(e) => Err(InitError::System("setresuid(0) in the joined user namespace", e)),
     }
 }
 

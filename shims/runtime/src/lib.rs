@@ -17,7 +17,7 @@ pub mod features;
 pub mod handoff;
 pub mod hooks;
 mod init;
-mod mount_api;
+pub mod mount_api;
 mod procfs;
 pub mod namespaces;
 mod rlimits;

@@ -133,6 +133,16 @@ impl NamespacePlan {
         self.new.contains(CloneFlags::CLONE_NEWUSER)
     }
 
+    pub fn joins_user_namespace(&self) -> bool {
+        self.joins(CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Whether the container runs in a user namespace other than the runtime's, made
+    /// or joined (where device nodes cannot be made, only bound).
+    pub fn in_user_namespace(&self) -> bool {
+        self.creates_user_namespace() || self.joins(CloneFlags::CLONE_NEWUSER)
+    }
+
     /// Enters every namespace to join, in order.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
         let born_in_pid = self.parent_enters_pid();

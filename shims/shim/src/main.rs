@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod flags;
 mod idle;
+mod idmap;
 mod launch;
 mod mounts;
 mod paths;

@@ -7,6 +7,7 @@ use containerd_shim_protos::api::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{ShimError, ShimResult};
+use crate::idmap;
 
 /// Splits mount options into flags and the data string.
 pub fn parse_options(options: &[String]) -> (MsFlags, String) {
@@ -43,13 +44,24 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> ShimResult<bool> {
     }
     std::fs::create_dir_all(target).map_err(|e| ShimError::io(format!("creating {}", target.display()), e))?;
     for (index, m) in mounts.iter().enumerate() {
-        let (flags, data) = parse_options(&m.options);
-        let fstype = if m.type_ == "bind" || m.type_.is_empty() { None } else { Some(m.type_.as_str()) };
-        let data = if data.is_empty() { None } else { Some(data.as_str()) };
-        if let Err(e) = mount(Some(m.source.as_str()), target, fstype, flags, data) {
+        let undo = || {
             for _ in 0..index {
                 let _ = umount2(target, MntFlags::MNT_DETACH);
             }
+        };
+        // The idmapped layers (if any) are dropped once the overlay holds them.
+        let (options, _mapped_layers) = match mapped_options(m, target) {
+            Ok(found) => found,
+            Err(error) => {
+                undo();
+                return Err(error);
+            }
+        };
+        let (flags, data) = parse_options(&options);
+        let fstype = if m.type_ == "bind" || m.type_.is_empty() { None } else { Some(m.type_.as_str()) };
+        let data = if data.is_empty() { None } else { Some(data.as_str()) };
+        if let Err(e) = mount(Some(m.source.as_str()), target, fstype, flags, data) {
+            undo();
             return Err(ShimError::io(format!("mounting {} ({}) on {}", m.source, m.type_, target.display()), e));
         }
         if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
@@ -58,6 +70,21 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> ShimResult<bool> {
         }
     }
     Ok(true)
+}
+
+/// An overlay's options with its `uidmap=`/`gidmap=` turned into idmapped layers (made
+/// beside `target`), or the options as they are.
+fn mapped_options(m: &Mount, target: &Path) -> ShimResult<(Vec<String>, Option<idmap::MappedLayers>)> {
+    let maps = idmap::IdMapOptions::split(&m.options)?;
+    if !maps.is_mapped() {
+        return Ok((m.options.to_vec(), None));
+    }
+    if m.type_ != "overlay" {
+        return Err(ShimError::Invalid(format!("uidmap and gidmap apply to overlay mounts, not {}", m.type_)));
+    }
+    let scratch = target.with_file_name(".idmapped-layers");
+    let (options, layers) = idmap::map_overlay_layers(&maps, &scratch)?;
+    Ok((options, Some(layers)))
 }
 
 /// Unmounts everything stacked on `target`.

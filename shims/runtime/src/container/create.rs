@@ -143,7 +143,7 @@ impl Runtime {
             spec,
             rootfs: record.rootfs.clone(),
             no_pivot: options.no_pivot,
-            in_user_namespace: namespaces.creates_user_namespace(),
+            in_user_namespace: namespaces.in_user_namespace(),
             in_cgroup_namespace: namespaces.new_cgroup,
             cgroup_hierarchies: Default::default(),
         };
