@@ -209,10 +209,7 @@ fn write_id_maps(pid: i32, duties: &ParentDuties) -> Result<(), RuntimeError> {
 }
 
 fn write_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(), RuntimeError> {
-    let mut text = String::new();
-    for m in mappings {
-        text.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
-    }
+    let text = crate::rootfs::idmap::map_text(mappings);
     let path = format!("/proc/{pid}/{file}");
     let mut handle = std::fs::OpenOptions::new()
         .write(true)
