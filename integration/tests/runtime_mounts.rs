@@ -425,6 +425,14 @@ fn host_dir_owned_by_root() -> TempDir {
     d
 }
 
+/// Mount points made beforehand: the root of a new user namespace (host uid 100000)
+/// cannot create them in a rootfs the host's root owns.
+fn make_mount_points(b: &Bundle, dirs: &[&str]) {
+    for dir in dirs {
+        std::fs::create_dir_all(b.rootfs().join(dir)).expect("mkdir mount point");
+    }
+}
+
 /// `idmap` with the container's own mappings (0 -> 100000/200000): files owned by the
 /// host's root show as root inside, files owned by 1000 as 1000, and a file the
 /// container's root makes lands on the host owned by 0:0. Without the idmap the same
@@ -435,6 +443,7 @@ fn idmapped_bind_shows_host_owners_inside_a_user_namespace() {
     each_runtime("idmapped_bind_shows_host_owners_inside_a_user_namespace", known, |rt| {
         let data = host_dir_owned_by_root();
         let mut b = Bundle::new(rt);
+        make_mount_points(&b, &["mnt/id", "mnt/plain"]);
         berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
         add_mount(
             &mut b.spec,
@@ -461,7 +470,7 @@ fn idmapped_bind_shows_host_owners_inside_a_user_namespace() {
 /// rbind is idmapped too.
 #[test]
 fn ridmap_uses_the_container_mappings_for_submounts() {
-    let known = &[("runc", "runc 1.1 has no idmapped mounts (runc 1.2 has)")];
+    let known = &[("runc", "runc 1.1 has no idmapped mounts (runc 1.2 has)"), ("crun", "crun 1.8 has no ridmap")];
     each_runtime("ridmap_uses_the_container_mappings_for_submounts", known, |rt| {
         let data = host_dir_owned_by_root();
         let sub = data.path().join("sub");
@@ -470,6 +479,7 @@ fn ridmap_uses_the_container_mappings_for_submounts() {
         let _guard = HostSubmount(sub.clone());
         std::fs::write(sub.join("inner"), "inner\n").expect("write inner");
         let mut b = Bundle::new(rt);
+        make_mount_points(&b, &["mnt/id"]);
         berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
         add_mount(
             &mut b.spec,
@@ -501,34 +511,37 @@ fn idmap_without_mappings_is_refused() {
     });
 }
 
-/// berth-runc's annotation `io.github.berth.rootfs.idmap`: an overlay rootfs whose
-/// layer the host's root owns is root's inside a user namespace (0 -> 100000), and a
-/// file the container writes lands in the upper layer owned by 0:0. (runc and crun
-/// have no such annotation.)
+/// berth-runc's annotation `io.github.berth.rootfs.idmap`: a rootfs directory the
+/// host's root owns is root's inside a user namespace (0 -> 100000), where it would be
+/// nobody's, and a file the container writes there is owned by 0:0 on the host. An
+/// overlay rootfs is refused with a clear error (the kernel cannot idmap overlayfs).
+/// (runc and crun have no such annotation.)
 #[test]
-fn idmapped_overlay_rootfs() {
-    each_runtime("idmapped_overlay_rootfs", &[], |rt| {
+fn idmapped_rootfs() {
+    each_runtime("idmapped_rootfs", &[], |rt| {
         if !rt.is_berth() {
             return;
         }
         let mut b = Bundle::new(rt);
-        let (lower, upper, work) = (b.dir().join("lower"), b.dir().join("upper"), b.dir().join("work"));
-        std::fs::rename(b.rootfs(), &lower).expect("rootfs becomes the lower layer");
-        for dir in [&upper, &work, &b.rootfs()] {
-            std::fs::create_dir(dir).expect("mkdir overlay dir");
-        }
-        sh(&format!(
-            "mount -t overlay berth-idmap-overlay -o lowerdir={},upperdir={},workdir={} {}",
-            lower.display(), upper.display(), work.display(), b.rootfs().display()
-        ))
-        .ok();
-        let _guard = HostSubmount(b.rootfs());
         berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
         b.spec["annotations"] = json!({ "io.github.berth.rootfs.idmap": "true" });
         let out = b.run_sh("stat -c %u:%g / /bin/busybox; echo made > /root/made; echo rc=$?");
         assert_eq!(out, "0:0\n0:0\nrc=0\n");
         use std::os::unix::fs::MetadataExt;
-        let made = std::fs::metadata(upper.join("root/made")).expect("file in the upper layer");
+        let made = std::fs::metadata(b.rootfs().join("root/made")).expect("file made in the rootfs");
         assert_eq!((made.uid(), made.gid()), (0, 0), "owner on the host");
+        let (sub, empty) = (b.dir().join("overlay"), b.dir().join("empty"));
+        for dir in [&sub, &empty] {
+            std::fs::create_dir(dir).expect("mkdir");
+        }
+        let lower = format!("{}:{}", b.rootfs().display(), empty.display());
+        sh(&format!("mount -t overlay berth-idmap-overlay -o lowerdir={lower} {}", sub.display())).ok();
+        let _guard = HostSubmount(sub.clone());
+        b.spec["root"]["path"] = json!(sub);
+        b.write_config();
+        let failed = b.create(&[]).failed();
+        assert!(failed.stderr.contains("overlayfs cannot"), "{failed}");
+        b.delete_force();
+        b.assert_no_leaks();
     });
 }

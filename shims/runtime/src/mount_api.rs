@@ -11,6 +11,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: u32 = 0x10;
 
 #[repr(C)]
 struct MountAttr {
@@ -61,7 +62,8 @@ pub fn clone_tree(path: &CStr, recursive: bool, close_on_exec: bool) -> Result<O
     if fd < 0 { Err(Errno::last()) } else { Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }) }
 }
 
-/// Attaches the detached tree `tree` at `target`.
+/// Attaches the detached tree `tree` at `target`, following symlinks there (a
+/// `/proc/self/fd/N` target is one).
 pub fn attach_tree(tree: &OwnedFd, target: &CStr) -> Result<(), Errno> {
     let result = unsafe {
         libc::syscall(
@@ -70,7 +72,7 @@ pub fn attach_tree(tree: &OwnedFd, target: &CStr) -> Result<(), Errno> {
             c"".as_ptr(),
             libc::AT_FDCWD,
             target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     if result < 0 { Err(Errno::last()) } else { Ok(()) }

@@ -8,8 +8,10 @@
 //! each tree at its destination (`move_mount`).
 //!
 //! The root filesystem is idmapped the same way, with the container's mappings, when
-//! the annotation [`ROOTFS_ANNOTATION`] is "true": for a rootfs (an overlay, say) whose
-//! files the host's root owns, seen by a container in a user namespace.
+//! the annotation [`ROOTFS_ANNOTATION`] is "true": for a rootfs directory whose files
+//! the host's root owns, seen by a container in a user namespace. The kernel cannot
+//! idmap an overlayfs mount itself: an overlay rootfs is made of idmapped layers by
+//! whoever mounts it.
 //!
 //! A mapping `{containerID: c, hostID: h, size: n}` shows a file owned by `c + i` on
 //! disk as owned by `h + i`: with the container's own mappings, files owned by root on
@@ -117,7 +119,10 @@ fn idmapped_rootfs(spec: &Spec, rootfs: &Path, namespaces: &mut UserNamespaces) 
     let path = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| problem("the rootfs path contains a NUL byte"))?;
     let userns = namespaces.with(uid, gid).map_err(|e| fail("making the idmap's user namespace", e))?;
     let tree = crate::mount_api::clone_tree(&path, true, true).map_err(|e| fail("open_tree of the rootfs", e))?;
-    crate::mount_api::set_idmap(&tree, userns, true).map_err(|e| fail("idmapping the rootfs (mount_setattr)", e))?;
+    crate::mount_api::set_idmap(&tree, userns, true).map_err(|e| match e {
+        Errno::EINVAL => problem("the filesystem at the rootfs cannot be idmapped (overlayfs cannot: idmap its layers before mounting it)"),
+        e => fail("idmapping the rootfs (mount_setattr)", e),
+    })?;
     Ok(tree)
 }
 
