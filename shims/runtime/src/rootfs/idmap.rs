@@ -165,6 +165,8 @@ fn user_namespace_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result
             // Only async-signal-safe calls: the runtime may have other threads. The
             // child's own write end goes, so that the runtime's closing it ends the read.
             drop((ready_read, hold_write));
+            // Gone with the runtime, should it die before closing its end.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             let made: &[u8] = if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok() { b"1" } else { b"0" };
             let _ = nix::unistd::write(&ready_write, made);
             let _ = nix::unistd::read(hold_read.as_raw_fd(), &mut [0u8; 1]);
