@@ -13,7 +13,7 @@
 #    /bin/ls really fails) and pushed to Debian's docker-registry on 127.0.0.1:5000
 #    inside a network namespace.
 # 3. berthd (this tree's target/release) runs in that namespace with temporary root and
-#    state, mirrors sending registry.k8s.io, gcr.io and docker.io to the registry.
+#    state, mirrors sending registry.k8s.io, k8s.gcr.io, gcr.io and docker.io to the registry.
 # 4. critest runs in the same namespace (it reaches pod IPs and host ports there).
 # Everything is removed on exit. Output and berthd's log stay in $OUT.
 set -euo pipefail
@@ -191,7 +191,7 @@ gcc -static -O2 -o "$WORK/helpers/helpers" "$WORK/helpers/helpers.c"
 # applet a hard link, stand-ins for the applets Debian's build lacks (pgrep, ipcs), and
 # the users and groups the tests name.
 BUSYBOX_DIR=$WORK/busybox-deb
-(cd "$WORK" && apt-get download -q busybox >/dev/null) && dpkg-deb -x "$WORK"/busybox_*.deb "$BUSYBOX_DIR"
+chmod 755 "$WORK"; (cd "$WORK" && apt-get download -q busybox >/dev/null) && dpkg-deb -x "$WORK"/busybox_*.deb "$BUSYBOX_DIR"
 base_rootfs() {
     rm -rf "$WORK/rootfs" && mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,var/www,var/run,home/default-user}
     cd "$WORK/rootfs"
@@ -264,6 +264,8 @@ log_level = "${BERTH_CRITEST_LOG_LEVEL:-info}"
 mirrors = ["http://$REG"]
 [registry."gcr.io"]
 mirrors = ["http://$REG"]
+[registry."k8s.gcr.io"]
+mirrors = ["http://$REG"]
 [registry."docker.io"]
 mirrors = ["http://$REG"]
 EOF
@@ -275,6 +277,6 @@ for _ in $(seq 200); do [ -S "$WORK/state/berth.sock" ] && break; sleep 0.1; don
 # --- 4. critest -------------------------------------------------------------------------------
 status=0
 in_ns "$critest" --runtime-endpoint "unix://$WORK/state/berth.sock" --image-endpoint "unix://$WORK/state/berth.sock" \
-    -parallel 1 -ginkgo.no-color "$@" 2>&1 | tee "$OUT/critest.log" || status=$?
+    -ginkgo.no-color "$@" 2>&1 | tee "$OUT/critest.log" || status=$?
 echo "critest output: $OUT/critest.log; berthd log: $OUT/berthd.log"
 exit "$status"

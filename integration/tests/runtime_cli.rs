@@ -85,3 +85,23 @@ fn errors_are_logged_as_json() {
         assert!(line["msg"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     });
 }
+
+/// `features` lists the recursive options (`rro` among them, as runc 1.1+ does) and
+/// idmapped mounts (`idmap`, `ridmap`, `linux.mountExtensions.idmap`, as runc 1.2 does).
+#[test]
+fn features_report_rro_and_idmap() {
+    let known = &[
+        ("crun", "crun 1.8 has no features command"),
+        ("runc", "runc 1.1 reports rro but has no idmapped mounts"),
+    ];
+    each_runtime("features_report_rro_and_idmap", known, |rt| {
+        let b = Bundle::new(rt);
+        let out = b.rt_cmd(&["features"]).ok();
+        let features: Value = serde_json::from_str(&out.stdout).expect("features prints JSON");
+        let options = features["mountOptions"].as_array().expect("mountOptions");
+        for name in ["rro", "rnosuid", "idmap", "ridmap"] {
+            assert!(options.iter().any(|o| o == name), "{name} missing: {features}");
+        }
+        assert_eq!(features["linux"]["mountExtensions"]["idmap"]["enabled"], true, "{features}");
+    });
+}

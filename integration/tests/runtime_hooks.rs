@@ -128,3 +128,16 @@ fn failing_prestart_hook_fails_create() {
         b.assert_no_leaks();
     });
 }
+
+/// runtime-tools' hooks_stdin: a prestart hook reads the status `created` (poststart
+/// `running`, poststop a status), with the annotations of config.json.
+#[test]
+fn prestart_hook_sees_created() {
+    let known = &[("runc", "runc 1.1 gives prestart hooks the status creating")];
+    each_runtime("prestart_hook_sees_created", known, |rt| {
+        let (out, _, _) = run_with_all_hooks(rt);
+        assert_eq!(read_state(out.path(), "prestart")["status"], "created");
+        assert_eq!(read_state(out.path(), "poststart")["status"], "running");
+        assert!(read_state(out.path(), "poststop")["status"].is_string());
+    });
+}

@@ -384,3 +384,164 @@ fn bidirectional_propagation_reaches_the_host() {
         assert!(propagated, "the container's mount did not reach the host");
     });
 }
+
+/// `rro`: mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) makes the submount of an
+/// rbind read-only too, where `ro` leaves it writable.
+#[test]
+fn rro_makes_submounts_read_only() {
+    each_runtime("rro_makes_submounts_read_only", &[], |rt| {
+        let data = host_dir_with_file();
+        let sub = data.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir sub");
+        sh(&format!("mount -t tmpfs berth-rro-sub {}", sub.display())).ok();
+        let _guard = HostSubmount(sub.clone());
+        let mut b = Bundle::new(rt);
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/rro", "type": "bind", "source": data.path(), "options": ["rbind", "rro"] }),
+        );
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/ro", "type": "bind", "source": data.path(), "options": ["rbind", "ro"] }),
+        );
+        let out = b.run_sh(
+            "cat /proc/self/mountinfo; touch /mnt/rro/sub/new 2>&1; echo rro=$?; touch /mnt/ro/sub/new; echo ro=$?",
+        );
+        for target in ["/mnt/rro", "/mnt/rro/sub", "/mnt/ro"] {
+            assert!(mount_opts(&out, target).contains(&"ro".to_string()), "{target} not ro: {out}");
+        }
+        assert!(mount_opts(&out, "/mnt/ro/sub").contains(&"rw".to_string()), "{out}");
+        assert!(out.contains("Read-only file system") && out.contains("rro=1") && out.contains("ro=0"), "{out}");
+    });
+}
+
+/// A directory owned by the host's root, with a file owned by 1000 in it.
+fn host_dir_owned_by_root() -> TempDir {
+    let d = host_dir_with_file();
+    std::fs::write(d.path().join("user-file"), "user\n").expect("write user file");
+    std::os::unix::fs::chown(d.path().join("user-file"), Some(1000), Some(1000)).expect("chown user file");
+    // The container's root (host uid 100000) must be able to reach the directory.
+    sh(&format!("chmod 755 {}", d.path().display())).ok();
+    d
+}
+
+/// Mount points made beforehand: the root of a new user namespace (host uid 100000)
+/// cannot create them in a rootfs the host's root owns.
+fn make_mount_points(b: &Bundle, dirs: &[&str]) {
+    for dir in dirs {
+        std::fs::create_dir_all(b.rootfs().join(dir)).expect("mkdir mount point");
+    }
+}
+
+/// `idmap` with the container's own mappings (0 -> 100000/200000): files owned by the
+/// host's root show as root inside, files owned by 1000 as 1000, and a file the
+/// container's root makes lands on the host owned by 0:0. Without the idmap the same
+/// directory shows as nobody's (65534).
+#[test]
+fn idmapped_bind_shows_host_owners_inside_a_user_namespace() {
+    let known = &[("runc", "runc 1.1 has no idmapped mounts (runc 1.2 has)")];
+    each_runtime("idmapped_bind_shows_host_owners_inside_a_user_namespace", known, |rt| {
+        let data = host_dir_owned_by_root();
+        let mut b = Bundle::new(rt);
+        make_mount_points(&b, &["mnt/id", "mnt/plain"]);
+        berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/id", "type": "bind", "source": data.path(), "options": ["rbind", "idmap"],
+                    "uidMappings": [{ "containerID": 0, "hostID": 100000, "size": 65536 }],
+                    "gidMappings": [{ "containerID": 0, "hostID": 200000, "size": 65536 }] }),
+        );
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/plain", "type": "bind", "source": data.path(), "options": ["rbind"] }),
+        );
+        let out = b.run_sh(
+            "stat -c %u:%g /mnt/id /mnt/id/file /mnt/id/user-file /mnt/plain/file; \
+             echo made > /mnt/id/made; echo rc=$?",
+        );
+        assert_eq!(out, "0:0\n0:0\n1000:1000\n65534:65534\nrc=0\n", "{}", rt.name());
+        let made = std::fs::metadata(data.path().join("made")).expect("file made through the idmapped mount");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((made.uid(), made.gid()), (0, 0), "owner on the host");
+    });
+}
+
+/// `ridmap` without mappings on the mount uses the container's; the submount of the
+/// rbind is idmapped too.
+#[test]
+fn ridmap_uses_the_container_mappings_for_submounts() {
+    let known = &[("runc", "runc 1.1 has no idmapped mounts (runc 1.2 has)"), ("crun", "crun 1.8 has no ridmap")];
+    each_runtime("ridmap_uses_the_container_mappings_for_submounts", known, |rt| {
+        let data = host_dir_owned_by_root();
+        let sub = data.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir sub");
+        sh(&format!("mount -t tmpfs -o mode=755 berth-ridmap-sub {}", sub.display())).ok();
+        let _guard = HostSubmount(sub.clone());
+        std::fs::write(sub.join("inner"), "inner\n").expect("write inner");
+        let mut b = Bundle::new(rt);
+        make_mount_points(&b, &["mnt/id"]);
+        berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/id", "type": "bind", "source": data.path(), "options": ["rbind", "ridmap"] }),
+        );
+        let out = b.run_sh("stat -c %u:%g /mnt/id/file /mnt/id/sub/inner");
+        assert_eq!(out, "0:0\n0:0\n", "{}", rt.name());
+    });
+}
+
+/// An idmap with no mappings anywhere (no user namespace) fails create with a message
+/// naming the mount, and leaves nothing behind.
+#[test]
+fn idmap_without_mappings_is_refused() {
+    each_runtime("idmap_without_mappings_is_refused", &[("runc", "runc 1.1 ignores idmap")], |rt| {
+        let data = host_dir_with_file();
+        let mut b = Bundle::new(rt);
+        add_mount(
+            &mut b.spec,
+            json!({ "destination": "/mnt/id", "type": "bind", "source": data.path(), "options": ["rbind", "idmap"] }),
+        );
+        b.write_config();
+        let out = b.create(&[]).failed();
+        if rt.is_berth() {
+            assert!(out.stderr.contains("/mnt/id") && out.stderr.contains("uidMappings"), "{out}");
+        }
+        b.delete_force();
+        b.assert_no_leaks();
+    });
+}
+
+/// berth-runc's annotation `io.github.berth.rootfs.idmap`: a rootfs directory the
+/// host's root owns is root's inside a user namespace (0 -> 100000), where it would be
+/// nobody's, and a file the container writes there is owned by 0:0 on the host. An
+/// overlay rootfs is refused with a clear error (the kernel cannot idmap overlayfs).
+/// (runc and crun have no such annotation.)
+#[test]
+fn idmapped_rootfs() {
+    each_runtime("idmapped_rootfs", &[], |rt| {
+        if !rt.is_berth() {
+            return;
+        }
+        let mut b = Bundle::new(rt);
+        berth_integration::spec::set_mapped_user_namespace(&mut b.spec);
+        b.spec["annotations"] = json!({ "io.github.berth.rootfs.idmap": "true" });
+        let out = b.run_sh("stat -c %u:%g / /bin/busybox; echo made > /root/made; echo rc=$?");
+        assert_eq!(out, "0:0\n0:0\nrc=0\n");
+        use std::os::unix::fs::MetadataExt;
+        let made = std::fs::metadata(b.rootfs().join("root/made")).expect("file made in the rootfs");
+        assert_eq!((made.uid(), made.gid()), (0, 0), "owner on the host");
+        let (sub, empty) = (b.dir().join("overlay"), b.dir().join("empty"));
+        for dir in [&sub, &empty] {
+            std::fs::create_dir(dir).expect("mkdir");
+        }
+        let lower = format!("{}:{}", b.rootfs().display(), empty.display());
+        sh(&format!("mount -t overlay berth-idmap-overlay -o lowerdir={lower} {}", sub.display())).ok();
+        let _guard = HostSubmount(sub.clone());
+        b.spec["root"]["path"] = json!(sub);
+        b.write_config();
+        let failed = b.create(&[]).failed();
+        assert!(failed.stderr.contains("overlayfs cannot"), "{failed}");
+        b.delete_force();
+        b.assert_no_leaks();
+    });
+}

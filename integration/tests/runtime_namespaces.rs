@@ -168,3 +168,103 @@ fn no_uts_namespace_shares_host() {
         );
     });
 }
+
+/// A `sleep` in a new uts namespace of its own, killed on drop.
+struct UtsHolder(std::process::Child);
+
+impl UtsHolder {
+    fn new() -> UtsHolder {
+        let child = std::process::Command::new("unshare")
+            .args(["--uts", "sleep", "1000"])
+            .spawn()
+            .expect("spawning unshare --uts sleep");
+        let holder = UtsHolder(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while holder.link() == host_ns("uts") {
+            assert!(std::time::Instant::now() < deadline, "unshare --uts did not make a namespace");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        holder
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/uts", self.0.id())
+    }
+
+    fn link(&self) -> String {
+        std::fs::read_link(self.path()).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+impl Drop for UtsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// runtime-tools' linux_ns_path: a uts namespace joined by path takes the hostname of
+/// config.json (runc and crun set it there).
+#[test]
+fn join_uts_namespace_by_path_with_hostname() {
+    each_runtime("join_uts_namespace_by_path_with_hostname", &[], |rt| {
+        let holder = UtsHolder::new();
+        let mut b = Bundle::new(rt);
+        set_namespace(&mut b.spec, "uts", Some(&holder.path()));
+        b.spec["hostname"] = json!("joined-uts");
+        let out = b.run_sh("readlink /proc/self/ns/uts; hostname");
+        assert_eq!(out, format!("{}\njoined-uts\n", holder.link()));
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        assert_ne!(host.trim(), "joined-uts", "the host's hostname changed");
+    });
+}
+
+/// runtime-tools' linux_ns_itype: with no mount namespace listed the container runs in
+/// the caller's, entered by chroot; berth-runc's delete unmounts what it made there
+/// under the rootfs (runc and crun leave those mounts: the guard unmounts them).
+#[test]
+fn no_mount_namespace_runs_in_the_callers() {
+    let known = &[("crun", "the harness runs crun in a private mount namespace of its own (hybrid cgroups)")];
+    each_runtime("no_mount_namespace_runs_in_the_callers", known, |rt| {
+        let mut b = Bundle::new(rt);
+        remove_namespace(&mut b.spec, "mount");
+        b.spec["mounts"].as_array_mut().expect("mounts").retain(|m| m["type"] != "cgroup");
+        // runc refuses masked and read-only paths without a mount namespace.
+        for key in ["maskedPaths", "readonlyPaths"] {
+            b.spec["linux"].as_object_mut().expect("linux").remove(key);
+        }
+        let guard = MountsBelow(b.rootfs().canonicalize().expect("rootfs path"));
+        let out = b.run_sh("readlink /proc/self/ns/mnt; ls /proc/self/ns >/dev/null && echo proc-mounted");
+        assert_eq!(out, format!("{}\nproc-mounted\n", host_ns("mnt")), "{}", rt.name());
+        if rt.is_berth() {
+            assert!(guard.points().is_empty(), "mounts left under the rootfs: {:?}", guard.points());
+        }
+    });
+}
+
+/// The mounts at or below a directory in this process's mountinfo; unmounted on drop.
+struct MountsBelow(std::path::PathBuf);
+
+impl MountsBelow {
+    /// Deepest first.
+    fn points(&self) -> Vec<String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let prefix = self.0.to_string_lossy().into_owned();
+        let mut found: Vec<String> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+            .map(str::to_string)
+            .collect();
+        found.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        found
+    }
+}
+
+impl Drop for MountsBelow {
+    fn drop(&mut self) {
+        for point in self.points() {
+            let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

@@ -186,3 +186,17 @@ fn seccomp_denies_mkdir() {
         assert!(out.contains("touched"), "{out}");
     });
 }
+
+/// A profile denying getcwd (runtime-tools' linux_seccomp): the runtime checks the
+/// working directory before loading it, so the container starts, and the denial holds.
+#[test]
+fn seccomp_profile_denying_getcwd() {
+    each_runtime("seccomp_profile_denying_getcwd", &[], |rt| {
+        let mut b = Bundle::new(rt);
+        set_seccomp_denying(&mut b.spec, &["getcwd"]);
+        b.spec["process"]["cwd"] = json!("/tmp");
+        let out = b.run_sh("grep Seccomp: /proc/self/status; echo started");
+        assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+        assert!(out.contains("started"), "{out}");
+    });
+}

@@ -102,14 +102,12 @@ fn validate_namespaces(spec: &Spec) -> Result<(), BundleError> {
     if maps && !private(LinuxNamespaceType::User) {
         return Err(invalid("linux.uidMappings", "mappings are set but no new user namespace is"));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private(LinuxNamespaceType::Uts) {
-        return Err(invalid("hostname", "setting it needs a new uts namespace"));
+    // A uts namespace joined by path gets the names too, as runc and crun do.
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname", "setting it needs a uts namespace"));
     }
-    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) && !private(LinuxNamespaceType::Uts) {
-        return Err(invalid("domainname", "setting it needs a new uts namespace"));
-    }
-    if !has(LinuxNamespaceType::Mount) {
-        return Err(invalid("linux.namespaces", "a mount namespace is required"));
+    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("domainname", "setting it needs a uts namespace"));
     }
     validate_sysctls(linux, &has)
 }
@@ -176,5 +174,14 @@ mod tests {
         let mut host_uts = spec("1.0.2", r#"{"type":"mount"}"#);
         host_uts.set_hostname(Some("x".into()));
         assert!(validate(&host_uts).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
+    fn accepts_names_in_a_joined_uts_namespace_and_no_mount_namespace() {
+        let mut joined = spec("1.0.2", r#"{"type":"uts","path":"/proc/1/ns/uts"}"#);
+        joined.set_hostname(Some("x".into()));
+        joined.set_domainname(Some("y".into()));
+        validate(&joined).expect("joined uts namespace with names");
+        validate(&spec("1.0.2", "")).expect("no namespace at all");
     }
 }

@@ -77,6 +77,8 @@ pub enum RuntimeError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Signal(#[from] UnknownSignal),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
     #[error("container {id}: {message}")]
     Init { id: String, message: String },
     #[error("container {id} is {status}: {wanted}")]

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 pub const OCI_VERSION_MIN: &str = "1.0.0";
 pub const OCI_VERSION_MAX: &str = "1.3.0";
 
+/// Recursive attributes (mount_setattr with AT_RECURSIVE) and idmapped bind mounts
+/// are in `RECURSIVE_AND_IDMAP`.
 const MOUNT_OPTIONS: &[&str] = &[
     "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
     "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
@@ -16,6 +18,17 @@ const MOUNT_OPTIONS: &[&str] = &[
     "unbindable",
 ];
 
+const RECURSIVE_AND_IDMAP: &[&str] = &[
+    "idmap", "rdev", "rdiratime", "rexec", "ridmap", "rnoatime", "rnodev", "rnodiratime",
+    "rnoexec", "rnosuid", "rnosymfollow", "rro", "rrw", "rstrictatime", "rsuid", "rsymfollow",
+];
+
+fn mount_options() -> Vec<&'static str> {
+    let mut all: Vec<&str> = MOUNT_OPTIONS.iter().chain(RECURSIVE_AND_IDMAP).copied().collect();
+    all.sort_unstable();
+    all
+}
+
 pub fn features() -> Value {
     let capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     let mut capabilities = capabilities;
@@ -24,7 +37,7 @@ pub fn features() -> Value {
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": capabilities,
@@ -33,6 +46,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": true}},
         },
         "annotations": {"io.github.berth.runtime.version": env!("CARGO_PKG_VERSION")},
     })

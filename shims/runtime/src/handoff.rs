@@ -42,11 +42,13 @@ pub struct InitRequest {
 }
 
 /// Whether a container init with this spec can be handed over: it gets a new pid
-/// namespace and no user namespace.
+/// namespace, no user namespace and no idmapped mount (whose trees it would inherit).
 pub fn allowed_for(spec: &Spec) -> bool {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or_default();
     let has = |typ: LinuxNamespaceType| namespaces.iter().find(|ns| ns.typ() == typ);
-    has(LinuxNamespaceType::Pid).is_some_and(|ns| ns.path().is_none()) && has(LinuxNamespaceType::User).is_none()
+    has(LinuxNamespaceType::Pid).is_some_and(|ns| ns.path().is_none())
+        && has(LinuxNamespaceType::User).is_none()
+        && !crate::rootfs::idmap::any_requested(spec)
 }
 
 /// The sealed binary to hand over to, and the request for the init.
@@ -198,6 +200,7 @@ pub fn run_if_handed_over() {
         in_user_namespace: namespaces.in_user_namespace(),
         in_cgroup_namespace: namespaces.new_cgroup,
         cgroup_hierarchies: Default::default(),
+        idmapped: Default::default(),
     };
     let config = ChildConfig {
         role: Role::ContainerInit { rootfs, bundle: &request.bundle, state_dir },

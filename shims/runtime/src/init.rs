@@ -287,6 +287,8 @@ fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
     // Before any seccomp filter: a profile need not allow close_range.
     close_inherited_descriptors(config.preserve_fds)?;
     set_rlimits(process)?;
+    // Before any seccomp filter: a profile may deny getcwd (runtime-tools' linux_seccomp).
+    verify_working_directory(process.cwd())?;
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
     if !no_new_privileges {
         load_seccomp(config)?;
@@ -296,7 +298,8 @@ fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
     if no_new_privileges {
         credentials::forbid_new_privileges()?;
     }
-    enter_working_directory(process.cwd())?;
+    // Again as the user, whose permissions decide whether it may enter.
+    nix::unistd::chdir(process.cwd()).map_err(|e| InitError::Cwd(process.cwd().into(), e))?;
     find_executable(process)
 }
 
@@ -345,7 +348,7 @@ fn set_host_names(spec: &Spec) -> Result<(), InitError> {
 
 /// Enters the working directory and checks it is inside the container: a directory
 /// reached through a leaked host descriptor would show as "(unreachable)".
-fn enter_working_directory(cwd: &Path) -> Result<(), InitError> {
+fn verify_working_directory(cwd: &Path) -> Result<(), InitError> {
     nix::unistd::chdir(cwd).map_err(|e| InitError::Cwd(cwd.into(), e))?;
     match nix::unistd::getcwd() {
         Ok(actual) if actual.is_absolute() => Ok(()),

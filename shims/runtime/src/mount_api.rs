@@ -1,12 +1,17 @@
 //! The new mount API calls that nix does not wrap: `mount_setattr` on a mount given by
-//! descriptor (a detached tree from `open_tree`, or a mount in the rootfs).
+//! descriptor (a detached tree from `open_tree`, or a mount in the rootfs), `open_tree`
+//! to make a detached copy of a tree, and `move_mount` to attach one.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: u32 = 0x10;
 
 #[repr(C)]
 struct MountAttr {
@@ -22,11 +27,10 @@ pub fn set_mount_attributes(target: &OwnedFd, set: u64, clear: u64, recursive: b
     mount_setattr(target, MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 }, recursive)
 }
 
-/// Makes the (detached) mount `target` an idmapped mount, with the id maps of the user
-/// namespace `userns`.
-pub fn set_idmap(target: &OwnedFd, userns: BorrowedFd, recursive: bool) -> Result<(), Errno> {
+/// Makes the detached tree `tree` idmapped with the user namespace `userns`.
+pub fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<(), Errno> {
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
-    mount_setattr(target, attr, recursive)
+    mount_setattr(tree, attr, recursive)
 }
 
 fn mount_setattr(target: &OwnedFd, attr: MountAttr, recursive: bool) -> Result<(), Errno> {
@@ -39,6 +43,36 @@ fn mount_setattr(target: &OwnedFd, attr: MountAttr, recursive: bool) -> Result<(
             flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if result < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// A detached copy of the mount at `path` (with every mount below it when `recursive`),
+/// dissolved when its last descriptor is closed.
+pub fn clone_tree(path: &CStr, recursive: bool, close_on_exec: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = libc::OPEN_TREE_CLONE;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    if close_on_exec {
+        flags |= libc::OPEN_TREE_CLOEXEC;
+    }
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 { Err(Errno::last()) } else { Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }) }
+}
+
+/// Attaches the detached tree `tree` at `target`, following symlinks there (a
+/// `/proc/self/fd/N` target is one).
+pub fn attach_tree(tree: &OwnedFd, target: &CStr) -> Result<(), Errno> {
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     if result < 0 { Err(Errno::last()) } else { Ok(()) }

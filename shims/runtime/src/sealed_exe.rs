@@ -13,7 +13,7 @@
 //! [`release`]); children close their copy as soon as they exist.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -124,12 +124,7 @@ pub(crate) fn read_only_clone_of_self() -> Result<OwnedFd, SealError> {
 /// A read-only detached mount of `path` (a file or a directory), dissolved when the
 /// descriptor is closed: what runs from it has a read-only `/proc/self/exe`.
 pub fn read_only_clone_of(path: &std::ffi::CStr) -> Result<OwnedFd, SealError> {
-    let flags = libc::OPEN_TREE_CLONE;
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(last_error("open_tree"));
-    }
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let tree = crate::mount_api::clone_tree(path, false, false).map_err(|e| SealError::System("open_tree", e.into()))?;
     crate::mount_api::set_mount_attributes(&tree, crate::mount_api::MOUNT_ATTR_RDONLY, 0, false)
         .map_err(|e| SealError::System("mount_setattr", e.into()))?;
     Ok(tree)

@@ -123,7 +123,19 @@ struct Progress {
 }
 
 impl Progress {
+    /// Serves the child until it is ready (or, for `exec`, has executed). A child that
+    /// failed and exited while the runtime was sending to it left its error behind.
     fn drive(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
+        self.serve(config, duties, channel).map_err(|error| match &error {
+            RuntimeError::System(_, io) if io.raw_os_error() == Some(libc::EPIPE) => match channel.receive() {
+                Ok(Some(Message::Error(message))) => RuntimeError::Invalid(message),
+                _ => error,
+            },
+            _ => error,
+        })
+    }
+
+    fn serve(&mut self, config: &ChildConfig, duties: &ParentDuties, channel: &Channel) -> Result<(), RuntimeError> {
         let is_init = matches!(config.role, Role::ContainerInit { .. });
         // A container init sets up its rootfs while it is moved into its cgroup (the
         // first v1 migration by pid can take milliseconds).
@@ -209,10 +221,7 @@ fn write_id_maps(pid: i32, duties: &ParentDuties) -> Result<(), RuntimeError> {
 }
 
 fn write_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(), RuntimeError> {
-    let mut text = String::new();
-    for m in mappings {
-        text.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
-    }
+    let text = crate::rootfs::idmap::map_text(mappings);
     let path = format!("/proc/{pid}/{file}");
     let mut handle = std::fs::OpenOptions::new()
         .write(true)

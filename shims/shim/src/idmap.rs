@@ -5,16 +5,18 @@
 //! idmapped, hence the layers one by one; the layer mounts are detached again once the
 //! overlay holds them, so nothing is left in the mount table.
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use berth_runtime::mount_api;
+use berth_runtime::rootfs::idmap;
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 
 use crate::error::{ShimError, ShimResult};
 
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// One range of an id map: `size` ids from `container` inside are `host` outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,95 +78,31 @@ fn parse_ranges(text: &str) -> ShimResult<Vec<IdRange>> {
         .collect()
 }
 
-/// A user namespace with given maps, held by a child process that waits to be killed.
-struct MappedUserNamespace {
-    fd: OwnedFd,
-    holder: nix::unistd::Pid,
-}
-
-impl MappedUserNamespace {
-    fn new(maps: &IdMapOptions) -> ShimResult<MappedUserNamespace> {
-        let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::io("creating a pipe", e))?;
-        // SAFETY: the child only makes system calls (unshare, write, pause, _exit).
-        match unsafe { nix::unistd::fork() }.map_err(|e| ShimError::io("forking the user namespace holder", e))? {
-            nix::unistd::ForkResult::Child => {
-                let outcome: u8 = if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok() { 0 } else { 1 };
-                let _ = nix::unistd::write(&ready_write, &[outcome]);
-                loop {
-                    nix::unistd::pause();
-                }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(ready_write);
-                let holder = Holder(child);
-                let mut outcome = [1u8];
-                let read = nix::unistd::read(ready_read.as_raw_fd(), &mut outcome).map_err(|e| ShimError::io("waiting for the user namespace", e))?;
-                if read != 1 || outcome[0] != 0 {
-                    return Err(ShimError::Io("creating a user namespace".into(), std::io::Error::other("unshare(CLONE_NEWUSER) failed")));
-                }
-                write_map(child, "uid_map", &maps.uids)?;
-                write_map(child, "gid_map", &maps.gids)?;
-                let path = format!("/proc/{child}/ns/user");
-                let file = std::fs::File::open(&path).map_err(|e| ShimError::io(format!("opening {path}"), e))?;
-                Ok(MappedUserNamespace { fd: file.into(), holder: holder.release() })
-            }
-        }
-    }
-}
-
-/// Kills and reaps the holder child if setting it up fails half-way.
-struct Holder(nix::unistd::Pid);
-
-impl Holder {
-    fn release(self) -> nix::unistd::Pid {
-        let pid = self.0;
-        std::mem::forget(self);
-        pid
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        end_holder(self.0);
-    }
-}
-
-impl Drop for MappedUserNamespace {
-    fn drop(&mut self) {
-        end_holder(self.holder);
-    }
-}
-
-fn end_holder(pid: nix::unistd::Pid) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
-}
-
-fn write_map(pid: nix::unistd::Pid, file: &str, ranges: &[IdRange]) -> ShimResult<()> {
-    let text: String = ranges.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect();
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::write(&path, text).map_err(|e| ShimError::io(format!("writing {path}"), e))
+/// A user namespace with the maps of `maps` (made by the runtime's helper).
+fn mapped_user_namespace(maps: &IdMapOptions) -> ShimResult<OwnedFd> {
+    let convert = |ranges: &[IdRange]| -> ShimResult<Vec<LinuxIdMapping>> {
+        ranges
+            .iter()
+            .map(|r| {
+                LinuxIdMappingBuilder::default()
+                    .container_id(r.container)
+                    .host_id(r.host)
+                    .size(r.size)
+                    .build()
+                    .map_err(|e| ShimError::Invalid(format!("id map {r:?}: {e}")))
+            })
+            .collect()
+    };
+    idmap::user_namespace_with(&convert(&maps.uids)?, &convert(&maps.gids)?).map_err(|e| ShimError::io("creating a user namespace with the pod's maps", e))
 }
 
 /// Places an idmapped copy of the mount at `source` on `target` (an empty directory).
-fn idmapped_bind(source: &Path, target: &Path, userns: &MappedUserNamespace) -> Result<(), Errno> {
+fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(), Errno> {
     let source = CString::new(source.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    // SAFETY: plain system calls on NUL-terminated paths and a descriptor we own.
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
-    if tree < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: open_tree returned a new descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    berth_runtime::mount_api::set_idmap(&tree, userns.fd.as_fd(), false)?;
-    // SAFETY: as above.
-    let moved = unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
-    if moved < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
+    let tree = mount_api::clone_tree(&source, false, true)?;
+    mount_api::set_idmap(&tree, userns, false)?;
+    mount_api::attach_tree(&tree, &target)
 }
 
 /// The idmapped layer mounts made for one overlay; dropped, they are detached and their
@@ -187,7 +125,7 @@ impl Drop for MappedLayers {
 /// `scratch`), and gives the upper directory's top to the container's root. Returns
 /// the new options and the layer mounts to drop once the overlay is mounted.
 pub fn map_overlay_layers(maps: &IdMapOptions, scratch: &Path) -> ShimResult<(Vec<String>, MappedLayers)> {
-    let userns = MappedUserNamespace::new(maps)?;
+    let userns = mapped_user_namespace(maps)?;
     std::fs::create_dir_all(scratch).map_err(|e| ShimError::io(format!("creating {}", scratch.display()), e))?;
     let mut layers = MappedLayers { dir: scratch.to_path_buf(), mounted: Vec::new() };
     let mut options = Vec::with_capacity(maps.rest.len());

@@ -59,6 +59,9 @@ impl Runtime {
             if let Some(cgroup) = &record.cgroup {
                 let _ = cgroup.destroy();
             }
+            if !crate::rootfs::has_mount_namespace(&record.spec) {
+                let _ = crate::rootfs::unmount_container_mounts(&record.rootfs);
+            }
             let _ = self.state.remove(&options.id);
             return Err(error);
         }
@@ -146,6 +149,7 @@ impl Runtime {
             in_user_namespace: namespaces.in_user_namespace(),
             in_cgroup_namespace: namespaces.new_cgroup,
             cgroup_hierarchies: Default::default(),
+            idmapped: crate::rootfs::idmap::prepare(spec, &record.bundle, &record.rootfs)?,
         };
         let handoff = match options.sealed_init {
             true => Some(handoff_for(record, options, &state_dir, console_socket.as_ref())?),
@@ -228,11 +232,13 @@ impl Runtime {
     }
 
     /// prestart and createRuntime hooks, in the runtime's namespaces, once the
-    /// container's namespaces and mounts exist.
+    /// container's namespaces and mounts exist. prestart hooks see the status
+    /// `created`, as runtime-tools' hooks_stdin expects and crun reports (the
+    /// environment they run in is complete); createRuntime hooks see `creating`.
     fn runtime_hooks(&self, record: &ContainerRecord, pid: i32) -> Result<String, RuntimeError> {
         let mut snapshot = record.clone();
         snapshot.init_pid = pid;
-        self.run_hooks("prestart", &snapshot, Status::Creating)?;
+        self.run_hooks("prestart", &snapshot, Status::Created)?;
         self.run_hooks("createRuntime", &snapshot, Status::Creating)
     }
 }

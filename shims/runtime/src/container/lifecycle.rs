@@ -111,6 +111,9 @@ impl Runtime {
             cgroup.destroy()?;
         }
         crate::mark!("cgroup destroyed");
+        if !crate::rootfs::has_mount_namespace(&record.spec) {
+            crate::rootfs::unmount_container_mounts(&record.rootfs)?;
+        }
         if let Err(error) = self.run_hooks("poststop", record, Status::Stopped) {
             eprintln!("warning: container {}: {error}", record.id);
         }

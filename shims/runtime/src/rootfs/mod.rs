@@ -7,6 +7,7 @@
 
 mod cgroupfs;
 mod devices;
+pub mod idmap;
 mod mounts;
 mod options;
 mod paths;
@@ -48,6 +49,8 @@ pub struct RootfsConfig<'a> {
     /// The host's cgroup v1 hierarchies, when the runtime said (with the placement);
     /// otherwise `cgroup` mounts read them from mountinfo.
     pub cgroup_hierarchies: std::cell::OnceCell<Vec<crate::cgroups::V1Hierarchy>>,
+    /// The idmapped trees the runtime made for `idmap`/`ridmap` mounts.
+    pub idmapped: idmap::IdmappedTrees,
 }
 
 /// Before createContainer hooks: propagation, the rootfs bind, every spec mount, /dev.
@@ -56,6 +59,34 @@ pub struct RootfsConfig<'a> {
 /// cgroup (and cgroup namespace) by then.
 pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    if has_mount_namespace(config.spec) {
+        set_up_propagation(config)?;
+    }
+    match config.idmapped.rootfs() {
+        Some(tree) => mounts::attach_idmapped_rootfs(tree, &config.rootfs)?,
+        None => mounts::bind_rootfs_onto_itself(&config.rootfs)?,
+    }
+    let root = paths::open_root(&config.rootfs)?;
+    crate::mark!("rootfs bound");
+    mount_everything(&root, config, await_cgroup)
+}
+
+/// Whether the container has a mount namespace of its own (new or joined). Without
+/// one it runs in the caller's, as runc and crun do: its mounts are made there, under
+/// the rootfs, it enters the rootfs with chroot, and `delete` unmounts them.
+pub fn has_mount_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+}
+
+/// Unmounts (detached) what a container without a mount namespace left in the
+/// caller's mount namespace under `rootfs`.
+pub fn unmount_container_mounts(rootfs: &Path) -> Result<(), RootfsError> {
+    mounts::unmount_below(rootfs)
+}
+
+/// In the container's own mount namespace: the propagation of the whole tree.
+fn set_up_propagation(config: &RootfsConfig) -> Result<(), RootfsError> {
     // An unbindable tree could not be bind-mounted from: that one is applied to the new
     // root only, in `finish`.
     let propagation = match root_propagation(config.spec)? {
@@ -69,9 +100,15 @@ pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(
         // rootfs is made private, as pivot_root refuses a shared parent.
         mounts::make_holding_mount_private(&config.rootfs)?;
     }
-    mounts::bind_rootfs_onto_itself(&config.rootfs)?;
-    let root = paths::open_root(&config.rootfs)?;
-    crate::mark!("rootfs bound");
+    Ok(())
+}
+
+/// Every spec mount (the deferrable cgroup ones last) and /dev.
+fn mount_everything(
+    root: &std::os::fd::OwnedFd,
+    config: &RootfsConfig,
+    await_cgroup: &mut dyn FnMut() -> Result<(), RootfsError>,
+) -> Result<(), RootfsError> {
     let spec_mounts = config.spec.mounts().as_deref().unwrap_or_default();
     let deferred = deferrable_cgroup_mounts(spec_mounts);
     for (index, mount) in spec_mounts.iter().enumerate() {
@@ -81,13 +118,13 @@ pub fn prepare(config: &RootfsConfig, await_cgroup: &mut dyn FnMut() -> Result<(
         if is_cgroup(mount) {
             await_cgroup()?;
         }
-        mounts::mount_one(&root, mount, config)?;
+        mounts::mount_one(root, mount, config, config.idmapped.get(index))?;
     }
-    devices::populate_dev(&root, config, spec_mounts)?;
+    devices::populate_dev(root, config, spec_mounts)?;
     crate::mark!("dev populated");
     for index in deferred {
         await_cgroup()?;
-        mounts::mount_one(&root, &spec_mounts[index], config)?;
+        mounts::mount_one(root, &spec_mounts[index], config, config.idmapped.get(index))?;
     }
     Ok(())
 }
@@ -116,6 +153,9 @@ fn deferrable_cgroup_mounts(spec_mounts: &[Mount]) -> Vec<usize> {
 
 /// After createContainer hooks: pivot_root (or move + chroot) into the rootfs.
 pub fn enter(config: &RootfsConfig) -> Result<(), RootfsError> {
+    if !has_mount_namespace(config.spec) {
+        return pivot::chroot_only(&config.rootfs);
+    }
     pivot::switch_root(&config.rootfs, config.no_pivot)
 }
 
@@ -132,7 +172,7 @@ pub fn finish(config: &RootfsConfig) -> Result<(), RootfsError> {
     if config.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         protect::remount_read_only("/")?;
     }
-    if let Some(flags) = root_propagation(config.spec)? {
+    if let Some(flags) = root_propagation(config.spec)?.filter(|_| has_mount_namespace(config.spec)) {
         mounts::change_propagation("/", flags)?;
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));

@@ -38,6 +38,47 @@ pub fn make_holding_mount_private(path: &Path) -> Result<(), RootfsError> {
         .map_err(|e| mount_error(&holder, "making the rootfs's mount private", e))
 }
 
+/// (mount point, root within its filesystem) of each mount at or below `path` in this
+/// namespace's mountinfo, deepest first, once per mount stacked there.
+fn mounts_at_or_below(path: &Path) -> Result<Vec<(PathBuf, PathBuf)>, RootfsError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| mount_error(path, "reading mountinfo", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let mut found: Vec<(PathBuf, PathBuf)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ').skip(3);
+            let root = unescape_mountinfo(fields.next()?);
+            Some((unescape_mountinfo(fields.next()?), root))
+        })
+        .filter(|(mount_point, _)| mount_point.starts_with(path))
+        .collect();
+    // Stable: mounts stacked on one point keep their order, the top one last.
+    found.sort_by_key(|(mount_point, _)| std::cmp::Reverse(mount_point.components().count()));
+    Ok(found)
+}
+
+/// Unmounts what a container without a mount namespace made: every mount below the
+/// rootfs, then the rootfs's bind onto itself: the top mount there when another is
+/// under it, or the only one when it binds a directory (a filesystem the caller
+/// mounted on the rootfs has its root there, and stays).
+pub fn unmount_below(rootfs: &Path) -> Result<(), RootfsError> {
+    let rootfs = rootfs.canonicalize().unwrap_or_else(|_| rootfs.to_path_buf());
+    let found = mounts_at_or_below(&rootfs)?;
+    let (at_rootfs, below): (Vec<_>, Vec<_>) = found.into_iter().partition(|(point, _)| *point == rootfs);
+    let self_bind = match at_rootfs.as_slice() {
+        [(_, root)] if root != Path::new("/") => Some(rootfs.clone()),
+        [_, _, ..] => Some(rootfs.clone()),
+        _ => None,
+    };
+    for mount_point in below.into_iter().map(|(point, _)| point).chain(self_bind) {
+        match nix::mount::umount2(&mount_point, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(mount_error(&mount_point, "unmounting", e)),
+        }
+    }
+    Ok(())
+}
+
 /// A mountinfo path field, with its octal escapes (`\040` for a space) decoded.
 fn unescape_mountinfo(field: &str) -> PathBuf {
     let bytes = field.as_bytes();
@@ -65,7 +106,15 @@ pub fn bind_rootfs_onto_itself(rootfs: &Path) -> Result<(), RootfsError> {
         .map_err(|e| mount_error(rootfs, "binding the rootfs onto itself", e))
 }
 
-pub fn mount_one(root: &OwnedFd, spec_mount: &Mount, config: &RootfsConfig) -> Result<(), RootfsError> {
+/// The idmapped copy of the rootfs tree, on top of it: a mount point for pivot_root.
+pub fn attach_idmapped_rootfs(tree: &OwnedFd, rootfs: &Path) -> Result<(), RootfsError> {
+    let path = std::ffi::CString::new(rootfs.as_os_str().as_encoded_bytes())
+        .map_err(|_| mount_error(rootfs, "attaching the idmapped rootfs", Errno::EINVAL))?;
+    crate::mount_api::attach_tree(tree, &path).map_err(|e| mount_error(rootfs, "attaching the idmapped rootfs (move_mount)", e))
+}
+
+/// Mounts one spec mount; `idmapped` is the tree the runtime made for an idmapped one.
+pub fn mount_one(root: &OwnedFd, spec_mount: &Mount, config: &RootfsConfig, idmapped: Option<&OwnedFd>) -> Result<(), RootfsError> {
     let destination = spec_mount.destination();
     let typ = spec_mount.typ().as_deref().unwrap_or_default();
     let parsed = options::parse(spec_mount.options().as_deref().unwrap_or_default());
@@ -76,14 +125,14 @@ pub fn mount_one(root: &OwnedFd, spec_mount: &Mount, config: &RootfsConfig) -> R
         return cgroupfs::mount_cgroups(root, destination, &parsed, config);
     }
     if parsed.is_bind() || typ == "bind" {
-        bind(root, spec_mount, &parsed)?;
+        bind(root, spec_mount, &parsed, idmapped)?;
     } else {
         filesystem(root, spec_mount, typ, &parsed)?;
     }
     finish_attributes(root, destination, &parsed)
 }
 
-fn bind(root: &OwnedFd, spec_mount: &Mount, parsed: &ParsedOptions) -> Result<(), RootfsError> {
+fn bind(root: &OwnedFd, spec_mount: &Mount, parsed: &ParsedOptions, idmapped: Option<&OwnedFd>) -> Result<(), RootfsError> {
     let destination = spec_mount.destination();
     let source = spec_mount.source().as_deref().ok_or_else(|| RootfsError::Invalid {
         destination: destination.display().to_string(),
@@ -95,9 +144,18 @@ fn bind(root: &OwnedFd, spec_mount: &Mount, parsed: &ParsedOptions) -> Result<()
     })?;
     let leaf = if metadata.is_dir() { Leaf::Directory } else { Leaf::File };
     let target = open_or_create(root, destination, leaf)?;
-    let flags = MsFlags::MS_BIND | (parsed.flags & MsFlags::MS_REC);
-    mount(Some(source), proc_fd_path(&target).as_c_str(), None::<&str>, flags, None::<&str>)
-        .map_err(|e| mount_error(destination, "bind", e))?;
+    match (idmapped, parsed.idmap) {
+        (Some(tree), _) => crate::mount_api::attach_tree(tree, proc_fd_path(&target).as_c_str())
+            .map_err(|e| mount_error(destination, "attaching the idmapped tree (move_mount)", e))?,
+        (None, Some(_)) => {
+            return Err(RootfsError::Invalid { destination: destination.display().to_string(), problem: "no idmapped tree was made".into() })
+        }
+        (None, None) => {
+            let flags = MsFlags::MS_BIND | (parsed.flags & MsFlags::MS_REC);
+            mount(Some(source), proc_fd_path(&target).as_c_str(), None::<&str>, flags, None::<&str>)
+                .map_err(|e| mount_error(destination, "bind", e))?
+        }
+    }
     let extra = parsed.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
     if !extra.is_empty() || !parsed.cleared.is_empty() {
         let mounted = reopen(root, destination)?;

@@ -12,6 +12,8 @@ pub struct ParsedOptions {
     /// MOUNT_ATTR_* bits to set and clear recursively (mount_setattr).
     pub recursive_set: u64,
     pub recursive_clear: u64,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true), every submount too).
+    pub idmap: Option<bool>,
     pub data: Vec<String>,
 }
 
@@ -86,6 +88,7 @@ pub fn parse(options: &[String]) -> ParsedOptions {
         propagation: Vec::new(),
         recursive_set: 0,
         recursive_clear: 0,
+        idmap: None,
         data: Vec::new(),
     };
     for option in options {
@@ -100,6 +103,8 @@ pub fn parse(options: &[String]) -> ParsedOptions {
             parsed.propagation.push(flag);
         } else if let Some(&(_, set, attr)) = RECURSIVE.iter().find(|(name, _, _)| name == option) {
             if set { parsed.recursive_set |= attr } else { parsed.recursive_clear |= attr }
+        } else if option == "idmap" || option == "ridmap" {
+            parsed.idmap = Some(option == "ridmap");
         } else if option != "tmpcopyup" && option != "nosymfollow" && option != "symfollow" {
             parsed.data.push(option.clone());
         }
@@ -125,5 +130,8 @@ mod tests {
         assert_eq!(parsed.recursive_set, ATTR_RDONLY);
         let rw = parse(&strings(&["ro", "rw"]));
         assert!(!rw.flags.contains(MsFlags::MS_RDONLY));
+        assert_eq!(parse(&strings(&["rbind", "idmap"])).idmap, Some(false));
+        assert_eq!(parse(&strings(&["bind", "ridmap"])).idmap, Some(true));
+        assert!(parse(&strings(&["bind", "ridmap"])).data.is_empty());
     }
 }

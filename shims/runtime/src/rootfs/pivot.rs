@@ -1,5 +1,6 @@
 //! Switching the init into its new root: pivot_root with the old root detached, or,
-//! with `--no-pivot` (for ramdisk roots), a move of the rootfs onto `/` and a chroot.
+//! with `--no-pivot` (for ramdisk roots), a move of the rootfs onto `/` and a chroot;
+//! without a mount namespace of its own, a chroot alone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -18,6 +19,13 @@ pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     } else {
         pivot(rootfs)
     }?;
+    nix::unistd::chdir("/").map_err(|e| pivot_error(rootfs, "chdir /", e))
+}
+
+/// For a container in the caller's mount namespace, where pivot_root or a move would
+/// change the root of every process sharing it: a chroot of this process only.
+pub fn chroot_only(rootfs: &Path) -> Result<(), RootfsError> {
+    nix::unistd::chroot(rootfs).map_err(|e| pivot_error(rootfs, "chroot", e))?;
     nix::unistd::chdir("/").map_err(|e| pivot_error(rootfs, "chdir /", e))
 }
 
