@@ -205,11 +205,16 @@ impl Core {
         if !sandbox.shims.contains(&address) {
             self.remember_shim(&sandbox, &address)?;
         }
+        let stdin = match record.spec.stdin {
+            true => super::streams::make_container_stdin(bundle)?,
+            false => String::new(),
+        };
         let request = CreateTaskRequest {
             id: record.id.clone(),
             bundle: record.bundle.clone(),
             rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
             terminal: record.spec.tty,
+            stdin,
             options: options.into(),
             ..Default::default()
         };

@@ -12,6 +12,7 @@ pub mod records;
 pub mod rootfs;
 pub mod sandbox;
 pub mod stats;
+pub mod streams;
 pub mod update;
 
 use std::path::PathBuf;
