@@ -186,6 +186,18 @@ fn spdy_exec_tty_attach_and_bad_tokens() {
         let (_, _, status) = watcher.finish().await;
         assert_exit_code(&status, 0);
         wait_state(&mut client, &shell, cri::ContainerState::ContainerExited).await;
+        // Without a CRI log (as critest makes it), an interactive container's output
+        // still reaches an attach.
+        let mut quiet = shell_with_stdin("quiet");
+        quiet.log_path = String::new();
+        let quiet = start_container(&mut client, &pod, &pod_config, quiet).await;
+        let mut attached = Command::open(&netns, &attach_url(&mut client, &quiet).await, &["error", "stdin", "stdout", "stderr"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        attached.send("stdin", b"echo unlogged\n").await;
+        assert_eq!(read_until(attached.stream("stdout"), "unlogged\n").await, "unlogged\n");
+        attached.close("stdin");
+        let (_, _, status) = attached.finish().await;
+        assert_exit_code(&status, 0);
 
         // An exited container: the CRI refuses a URL.
         let refused = client.exec(cri::ExecRequest { container_id: shell.clone(), cmd: vec!["true".into()], stdout: true, ..Default::default() }).await.expect_err("exited");

@@ -121,7 +121,12 @@ impl Core {
             etc_files,
             pid_namespace_path,
         };
-        let spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        let mut spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        if record.spec.log_path.is_empty() {
+            if let Some(private) = super::streams::output_log(record) {
+                spec["annotations"][spec::LOG_PATH_ANNOTATION] = serde_json::json!(private.display().to_string());
+            }
+        }
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
         ensure_working_dir(&prepared.defaults.layers, cwd)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;

@@ -156,6 +156,17 @@ pub(crate) fn container_stdin_path(bundle: &Path) -> PathBuf {
     bundle.join("stdin")
 }
 
+/// Where the shim logs the container's output, which attach follows: the CRI log, or
+/// for an interactive container (stdin) without one a log of berth's own in its bundle
+/// (so that an attach has the output to show; removed with the container).
+pub(crate) fn output_log(record: &ContainerRecord) -> Option<PathBuf> {
+    match (record.spec.log_path.is_empty(), record.spec.stdin) {
+        (false, _) => Some(PathBuf::from(&record.spec.log_path)),
+        (true, true) => Some(Path::new(&record.bundle).join("attach.log")),
+        (true, false) => None,
+    }
+}
+
 pub(crate) fn make_container_stdin(bundle: &Path) -> CoreResult<String> {
     let path = container_stdin_path(bundle);
     let _ = std::fs::remove_file(&path);
@@ -284,9 +295,9 @@ impl Core {
         if record.spec.tty {
             return Err(CoreError::Unimplemented(format!("attaching to container {} with a TTY is not supported by berth yet", record.id)));
         }
-        if record.spec.log_path.is_empty() {
-            return Err(CoreError::FailedPrecondition(format!("container {} has no log to attach to", record.id)));
-        }
+        let Some(log) = output_log(&record) else {
+            return Err(CoreError::FailedPrecondition(format!("container {} has neither a log nor stdin: no output to attach to", record.id)));
+        };
         let client = self.shims.client(&record.shim_address).await?;
         let handle = ProcessHandle { client, container_id: record.id.clone(), exec_id: String::new() };
         let stdin = match stdin && record.spec.stdin {
@@ -300,7 +311,7 @@ impl Core {
             let _ = set_exited.send(true);
         });
         let (sink, output) = mpsc::channel(64);
-        tokio::spawn(follow_log(PathBuf::from(&record.spec.log_path), sink, exited.clone()));
+        tokio::spawn(follow_log(log, sink, exited.clone()));
         Ok(Attachment { handle, stdin, output, exited })
     }
 
