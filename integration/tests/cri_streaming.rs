@@ -377,9 +377,10 @@ fn crictl_exec_attach_and_port_forward_with_both_transports() {
             cat.stdin(std::fs::File::open(input.path().join("input")).expect("input"));
             let output = cat.output().expect("crictl exec -i");
             assert_eq!(String::from_utf8_lossy(&output.stdout), "crictl stdin\n", "{transport}: {output:?}");
-            // A TTY through script(1), which gives crictl a terminal of known size.
+            // A TTY through script(1), which gives crictl a terminal of known size (sent
+            // on the resize stream once the stream is up: the command waits for it).
             let tty = sh(&format!(
-                "nsenter --net={netns} script -qec 'stty rows 33 cols 77; {crictl} --runtime-endpoint=unix://{} exec -it --transport {transport} {worker} /bin/busybox stty size' /dev/null </dev/null",
+                "nsenter --net={netns} script -qec 'stty rows 33 cols 77; {crictl} --runtime-endpoint=unix://{} exec -it --transport {transport} {worker} sh -c \"sleep 0.5; /bin/busybox stty size\"' /dev/null </dev/null",
                 socket.display()
             ));
             assert!(tty.stdout.contains("33 77"), "{transport}: {tty}");

@@ -101,9 +101,12 @@ pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, done: m
         });
         buffer.copy_within(consumed..filled, 0);
         filled -= consumed;
-    }
-    if filled > 0 {
-        log.write_entry(stream, false, &buffer[..filled]);
+        // The start of a line whose end has not come (a prompt, `echo -n`) is logged
+        // now as a partial entry, so that a reader of the log (attach) sees it at once.
+        if filled > 0 {
+            log.write_entry(stream, true, &buffer[..filled]);
+            filled = 0;
+        }
     }
     drop(done);
 }
