@@ -6,6 +6,7 @@ pub mod cri;
 pub mod daemon;
 pub mod spec;
 pub mod store;
+pub mod streaming;
 pub mod task;
 pub mod content;
 pub mod image;

@@ -24,6 +24,7 @@ pub mod rootfs;
 pub mod runtime;
 pub mod shim;
 pub mod spec;
+pub mod streaming;
 pub mod tempdir;
 pub mod token_server;
 

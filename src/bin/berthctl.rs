@@ -72,13 +72,34 @@ enum Verb {
         follow: bool,
         id: String,
     },
-    /// Run a command in a running container and print its output.
+    /// Run a command in a running container: its output (ExecSync), or with -i/-t an
+    /// interactive session through the streaming server.
     Exec {
         #[arg(long, default_value_t = 0)]
         timeout: i64,
+        /// Pass stdin to the command.
+        #[arg(long, short)]
+        interactive: bool,
+        /// Allocate a terminal.
+        #[arg(long, short)]
+        tty: bool,
         id: String,
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
+    },
+    /// Attach to a running container's output (and its stdin with -i).
+    Attach {
+        #[arg(long, short)]
+        interactive: bool,
+        #[arg(long, short)]
+        tty: bool,
+        id: String,
+    },
+    /// Forward local ports to a pod: LOCAL:REMOTE or PORT, until interrupted.
+    PortForward {
+        pod: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
     },
     /// Show containers' resource usage.
     Stats,
@@ -129,7 +150,10 @@ async fn run(args: Args) -> Result<i32, String> {
         Verb::Rm { ids } => cli::containers::remove(c, &ids).await,
         Verb::Inspect { id } => cli::containers::inspect(c, &id).await,
         Verb::Logs { follow, id } => cli::containers::logs(c, &id, follow).await,
-        Verb::Exec { timeout, id, command } => return cli::containers::exec(c, &id, command, timeout).await,
+        Verb::Exec { interactive, tty, id, command, .. } if interactive || tty => return cli::stream::exec(c, &id, command, interactive, tty).await,
+        Verb::Exec { timeout, id, command, .. } => return cli::containers::exec(c, &id, command, timeout).await,
+        Verb::Attach { interactive, tty, id } => return cli::stream::attach(c, &id, interactive, tty).await,
+        Verb::PortForward { pod, ports } => cli::stream::port_forward(c, &pod, &ports).await,
         Verb::Stats => cli::containers::stats(c, format).await,
         Verb::Images => cli::system::images(c, format).await,
         Verb::Pull { reference, creds } => cli::system::pull(c, &reference, creds).await,

@@ -3,4 +3,5 @@ pub mod client;
 pub mod containers;
 pub mod output;
 pub mod pods;
+pub mod stream;
 pub mod system;

@@ -122,8 +122,13 @@ impl Core {
             etc_files,
             pid_namespace_path,
         };
-        let spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
+        let mut spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
         record.identity = spec.pointer("/process/user").and_then(|user| serde_json::from_value::<OciUser>(user.clone()).ok()).map(OciUser::into_identity);
+        if record.spec.log_path.is_empty() {
+            if let Some(private) = super::streams::output_log(record) {
+                spec["annotations"][spec::LOG_PATH_ANNOTATION] = serde_json::json!(private.display().to_string());
+            }
+        }
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
         ensure_working_dir(&prepared.defaults.layers, cwd)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -207,11 +212,16 @@ impl Core {
         if !sandbox.shims.contains(&address) {
             self.remember_shim(&sandbox, &address)?;
         }
+        let stdin = match record.spec.stdin {
+            true => super::streams::make_container_stdin(bundle)?,
+            false => String::new(),
+        };
         let request = CreateTaskRequest {
             id: record.id.clone(),
             bundle: record.bundle.clone(),
             rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
             terminal: record.spec.tty,
+            stdin,
             options: options.into(),
             ..Default::default()
         };

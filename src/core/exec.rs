@@ -19,22 +19,26 @@ pub struct ExecOutput {
 }
 
 /// The FIFOs of one exec; removed when dropped.
-struct ExecFifos {
+pub(crate) struct ExecFifos {
     dir: PathBuf,
 }
 
 impl ExecFifos {
-    fn create(dir: PathBuf) -> CoreResult<ExecFifos> {
+    pub(crate) fn create(dir: PathBuf) -> CoreResult<ExecFifos> {
+        Self::create_named(dir, &["stdout", "stderr"])
+    }
+
+    pub(crate) fn create_named(dir: PathBuf, names: &[&str]) -> CoreResult<ExecFifos> {
         std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
         let fifos = ExecFifos { dir };
-        for name in ["stdout", "stderr"] {
+        for name in names {
             nix::unistd::mkfifo(&fifos.dir.join(name), nix::sys::stat::Mode::from_bits_truncate(0o600))
                 .map_err(|e| CoreError::Internal(format!("mkfifo: {e}")))?;
         }
         Ok(fifos)
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 }
@@ -58,47 +62,52 @@ fn drain(path: String, limit: usize) -> CoreResult<tokio::task::JoinHandle<Vec<u
     Ok(tokio::task::spawn_blocking(move || read_until_closed(fifo, limit)))
 }
 
-/// A FIFO opened before any writer: poll reports neither data nor hang-up until a
-/// writer has come, so an early read cannot mistake "no writer yet" for the end.
-fn read_until_closed(fifo: std::fs::File, limit: usize) -> Vec<u8> {
+/// Reads a FIFO until its writers are gone, passing each chunk on. The FIFO was opened
+/// before any writer: poll reports neither data nor hang-up until a writer has come,
+/// so an early read cannot mistake "no writer yet" for the end.
+pub(crate) fn read_fifo(mut fifo: std::fs::File, mut chunk: impl FnMut(&[u8])) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::io::Read;
     use std::os::fd::AsFd;
-    let mut fifo = fifo;
-    let mut collected = Vec::new();
     let mut buffer = vec![0u8; 32 << 10];
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => break,
+            Err(_) => return,
         }
         match fifo.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(count) => {
-                let room = limit.saturating_sub(collected.len());
-                collected.extend_from_slice(&buffer[..count.min(room)]);
-            }
+            Ok(0) => return,
+            Ok(count) => chunk(&buffer[..count]),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock || error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(_) => return,
         }
     }
+}
+
+/// The first `limit` bytes the FIFO carries.
+fn read_until_closed(fifo: std::fs::File, limit: usize) -> Vec<u8> {
+    let mut collected = Vec::new();
+    read_fifo(fifo, |bytes| {
+        let room = limit.saturating_sub(collected.len());
+        collected.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    });
     collected
 }
 
 /// Releases a reader whose FIFO the shim never opened (the process never started):
 /// a writer that comes and goes gives it its hang-up.
-fn release_reader(path: &str) {
+pub(crate) fn release_reader(path: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path);
 }
 
-fn process_spec(bundle: &Path, command: &[String]) -> CoreResult<Any> {
+pub(crate) fn process_spec(bundle: &Path, command: &[String], terminal: bool) -> CoreResult<Any> {
     let config = std::fs::read(bundle.join("config.json")).map_err(io_error("reading the container's config.json"))?;
     let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
     let mut process = config.get("process").cloned().unwrap_or_default();
     process["args"] = serde_json::json!(command);
-    process["terminal"] = serde_json::json!(false);
+    process["terminal"] = serde_json::json!(terminal);
     Ok(Any { type_url: PROCESS_TYPE_URL.into(), value: process.to_string().into_bytes(), ..Default::default() })
 }
 
@@ -123,7 +132,7 @@ impl Core {
             exec_id: exec_id.clone(),
             stdout: fifos.path("stdout"),
             stderr: fifos.path("stderr"),
-            spec: Some(process_spec(Path::new(&record.bundle), command)?).into(),
+            spec: Some(process_spec(Path::new(&record.bundle), command, false)?).into(),
             ..Default::default()
         };
         let outcome = match client.exec(context(), &request).await {

@@ -13,6 +13,7 @@ pub mod records;
 pub mod rootfs;
 pub mod sandbox;
 pub mod stats;
+pub mod streams;
 pub mod update;
 pub mod userns;
 

@@ -46,8 +46,8 @@ fn network_status(error: &crate::network::NetworkError, message: String) -> Stat
 }
 
 /// The gRPC server with both CRI services.
-pub fn server(core: Arc<Core>) -> tonic::transport::server::Router {
+pub fn server(core: Arc<Core>, streaming: Arc<crate::streaming::Streaming>) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(runtime::Runtime::new(core.clone())))
+        .add_service(RuntimeServiceServer::new(runtime::Runtime::new(core.clone(), streaming)))
         .add_service(ImageServiceServer::new(image::Images::new(core)))
 }

@@ -10,21 +10,29 @@ use tonic::{Request, Response, Status};
 
 use super::convert::*;
 use super::{status, NAMESPACE, RUNTIME_API_VERSION, RUNTIME_NAME};
+use crate::core::streams::StdioWanted;
 use crate::core::Core;
+use crate::streaming::{StreamRequest, Streaming};
 
 type Reply<T> = Result<Response<T>, Status>;
 
 pub struct Runtime {
     core: Arc<Core>,
+    streaming: Arc<Streaming>,
 }
 
 impl Runtime {
-    pub fn new(core: Arc<Core>) -> Self {
-        Runtime { core }
+    pub fn new(core: Arc<Core>, streaming: Arc<Streaming>) -> Self {
+        Runtime { core, streaming }
     }
 
-    fn unimplemented<T>(what: &str) -> Reply<T> {
-        Err(Status::unimplemented(format!("{what} is not implemented by berth yet (it arrives with the streaming server)")))
+    /// A streaming URL for a request on a running container.
+    fn container_stream_url(&self, container_id: &str, request: impl FnOnce(String) -> StreamRequest) -> Result<String, Status> {
+        let record = self.core.container(NAMESPACE, container_id).map_err(status)?;
+        if record.state != crate::core::ContainerState::Running {
+            return Err(Status::failed_precondition(format!("container {} is not running", record.id)));
+        }
+        self.streaming.url_for(request(record.id)).map_err(status)
     }
 
     async fn container_stats_of(&self, record: &crate::core::ContainerRecord) -> cri::ContainerStats {
@@ -197,16 +205,35 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::ExecSyncResponse { stdout: output.stdout, stderr: output.stderr, exit_code: output.exit_code }))
     }
 
-    async fn exec(&self, _: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
-        Self::unimplemented("Exec")
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        let request = request.into_inner();
+        if request.cmd.is_empty() {
+            return Err(Status::invalid_argument("exec needs a command"));
+        }
+        if !(request.stdin || request.stdout || request.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout and stderr must be set"));
+        }
+        let stdio = StdioWanted { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, tty: request.tty };
+        let url = self.container_stream_url(&request.container_id, |container_id| StreamRequest::Exec { container_id, command: request.cmd.clone(), stdio })?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
-        Self::unimplemented("Attach")
+    async fn attach(&self, request: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
+        let request = request.into_inner();
+        if !(request.stdin || request.stdout || request.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout and stderr must be set"));
+        }
+        let stdio = StdioWanted { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, tty: request.tty };
+        let url = self.container_stream_url(&request.container_id, |container_id| StreamRequest::Attach { container_id, stdio })?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _: Request<cri::PortForwardRequest>) -> Reply<cri::PortForwardResponse> {
-        Self::unimplemented("PortForward")
+    async fn port_forward(&self, request: Request<cri::PortForwardRequest>) -> Reply<cri::PortForwardResponse> {
+        let request = request.into_inner();
+        let sandbox = self.core.sandbox(NAMESPACE, &request.pod_sandbox_id).map_err(status)?;
+        self.core.pod_network(NAMESPACE, &sandbox.id).map_err(status)?;
+        let url = self.streaming.url_for(StreamRequest::PortForward { pod_id: sandbox.id }).map_err(status)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Reply<cri::ContainerStatsResponse> {

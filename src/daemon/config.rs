@@ -57,6 +57,8 @@ pub struct Config {
     pub network: crate::network::NetworkConfig,
     /// The CRI's settings.
     pub cri: CriConfig,
+    /// The streaming server behind Exec, Attach and PortForward.
+    pub streaming: crate::streaming::StreamingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -101,6 +103,7 @@ impl Default for Config {
             pull: Default::default(),
             network: Default::default(),
             cri: CriConfig::default(),
+            streaming: Default::default(),
         }
     }
 }
@@ -196,5 +199,8 @@ mod tests {
         let error = Config::parse("bogus = 1", "test").expect_err("unknown key");
         assert!(error.to_string().contains("bogus"), "{error}");
         assert!(Config::parse("root = \"relative\"", "test").is_err());
+        let config = Config::parse("[streaming]\naddress = \"127.0.0.1:10010\"\ntoken_ttl_seconds = 5", "test").expect("streaming");
+        assert_eq!(config.streaming.address, "127.0.0.1:10010");
+        assert_eq!(config.streaming.token_ttl_seconds, 5);
     }
 }

@@ -35,6 +35,8 @@ pub enum DaemonError {
     Recover(#[from] crate::core::CoreError),
     #[error("serving the CRI: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -163,12 +165,14 @@ pub async fn shutdown_signal() {
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let socket = config.cri_socket.clone();
     let group = config.socket_group.clone();
+    let streaming_config = config.streaming.clone();
     let (core, _events_server, shim_events) = build_core(config).await?;
     tokio::spawn(handle_shim_events(core.clone(), shim_events));
+    let streaming = crate::streaming::Streaming::start(&streaming_config, core.clone(), crate::cri::NAMESPACE).await?;
     let listener = bind_socket(&socket, group.as_deref())?;
     tracing::info!(socket = %socket.display(), "serving the CRI");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let result = crate::cri::server(core)
+    let result = crate::cri::server(core, streaming)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await;
     let _ = std::fs::remove_file(&socket);

@@ -85,13 +85,29 @@ pub fn split_entries(buffer: &[u8], full: bool, mut emit: impl FnMut(bool, &[u8]
     start
 }
 
+/// How long the start of a line waits for its end before it is logged as a partial
+/// entry (a prompt, `echo -n`), so that a reader of the log (attach) sees it.
+const PARTIAL_LINE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Reads one stream's pipe until EOF, writing entries; drops `done` at the end.
 pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, done: mpsc::Sender<()>) {
     let Ok(mut reader) = pipe::Receiver::from_owned_fd(pipe) else { return };
     let mut buffer = vec![0u8; LINE_BUFFER];
     let mut filled = 0;
     loop {
-        let n = match reader.read(&mut buffer[filled..]).await {
+        let read = reader.read(&mut buffer[filled..]);
+        let read = match filled {
+            0 => read.await,
+            _ => match tokio::time::timeout(PARTIAL_LINE_DELAY, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    log.write_entry(stream, true, &buffer[..filled]);
+                    filled = 0;
+                    continue;
+                }
+            },
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };

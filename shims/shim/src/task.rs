@@ -28,6 +28,9 @@ use crate::{mounts, stats, stdio, timefmt};
 /// How long an exit waits for the process's output to be copied before it is reported.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
+/// The longest path a unix socket address holds (sun_path less its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
@@ -104,8 +107,16 @@ impl Shim {
         self.activity.notify_one();
     }
 
+    /// Where a console socket goes: in the container's directory, or in the temporary
+    /// directory (as containerd's shim does) when that path is too long for a socket
+    /// address (a deep `--state`).
     fn console_path(&self, dir: &std::path::Path) -> PathBuf {
-        dir.join(format!("c{}.sock", self.consoles.fetch_add(1, Ordering::Relaxed)))
+        let number = self.consoles.fetch_add(1, Ordering::Relaxed);
+        let beside = dir.join(format!("c{number}.sock"));
+        if beside.as_os_str().len() < SOCKET_PATH_MAX {
+            return beside;
+        }
+        std::env::temp_dir().join(format!("berth-console-{}-{number}.sock", std::process::id()))
     }
 
     pub fn create(&self, request: &CreateTaskRequest) -> ShimResult<u32> {
