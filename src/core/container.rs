@@ -159,12 +159,17 @@ impl Core {
 
     /// Starts a created container through its pod's shim.
     pub async fn start_container(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        self.start_container_with_io(namespace, id, &super::task_io::TaskIo::default()).await
+    }
+
+    /// Starts a created container whose stdio goes to the FIFOs that `io` names.
+    pub async fn start_container_with_io(&self, namespace: &str, id: &str, io: &super::task_io::TaskIo) -> CoreResult<()> {
         let _guard = self.write_lock.lock().await;
         let mut record = self.container(namespace, id)?;
         if record.state != ContainerState::Created {
             return Err(CoreError::FailedPrecondition(format!("container {} is not in the created state", record.id)));
         }
-        match self.start_task(&mut record).await {
+        match self.start_task(&mut record, io).await {
             Ok(()) => {
                 self.save_container(&record)?;
                 self.publish(&record, LifecycleEvent::Started);
@@ -192,7 +197,7 @@ impl Core {
         Ok(Some(protobuf::well_known_types::any::Any { type_url: "containerd.runc.v1.Options".into(), value, ..Default::default() }))
     }
 
-    async fn start_task(&self, record: &mut ContainerRecord) -> CoreResult<()> {
+    async fn start_task(&self, record: &mut ContainerRecord, io: &super::task_io::TaskIo) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle);
         let mounts: Vec<RootfsMount> = std::fs::read(bundle.join("rootfs.json"))
             .ok()
@@ -210,6 +215,9 @@ impl Core {
             bundle: record.bundle.clone(),
             rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
             terminal: record.spec.tty,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
             options: options.into(),
             ..Default::default()
         };
