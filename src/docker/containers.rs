@@ -358,10 +358,28 @@ pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> D
         None => Default::default(),
     };
     let started = docker.core.start_container_with_io(NAMESPACE, &record.id, &io).await;
+    if started.is_err() {
+        after_failed_start(docker, record).await;
+    }
     started.map_err(|error| match error {
         CoreError::FailedPrecondition(message) => DockerError::conflict(message),
         other => DockerError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to create task for container: {other}")),
     })
+}
+
+/// A start that failed left an exited container: `die`, and removal for auto-remove
+/// ones (whose client waits for the removal).
+async fn after_failed_start(docker: &super::Docker, record: &ContainerRecord) {
+    if let Ok(exited) = docker.core.container(NAMESPACE, &record.id) {
+        docker.publish_die(&exited);
+        if let Ok(mut exits) = docker.removed_exits.lock() {
+            exits.insert(docker_id(&exited).to_string(), exited.exit_code);
+        }
+    }
+    if Front::of(record).auto_remove {
+        discard_sandbox(docker, docker_id(record)).await;
+        docker.publish_container(docker_id(record), "destroy", &record.spec.name, &record.spec.image);
+    }
 }
 
 async fn start(State(docker): State<super::State>, Path(id): Path<String>) -> DockerResult<Response> {

@@ -103,7 +103,15 @@ async fn list(State(docker): State<super::State>, Query(query): Query<ListQuery>
     let mut listed = Vec::new();
     for image in &images {
         if image_passes(image, &filters, &images)? {
-            listed.push(summary(image));
+            let mut entry = summary(image);
+            if let Some(patterns) = filters.get("reference") {
+                let tags: Vec<String> = image.repo_tags.iter().map(|t| familiar(t)).filter(|t| patterns.iter().any(|p| reference_matches(t, p))).collect();
+                entry["RepoTags"] = json!(tags);
+                let repos: Vec<String> = tags.iter().map(|t| t.rsplit_once(':').map(|(r, _)| r.to_string()).unwrap_or_default()).collect();
+                let digests: Vec<String> = image.repo_digests.iter().map(|d| familiar(d)).filter(|d| repos.iter().any(|r| d.split('@').next() == Some(r.as_str()))).collect();
+                entry["RepoDigests"] = json!(digests);
+            }
+            listed.push(entry);
         }
     }
     Ok(Json(listed))
@@ -266,9 +274,16 @@ struct CreateQuery {
     platform: Option<String>,
 }
 
-async fn create(State(docker): State<super::State>, Query(query): Query<CreateQuery>, headers: HeaderMap, body: Body) -> DockerResult<Response> {
+async fn create(
+    State(docker): State<super::State>,
+    Query(query): Query<CreateQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> DockerResult<Response> {
     if let Some(source) = query.from_src.as_deref() {
-        return import(&docker, source, query.repo.as_deref(), query.tag.as_deref(), body).await;
+        let changes: Vec<String> = url_pairs(raw.as_deref().unwrap_or("")).into_iter().filter(|(k, _)| k == "changes").map(|(_, v)| v).collect();
+        return import(&docker, source, query.repo.as_deref(), query.tag.as_deref(), &changes, body).await;
     }
     let name = query.from_image.clone().filter(|n| !n.is_empty()).ok_or_else(|| DockerError::bad_request("fromImage or fromSrc is required"))?;
     let _ = query.platform;
@@ -431,7 +446,7 @@ async fn load(State(docker): State<super::State>, body: Bytes) -> DockerResult<R
     Ok(([("content-type", "application/json")], lines.concat()).into_response())
 }
 
-async fn import(docker: &super::Docker, source: &str, repo: Option<&str>, tag: Option<&str>, body: Body) -> DockerResult<Response> {
+async fn import(docker: &super::Docker, source: &str, repo: Option<&str>, tag: Option<&str>, changes: &[String], body: Body) -> DockerResult<Response> {
     if source != "-" {
         return Err(DockerError::bad_request("import from a URL is not supported; send the tarball in the body (fromSrc=-)"));
     }
@@ -440,7 +455,10 @@ async fn import(docker: &super::Docker, source: &str, repo: Option<&str>, tag: O
         Some(tag) => format!("{r}:{tag}"),
         None => with_tag(r),
     });
-    let config = crate::image::ImageConfig::default();
+    let mut config = crate::image::ImageConfig::default();
+    for change in changes.iter().flat_map(|c| c.lines()).filter(|l| !l.trim().is_empty()) {
+        apply_change(&mut config, change)?;
+    }
     let image = docker.core.images.import_rootfs(std::io::Cursor::new(bytes.to_vec()), config, name.as_deref()).await?;
     docker.publish_image(&image.id, "import", &image.id);
     Ok(([("content-type", "application/json")], line(json!({"status": image.id}))).into_response())

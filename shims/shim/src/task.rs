@@ -104,8 +104,15 @@ impl Shim {
         self.activity.notify_one();
     }
 
+    /// A console socket in the container's directory, or in the temporary directory
+    /// when that path would not fit a socket address (108 bytes).
     fn console_path(&self, dir: &std::path::Path) -> PathBuf {
-        dir.join(format!("c{}.sock", self.consoles.fetch_add(1, Ordering::Relaxed)))
+        let name = format!("c{}.sock", self.consoles.fetch_add(1, Ordering::Relaxed));
+        let path = dir.join(&name);
+        if path.as_os_str().len() < 100 {
+            return path;
+        }
+        std::env::temp_dir().join(format!("berth-shim-{}-{name}", std::process::id()))
     }
 
     pub fn create(&self, request: &CreateTaskRequest) -> ShimResult<u32> {
