@@ -130,13 +130,17 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 fn generated_name(taken: &[String]) -> String {
-    const LEFT: [&str; 10] = ["brave", "calm", "eager", "happy", "jolly", "keen", "lucid", "merry", "nifty", "quirky"];
-    const RIGHT: [&str; 10] = ["turing", "hopper", "lovelace", "curie", "darwin", "euler", "gauss", "noether", "pascal", "tesla"];
-    let seed = now_nanos().unsigned_abs() as usize;
+    const LEFT: [&str; 20] = [
+        "brave", "calm", "eager", "happy", "jolly", "keen", "lucid", "merry", "nifty", "quirky", "bold", "clever", "daring", "fond", "gentle", "hardy", "jovial", "kind", "lively", "noble",
+    ];
+    const RIGHT: [&str; 20] = [
+        "turing", "hopper", "lovelace", "curie", "darwin", "euler", "gauss", "noether", "pascal", "tesla", "babbage", "bohr", "dirac", "fermi", "galois", "hilbert", "kepler", "meitner", "newton", "ritchie",
+    ];
+    let random = ids::new_id().unwrap_or_default();
+    let seed = usize::from_str_radix(&random[..random.len().min(12)], 16).unwrap_or_else(|_| now_nanos().unsigned_abs() as usize);
     for attempt in 0..200 {
-        let pick = seed / 7 + attempt * 13;
-        let name = format!("{}_{}", LEFT[pick % 10], RIGHT[(pick / 10) % 10]);
-        let name = if attempt < 100 { name } else { format!("{name}{attempt}") };
+        let pick = seed + attempt * 13;
+        let name = format!("{}_{}{}", LEFT[pick % 20], RIGHT[(pick / 20) % 20], (pick / 400) % 100);
         if !taken.contains(&name) {
             return name;
         }
