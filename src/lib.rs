@@ -4,6 +4,7 @@
 pub mod core;
 pub mod cri;
 pub mod daemon;
+pub mod docker;
 pub mod spec;
 pub mod store;
 pub mod streaming;

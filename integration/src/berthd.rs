@@ -35,6 +35,10 @@ impl Berthd {
     pub fn socket(&self) -> PathBuf {
         self.state().join("berth.sock")
     }
+    /// The Docker Engine API socket.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.state().join("docker.sock")
+    }
     /// The daemon's own cgroup parent (named after its directory), removed on drop.
     pub fn cgroup_parent(&self) -> String {
         self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
@@ -68,10 +72,11 @@ impl Berthd {
     pub fn spawn(&mut self) {
         let config = self.dir.path().join("config.toml");
         let text = format!(
-            "root = \"{}\"\nstate = \"{}\"\ncri_socket = \"{}\"\ncgroup_parent = \"/{}\"\nlog_level = \"debug\"\n{}",
+            "root = \"{}\"\nstate = \"{}\"\ncri_socket = \"{}\"\ndocker_socket = \"{}\"\ncgroup_parent = \"/{}\"\nlog_level = \"debug\"\n{}",
             self.root().display(),
             self.state().display(),
             self.socket().display(),
+            self.docker_socket().display(),
             self.cgroup_parent(),
             self.extra_config
         );
@@ -94,7 +99,7 @@ impl Berthd {
     fn wait_for_socket(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() && std::os::unix::net::UnixStream::connect(self.docker_socket()).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

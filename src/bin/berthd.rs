@@ -7,7 +7,7 @@ use berth::daemon::{self, config::Config};
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berthd", version, about = "berth container runtime daemon (CRI v1)")]
+#[command(name = "berthd", version, about = "berth container runtime daemon (CRI v1 and the Docker Engine API)")]
 struct Args {
     /// Configuration file (default /etc/berth/config.toml, if it exists).
     #[arg(long)]
@@ -21,6 +21,9 @@ struct Args {
     /// The CRI socket (default /run/berth/berth.sock).
     #[arg(long)]
     cri_socket: Option<PathBuf>,
+    /// The Docker Engine API socket (default /run/berth/docker.sock).
+    #[arg(long)]
+    docker_socket: Option<PathBuf>,
     /// error, warn, info, debug, trace, or a tracing filter.
     #[arg(long)]
     log_level: Option<String>,
@@ -35,10 +38,16 @@ fn configuration(args: Args) -> Result<Config, daemon::config::ConfigError> {
         if args.cri_socket.is_none() && config.cri_socket == Config::default().cri_socket {
             config.cri_socket = state.join("berth.sock");
         }
+        if args.docker_socket.is_none() && config.docker_socket == Config::default().docker_socket {
+            config.docker_socket = state.join("docker.sock");
+        }
         config.state = state;
     }
     if let Some(socket) = args.cri_socket {
         config.cri_socket = socket;
+    }
+    if let Some(socket) = args.docker_socket {
+        config.docker_socket = socket;
     }
     if let Some(level) = args.log_level {
         config.log_level = level;

@@ -166,12 +166,17 @@ impl Core {
 
     /// Starts a created container through its pod's shim.
     pub async fn start_container(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        self.start_container_with_io(namespace, id, &super::task_io::TaskIo::default()).await
+    }
+
+    /// Starts a created container whose stdio goes to the FIFOs that `io` names.
+    pub async fn start_container_with_io(&self, namespace: &str, id: &str, io: &super::task_io::TaskIo) -> CoreResult<()> {
         let _guard = self.write_lock.lock().await;
         let mut record = self.container(namespace, id)?;
         if record.state != ContainerState::Created {
             return Err(CoreError::FailedPrecondition(format!("container {} is not in the created state", record.id)));
         }
-        match self.start_task(&mut record).await {
+        match self.start_task(&mut record, io).await {
             Ok(()) => {
                 self.save_container(&record)?;
                 self.publish(&record, LifecycleEvent::Started);
@@ -199,7 +204,7 @@ impl Core {
         Ok(Some(protobuf::well_known_types::any::Any { type_url: "containerd.runc.v1.Options".into(), value, ..Default::default() }))
     }
 
-    async fn start_task(&self, record: &mut ContainerRecord) -> CoreResult<()> {
+    async fn start_task(&self, record: &mut ContainerRecord, io: &super::task_io::TaskIo) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle);
         let mounts: Vec<RootfsMount> = std::fs::read(bundle.join("rootfs.json"))
             .ok()
@@ -212,9 +217,11 @@ impl Core {
         if !sandbox.shims.contains(&address) {
             self.remember_shim(&sandbox, &address)?;
         }
-        let stdin = match record.spec.stdin {
-            true => super::streams::make_container_stdin(bundle)?,
-            false => String::new(),
+        // The Docker door brings its own stdin; a CRI container asking for one gets a pipe.
+        let stdin = match (io.stdin.is_empty(), record.spec.stdin) {
+            (false, _) => io.stdin.clone(),
+            (true, true) => super::streams::make_container_stdin(bundle)?,
+            (true, false) => String::new(),
         };
         let request = CreateTaskRequest {
             id: record.id.clone(),
@@ -222,6 +229,8 @@ impl Core {
             rootfs: mounts.iter().map(RootfsMount::to_proto).collect(),
             terminal: record.spec.tty,
             stdin,
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
             options: options.into(),
             ..Default::default()
         };

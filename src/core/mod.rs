@@ -10,10 +10,12 @@ pub mod pin;
 pub mod pod_init;
 pub mod recovery;
 pub mod records;
+pub mod rename;
 pub mod rootfs;
 pub mod sandbox;
 pub mod stats;
 pub mod streams;
+pub mod task_io;
 pub mod update;
 pub mod userns;
 

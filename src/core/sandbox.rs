@@ -23,13 +23,17 @@ impl Core {
 
     /// Creates a pod sandbox and returns its id.
     pub async fn run_sandbox(&self, namespace: &str, spec: SandboxSpec) -> CoreResult<String> {
+        self.run_sandbox_with_id(namespace, ids::new_id()?, spec).await
+    }
+
+    /// Creates a pod sandbox with an id the caller chose (from [`ids::new_id`]).
+    pub async fn run_sandbox_with_id(&self, namespace: &str, id: String, spec: SandboxSpec) -> CoreResult<String> {
         if spec.name.is_empty() {
             return Err(CoreError::InvalidArgument("the sandbox name must not be empty".into()));
         }
         if spec.pid == NamespaceMode::Target {
             return Err(CoreError::InvalidArgument("a pod's pid namespace cannot target a container".into()));
         }
-        let id = ids::new_id()?;
         let _guard = self.write_lock.lock().await;
         let mut record = self.reserve_sandbox(namespace, &id, spec)?;
         match self.build_sandbox(&mut record).await {

@@ -35,6 +35,8 @@ pub struct Config {
     pub state: PathBuf,
     /// The CRI socket.
     pub cri_socket: PathBuf,
+    /// The Docker Engine API socket.
+    pub docker_socket: PathBuf,
     /// Group owning the sockets (besides root); none means root only.
     pub socket_group: Option<String>,
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
@@ -92,6 +94,7 @@ impl Default for Config {
             root: "/var/lib/berth".into(),
             state: "/run/berth".into(),
             cri_socket: "/run/berth/berth.sock".into(),
+            docker_socket: "/run/berth/docker.sock".into(),
             socket_group: None,
             log_level: "info".into(),
             shim_binary: None,
@@ -146,7 +149,7 @@ impl Config {
                 self.cgroup_driver
             )));
         }
-        for (name, path) in [("root", &self.root), ("state", &self.state), ("cri_socket", &self.cri_socket)] {
+        for (name, path) in [("root", &self.root), ("state", &self.state), ("cri_socket", &self.cri_socket), ("docker_socket", &self.docker_socket)] {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid(format!("{name} must be an absolute path, not {}", path.display())));
             }

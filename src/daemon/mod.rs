@@ -164,17 +164,31 @@ pub async fn shutdown_signal() {
 /// Runs the daemon until a signal stops it.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let socket = config.cri_socket.clone();
+    let docker_socket = config.docker_socket.clone();
     let group = config.socket_group.clone();
     let streaming_config = config.streaming.clone();
     let (core, _events_server, shim_events) = build_core(config).await?;
     tokio::spawn(handle_shim_events(core.clone(), shim_events));
     let streaming = crate::streaming::Streaming::start(&streaming_config, core.clone(), crate::cri::NAMESPACE).await?;
     let listener = bind_socket(&socket, group.as_deref())?;
-    tracing::info!(socket = %socket.display(), "serving the CRI");
+    let docker_listener = bind_socket(&docker_socket, group.as_deref())?;
+    tracing::info!(socket = %socket.display(), docker_socket = %docker_socket.display(), "serving the CRI and the Docker API");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let docker_stopped = stopped.clone();
+    let docker = tokio::spawn(crate::docker::serve(core.clone(), docker_listener, async move {
+        let mut stopped = docker_stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let result = crate::cri::server(core, streaming)
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
         .await;
+    drop(stopped);
+    docker.abort();
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&docker_socket);
     result.map_err(DaemonError::from)
 }

@@ -1,0 +1,65 @@
+//! The Docker façade benchmark (issue 15, "Performance"). Run as root from the workspace:
+//!
+//!     cargo build --release --workspace --bins && sudo target/release/bench_docker [ROUNDS]
+//!
+//! Drives berthd through the real docker CLI, in the test registry's network namespace,
+//! with busybox pulled from that registry. For ROUNDS (default 10) it times
+//! `docker run --rm busybox true`, create + start + `rm -f`, `exec true` and 10
+//! concurrent `run --rm`, and prints medians; then berthd's RSS, idle with the façade
+//! serving. Debian's dockerd is not on this machine (docker.io is not installed), so
+//! no side-by-side run is made; the issue's dockerd 20.10 figures are printed beside.
+use std::time::{Duration, Instant};
+
+use berth_integration::docker::DockerWorld;
+
+fn timed(docker: &DockerWorld, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    docker.docker(args).ok();
+    started.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn concurrent_runs(docker: &DockerWorld, count: usize) -> Duration {
+    let started = Instant::now();
+    let children: Vec<_> = (0..count).map(|_| docker.command(&["run", "--rm", "busybox", "true"]).spawn().expect("spawn docker")).collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait docker").success(), "a concurrent run failed");
+    }
+    started.elapsed()
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(10);
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    docker.docker(&["run", "-d", "--name", "bench-exec", "busybox", "sleep", "100000"]).ok();
+    let (mut run, mut lifecycle, mut exec, mut concurrent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        run.push(timed(&docker, &["run", "--rm", "busybox", "true"]));
+        let started = Instant::now();
+        let id = docker.docker(&["create", "busybox", "sleep", "100"]).ok().stdout.trim().to_string();
+        docker.docker(&["start", &id]).ok();
+        docker.docker(&["rm", "-f", &id]).ok();
+        lifecycle.push(started.elapsed());
+        exec.push(timed(&docker, &["exec", "bench-exec", "true"]));
+        concurrent.push(concurrent_runs(&docker, 10));
+    }
+    docker.docker(&["rm", "-f", "bench-exec"]).ok();
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = docker.world.daemon.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    println!("docker CLI against berthd, {rounds} rounds, medians (dockerd 20.10 on this machine per issue 15):");
+    println!("  run --rm busybox true        {:>8.1} ms   (dockerd ~330 ms)", median(run).as_secs_f64() * 1e3);
+    println!("  create + start + rm -f       {:>8.1} ms", median(lifecycle).as_secs_f64() * 1e3);
+    println!("  exec true                    {:>8.1} ms   (dockerd ~65 ms)", median(exec).as_secs_f64() * 1e3);
+    println!("  10 concurrent run --rm       {:>8.1} ms", median(concurrent).as_secs_f64() * 1e3);
+    println!("  berthd RSS, idle after the runs: {} KiB (dockerd ~76 MB)", rss_kib(pid));
+}

@@ -1,0 +1,85 @@
+//! Docker façade fixtures: berthd beside a registry holding busybox (pulled through
+//! the docker.io mirror), and the real docker CLI pointed at berthd's Docker socket
+//! with a private config directory.
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::command::{run_command, CmdOutput};
+use crate::cri::World;
+use crate::tempdir::TempDir;
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+pub struct DockerWorld {
+    pub world: World,
+    pub config_dir: TempDir,
+}
+
+impl DockerWorld {
+    pub fn new() -> DockerWorld {
+        DockerWorld { world: World::new(), config_dir: TempDir::new("docker-config") }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.world.daemon.docker_socket()
+    }
+
+    /// The network namespace berthd (and the registry) run in.
+    pub fn netns(&self) -> String {
+        self.world.registry.netns.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(DOCKER);
+        command.args(args).env("DOCKER_HOST", format!("unix://{}", self.socket().display())).env("DOCKER_CONFIG", self.config_dir.path()).env_remove("DOCKER_CONTEXT");
+        command
+    }
+
+    /// Runs the docker CLI to completion (60 s at most).
+    pub fn docker(&self, args: &[&str]) -> CmdOutput {
+        run_command(self.command(args), Duration::from_secs(60))
+    }
+
+    /// Runs the docker CLI with `input` on its stdin.
+    pub fn docker_with_input(&self, args: &[&str], input: &str) -> CmdOutput {
+        let file = self.config_dir.path().join("stdin");
+        std::fs::write(&file, input).expect("write stdin");
+        let line = std::iter::once(DOCKER).chain(args.iter().copied()).map(shell_quote).collect::<Vec<_>>().join(" ");
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("{line} < {}", shell_quote(&file.display().to_string())));
+        command.env("DOCKER_HOST", format!("unix://{}", self.socket().display())).env("DOCKER_CONFIG", self.config_dir.path());
+        run_command(command, Duration::from_secs(60))
+    }
+
+    /// Runs the docker CLI under a pseudo-terminal (`script`), feeding it `input`.
+    pub fn docker_in_terminal(&self, args: &[&str], input: &str) -> CmdOutput {
+        let line = std::iter::once(DOCKER).chain(args.iter().copied()).map(shell_quote).collect::<Vec<_>>().join(" ");
+        let file = self.config_dir.path().join("tty-input");
+        std::fs::write(&file, input).expect("write input");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("(sleep 1; cat {}) | script -qefc {} /dev/null", shell_quote(&file.display().to_string()), shell_quote(&line)))
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.config_dir.path());
+        run_command(command, Duration::from_secs(60))
+    }
+
+    /// Runs a shell snippet in berthd's network namespace (the host side of it).
+    pub fn in_netns(&self, script: &str) -> CmdOutput {
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", self.netns())).arg("sh").arg("-c").arg(script);
+        run_command(command, Duration::from_secs(30))
+    }
+}
+
+impl Default for DockerWorld {
+    fn default() -> Self {
+        DockerWorld::new()
+    }
+}
+
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
