@@ -251,7 +251,7 @@ fn binds(list: &[String]) -> DockerResult<Vec<MountSpec>> {
                 return Err(DockerError::bad_request(format!("invalid volume specification: '{bind}': invalid mount config: invalid mount path: '{container}' mount path must be absolute")));
             }
             let readonly = options.split(',').any(|o| o == "ro");
-            Ok(MountSpec { container_path: container.into(), host_path: host.into(), readonly, propagation: "private".into() })
+            Ok(MountSpec { container_path: container.into(), host_path: host.into(), readonly, propagation: "private".into(), recursive_read_only: false })
         })
         .collect()
 }
