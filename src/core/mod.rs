@@ -5,6 +5,7 @@ pub mod container;
 pub mod events;
 pub mod exec;
 pub mod ids;
+pub mod limits;
 pub mod pin;
 pub mod pod_init;
 pub mod recovery;

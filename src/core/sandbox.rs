@@ -28,6 +28,8 @@ impl Core {
         if spec.pid == NamespaceMode::Target {
             return Err(CoreError::InvalidArgument("a pod's pid namespace cannot target a container".into()));
         }
+        limits::check_labels("labels", &spec.labels)?;
+        limits::check_labels("annotations", &spec.annotations)?;
         let id = ids::new_id()?;
         let _guard = self.write_lock.lock().await;
         let mut record = self.reserve_sandbox(namespace, &id, spec)?;
