@@ -122,6 +122,8 @@ impl Core {
             return Err(CoreError::FailedPrecondition(format!("container {} is not running", record.id)));
         }
         let client = self.shims.client(&record.shim_address).await?;
+        // Read before any FIFO reader starts: an error here must not leave one waiting.
+        let spec = process_spec(Path::new(&record.bundle), command)?;
         let exec_id = ids::new_id()?[..16].to_string();
         let fifos = ExecFifos::create(self.paths.exec_dir().join(&exec_id))?;
         let limit = self.config.cri.max_exec_output_bytes;
@@ -132,7 +134,7 @@ impl Core {
             exec_id: exec_id.clone(),
             stdout: fifos.path("stdout"),
             stderr: fifos.path("stderr"),
-            spec: Some(process_spec(Path::new(&record.bundle), command)?).into(),
+            spec: Some(spec).into(),
             ..Default::default()
         };
         let outcome = match client.exec(context(), &request).await {
