@@ -13,3 +13,4 @@ pub mod content;
 pub mod image;
 pub mod snapshot;
 pub mod network;
+pub mod private_fs;

@@ -96,6 +96,9 @@ impl Store {
             path: path.display().to_string(),
             source,
         })?;
+        // The records hold containers' environments: root only, whatever the umask.
+        crate::private_fs::set_mode(path, crate::private_fs::PRIVATE_FILE)
+            .map_err(|error| StoreError::Database(format!("chmod {}: {error}", path.display())))?;
         Ok(Store {
             database: Arc::new(database),
         })
@@ -170,7 +173,12 @@ fn list_in<T: DeserializeOwned>(
         if !key.starts_with(prefix) {
             break;
         }
-        records.push((key.to_string(), decode(name, key, value.value())?));
+        // One malformed record (a disk error, a format from another version) must not
+        // hide all the others, nor stop the daemon: it is reported and skipped.
+        match decode(name, key, value.value()) {
+            Ok(record) => records.push((key.to_string(), record)),
+            Err(error) => tracing::error!(%error, "skipping a malformed record"),
+        }
     }
     Ok(records)
 }
@@ -266,6 +274,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("meta.redb")).expect("open");
         (dir, store)
+    }
+
+    #[test]
+    fn a_malformed_record_is_skipped_by_listings_and_reported_by_get() {
+        let (_dir, store) = temporary_store();
+        store.write(|txn| txn.put(PETS, "a/cat", &Pet { legs: 4 })).expect("write");
+        let raw = store.database.begin_write().expect("begin");
+        raw.open_table(PETS.definition()).expect("table").insert("a/broken", br#"{"legs": "many"}"#.as_slice()).expect("insert");
+        raw.commit().expect("commit");
+        let listed = store.list(PETS).expect("list");
+        assert_eq!(listed, vec![("a/cat".to_string(), Pet { legs: 4 })]);
+        assert!(matches!(store.get(PETS, "a/broken"), Err(StoreError::Decode { .. })));
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl World {
     }
 
     pub fn with_config(extra: &str) -> World {
-        let registry = Registry::start(Auth::None).expect("docker-registry is installed (.ci/run installs it)");
+        let registry = Registry::start(Auth::None);
         busybox_image().push(&registry, "library/busybox", "latest");
         let daemon = Berthd::start_in(&registry.netns.path(), &format!("{}{extra}", mirror_config()));
         World { daemon, registry }
@@ -49,7 +49,12 @@ const APPLETS: &[&str] = &["cat", "echo", "hostname", "httpd", "id", "ipcmk", "i
 /// busybox with its applets, /tmp and /etc/group; root user, working directory /work
 /// (which no layer has: the runtime must make it).
 pub fn busybox_image() -> TestImage {
-    let mut layer = LayerBuilder::new().busybox().dir("tmp", 0o1777).file("etc/group", b"root:x:0:\nstaff:x:50:\n", 0o644);
+    busybox_image_with(|layer| layer)
+}
+
+/// [`busybox_image`] with more in its layer (`extend` adds it).
+pub fn busybox_image_with(extend: impl FnOnce(LayerBuilder) -> LayerBuilder) -> TestImage {
+    let mut layer = extend(LayerBuilder::new().busybox().dir("tmp", 0o1777).file("etc/group", b"root:x:0:\nstaff:x:50:\n", 0o644));
     for applet in APPLETS.iter().filter(|a| **a != "ls") {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }

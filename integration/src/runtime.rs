@@ -116,8 +116,9 @@ impl Runtime {
     }
 }
 
-/// The runtimes to test: `BERTH_TEST_RUNTIMES` (comma separated; each must exist) or
-/// every known runtime present on this machine.
+/// The runtimes to test: `BERTH_TEST_RUNTIMES` (comma separated) or every known
+/// runtime. Each must exist: a missing one fails the test rather than leaving it to
+/// pass having run nothing.
 pub fn runtimes() -> Vec<Runtime> {
     match std::env::var("BERTH_TEST_RUNTIMES") {
         Ok(list) if !list.trim().is_empty() => list
@@ -132,7 +133,11 @@ pub fn runtimes() -> Vec<Runtime> {
             .collect(),
         _ => ALL_RUNTIMES
             .iter()
-            .filter_map(|n| Runtime::find(n))
+            .map(|n| {
+                Runtime::find(n).unwrap_or_else(|| {
+                    panic!("runtime {n} is not installed/built (.ci/run installs runc and crun; BERTH_TEST_RUNTIMES picks fewer)")
+                })
+            })
             .collect(),
     }
 }

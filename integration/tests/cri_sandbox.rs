@@ -36,9 +36,45 @@ fn version_status_and_runtime_config() {
         let status = client.status(cri::StatusRequest { verbose: true }).await.expect("status").into_inner();
         let conditions = status.status.expect("status").conditions;
         assert!(conditions.iter().any(|c| c.r#type == "RuntimeReady" && c.status), "{conditions:?}");
+        assert!(conditions.iter().any(|c| c.r#type == "NetworkReady" && c.status), "{conditions:?}");
         assert!(status.info.contains_key("config"));
         let config = client.runtime_config(cri::RuntimeConfigRequest {}).await.expect("runtime config").into_inner();
         assert_eq!(config.linux.expect("linux").cgroup_driver, cri::CgroupDriver::Cgroupfs as i32);
+    });
+}
+
+/// The conditions are checked, not declared: a missing shim makes the runtime not
+/// ready, and CNI mode without a configuration (then with one whose plugin is missing,
+/// then with a complete one) makes the network not ready until it can serve a pod.
+#[test]
+fn status_conditions_say_what_is_missing() {
+    let conf_dir = berth_integration::tempdir::TempDir::new("cni-conf");
+    let bin_dir = berth_integration::tempdir::TempDir::new("cni-bin");
+    let extra = format!(
+        "shim_binary = \"/nonexistent/berth-shim\"\n[network]\nmode = \"cni\"\ncni_conf_dir = \"{}\"\ncni_bin_dirs = [\"{}\"]\n",
+        conf_dir.path().display(),
+        bin_dir.path().display()
+    );
+    let daemon = Berthd::start(&extra);
+    runtime().block_on(async {
+        let mut client = daemon.runtime().await;
+        let conditions = |status: cri::StatusResponse| status.status.expect("status").conditions;
+        let find = |conditions: &[cri::RuntimeCondition], kind: &str| conditions.iter().find(|c| c.r#type == kind).cloned().expect(kind);
+        let now = conditions(client.status(cri::StatusRequest { verbose: false }).await.expect("status").into_inner());
+        let runtime_ready = find(&now, "RuntimeReady");
+        assert!(!runtime_ready.status && runtime_ready.message.contains("/nonexistent/berth-shim"), "{runtime_ready:?}");
+        let network = find(&now, "NetworkReady");
+        assert!(!network.status && network.reason == "NetworkPluginNotReady" && !network.message.is_empty(), "{network:?}");
+        let conflist = r#"{"cniVersion": "1.0.0", "name": "test", "plugins": [{"type": "berth-test-plugin"}]}"#;
+        std::fs::write(conf_dir.path().join("10-test.conflist"), conflist).expect("conflist");
+        let now = conditions(client.status(cri::StatusRequest { verbose: false }).await.expect("status").into_inner());
+        let network = find(&now, "NetworkReady");
+        assert!(!network.status && network.message.contains("berth-test-plugin"), "{network:?}");
+        let plugin = bin_dir.path().join("berth-test-plugin");
+        std::fs::write(&plugin, "#!/bin/sh\nexit 1\n").expect("plugin");
+        std::fs::set_permissions(&plugin, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755)).expect("chmod");
+        let now = conditions(client.status(cri::StatusRequest { verbose: false }).await.expect("status").into_inner());
+        assert!(find(&now, "NetworkReady").status, "{now:?}");
     });
 }
 

@@ -76,6 +76,7 @@ impl ContentStore {
     pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
         let blobs = root.join("content/blobs/sha256");
         let ingest = root.join("content/ingest");
+        crate::private_fs::create_private_dir(&root.join("content")).map_err(io_error(root))?;
         std::fs::create_dir_all(&blobs).map_err(io_error(&blobs))?;
         if ingest.exists() {
             std::fs::remove_dir_all(&ingest).map_err(io_error(&ingest))?;
@@ -205,12 +206,16 @@ impl IngestFile {
         std::mem::take(&mut self.hasher).finish()
     }
 
-    /// Makes the data durable, then renames it to `target`.
+    /// Makes the data durable, renames it to `target`, and makes the rename durable
+    /// (an fsync of the directory), so that a crash cannot lose a blob the store
+    /// reported written.
     fn land(mut self, target: &Path) -> Result<(), ContentError> {
         if let Some(file) = self.file.take() {
             file.sync_data().map_err(io_error(&self.path))?;
         }
-        std::fs::rename(&self.path, target).map_err(io_error(&self.path))
+        std::fs::rename(&self.path, target).map_err(io_error(&self.path))?;
+        let directory = target.parent().unwrap_or(Path::new("/"));
+        File::open(directory).and_then(|dir| dir.sync_all()).map_err(io_error(directory))
     }
 }
 

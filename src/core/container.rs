@@ -10,6 +10,7 @@ use protobuf::MessageField;
 
 use super::events::{ContainerEvent, LifecycleEvent};
 use super::*;
+use crate::private_fs;
 use crate::spec::{self, SpecInputs};
 use crate::task::context;
 
@@ -55,7 +56,11 @@ impl Core {
         if spec.name.is_empty() {
             return Err(CoreError::InvalidArgument("the container name must not be empty".into()));
         }
+        limits::check_labels("labels", &spec.labels)?;
+        limits::check_labels("annotations", &spec.annotations)?;
+        limits::check_reserved_annotations(&spec.annotations)?;
         let sandbox = self.sandbox(namespace, &spec.sandbox_id)?;
+        limits::check_log_path(&spec.log_path, &sandbox.spec.log_directory)?;
         if sandbox.state != SandboxState::Ready {
             return Err(CoreError::FailedPrecondition(format!("sandbox {} is not ready", sandbox.id)));
         }
@@ -103,6 +108,7 @@ impl Core {
 
     async fn build_container(&self, record: &mut ContainerRecord, sandbox: &SandboxRecord) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle).to_path_buf();
+        private_fs::create_private_dir(&bundle).map_err(io_error(format!("creating {}", bundle.display())))?;
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io_error(format!("creating {}", bundle.display())))?;
         let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key, sandbox.spec.user_namespace.as_ref()).await?;
         record.image_id = prepared.image_id.clone();
@@ -132,9 +138,9 @@ impl Core {
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
         ensure_working_dir(&prepared.defaults.layers, cwd)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| CoreError::Internal(e.to_string()))?;
-        std::fs::write(bundle.join("config.json"), text).map_err(io_error("writing config.json"))?;
-        std::fs::write(bundle.join("rootfs.json"), serde_json::to_vec(&prepared.mounts).unwrap_or_default())
-            .map_err(io_error("writing rootfs.json"))?;
+        let mounts = serde_json::to_vec(&prepared.mounts).map_err(|e| CoreError::Internal(e.to_string()))?;
+        private_fs::write_private_file(&bundle.join("config.json"), &text).map_err(io_error("writing config.json"))?;
+        private_fs::write_private_file(&bundle.join("rootfs.json"), &mounts).map_err(io_error("writing rootfs.json"))?;
         Ok(())
     }
 
@@ -206,10 +212,7 @@ impl Core {
 
     async fn start_task(&self, record: &mut ContainerRecord, io: &super::task_io::TaskIo) -> CoreResult<()> {
         let bundle = Path::new(&record.bundle);
-        let mounts: Vec<RootfsMount> = std::fs::read(bundle.join("rootfs.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let mounts = read_rootfs_mounts(bundle)?;
         let sandbox = self.sandbox(&record.namespace, &record.spec.sandbox_id)?;
         let options = self.runtime_options(&sandbox)?;
         let (address, client) = self.connect_shim(&record.id, bundle).await?;
@@ -301,15 +304,25 @@ impl Core {
         if timeout_seconds > 0 {
             self.signal(&client, &record.id, libc::SIGTERM as u32, false).await;
             if let Ok(exit) = tokio::time::timeout(Duration::from_secs(timeout_seconds as u64), &mut waiting).await {
-                let exit = exit?;
-                return self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await;
+                return self.settle_wait(&record, exit).await;
             }
         }
         self.signal(&client, &record.id, libc::SIGKILL as u32, true).await;
-        match waiting.await {
-            Ok(exit) => self.record_exit(namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await,
+        let exit = waiting.await;
+        self.settle_wait(&record, exit).await
+    }
+
+    /// Records what a stop's wait ended with: the exit, the exit the event handler
+    /// recorded, or, when the shim's connection closed, the dead shim's cleanup.
+    async fn settle_wait(&self, record: &ContainerRecord, exit: Result<containerd_shim_protos::api::WaitResponse, ttrpc::Error>) -> CoreResult<()> {
+        match exit {
+            Ok(exit) => self.record_exit(&record.namespace, &record.id, exit.exit_status, timestamp_nanos(&exit.exited_at)).await,
             Err(ttrpc::Error::RpcStatus(status)) if status.code() == ttrpc::Code::NOT_FOUND => {
-                self.settle_deleted_task(namespace, &record.id).await
+                self.settle_deleted_task(&record.namespace, &record.id).await
+            }
+            Err(error) if crate::task::connection_lost(&error) => {
+                tracing::warn!(container = %record.id, %error, "the shim's connection closed during a stop");
+                self.reap_lost_container(record).await
             }
             Err(error) => Err(error.into()),
         }
@@ -380,7 +393,14 @@ impl Core {
 
     /// The shim of a running container is gone: `berth-shim delete` kills what is left
     /// and reports the exit it recorded.
+    /// Reaps run one at a time, and a container already reaped is left as it is.
     pub(crate) async fn reap_lost_container(&self, record: &ContainerRecord) -> CoreResult<()> {
+        let _reaping = self.shims.reaping.lock().await;
+        match self.container(&record.namespace, &record.id) {
+            Ok(current) if current.is_live() => {}
+            Ok(_) | Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        }
         self.shims.forget(&record.shim_address).await;
         let (status, at) = match self.shims.delete_dead(&record.id, Path::new(&record.bundle)).await {
             Ok(response) => (response.exit_status, timestamp_nanos(&response.exited_at)),
@@ -422,6 +442,14 @@ impl RootfsMount {
     }
 }
 
+/// The root filesystem mounts recorded at creation: a missing or unreadable record is
+/// an error (starting without them would run the container on its empty mount point).
+fn read_rootfs_mounts(bundle: &Path) -> CoreResult<Vec<RootfsMount>> {
+    let path = bundle.join("rootfs.json");
+    let bytes = std::fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|error| CoreError::Internal(format!("{} is malformed: {error}", path.display())))
+}
+
 /// What a container's image gives it: ids, defaults, and its root filesystem mounts.
 pub struct PreparedRootfs {
     pub image_id: String,
@@ -438,7 +466,7 @@ fn ensure_working_dir(layers: &[std::path::PathBuf], cwd: &str) -> CoreResult<()
         return Err(CoreError::InvalidArgument(format!("working directory {cwd:?} must be a plain absolute path")));
     }
     let Some(upper) = layers.first() else { return Ok(()) };
-    if relative.as_os_str().is_empty() || layers.iter().any(|layer| std::fs::symlink_metadata(layer.join(relative)).is_ok()) {
+    if relative.as_os_str().is_empty() || spec::layers::find(layers, cwd).is_some() {
         return Ok(());
     }
     std::fs::create_dir_all(upper.join(relative)).map_err(io_error(format!("creating the working directory {cwd}")))

@@ -102,13 +102,22 @@ pub(crate) fn release_reader(path: &str) {
     let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path);
 }
 
+/// The container's own process spec with `command` as its arguments. A config.json
+/// whose `process` is not an object is reported, not indexed into.
 pub(crate) fn process_spec(bundle: &Path, command: &[String], terminal: bool) -> CoreResult<Any> {
-    let config = std::fs::read(bundle.join("config.json")).map_err(io_error("reading the container's config.json"))?;
-    let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
-    let mut process = config.get("process").cloned().unwrap_or_default();
-    process["args"] = serde_json::json!(command);
-    process["terminal"] = serde_json::json!(terminal);
-    Ok(Any { type_url: PROCESS_TYPE_URL.into(), value: process.to_string().into_bytes(), ..Default::default() })
+    let path = bundle.join("config.json");
+    let config = std::fs::read(&path).map_err(io_error("reading the container's config.json"))?;
+    let malformed = |what: String| CoreError::Internal(format!("{} is malformed: {what}", path.display()));
+    let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| malformed(e.to_string()))?;
+    let mut process = match config.get("process") {
+        Some(serde_json::Value::Object(process)) => process.clone(),
+        Some(other) => return Err(malformed(format!("its process is {other}, not an object"))),
+        None => return Err(malformed("it has no process".into())),
+    };
+    process.insert("args".into(), serde_json::json!(command));
+    process.insert("terminal".into(), serde_json::json!(terminal));
+    let value = serde_json::Value::Object(process).to_string().into_bytes();
+    Ok(Any { type_url: PROCESS_TYPE_URL.into(), value, ..Default::default() })
 }
 
 impl Core {
@@ -122,6 +131,8 @@ impl Core {
             return Err(CoreError::FailedPrecondition(format!("container {} is not running", record.id)));
         }
         let client = self.shims.client(&record.shim_address).await?;
+        // Read before any FIFO reader starts: an error here must not leave one waiting.
+        let spec = process_spec(Path::new(&record.bundle), command, false)?;
         let exec_id = ids::new_id()?[..16].to_string();
         let fifos = ExecFifos::create(self.paths.exec_dir().join(&exec_id))?;
         let limit = self.config.cri.max_exec_output_bytes;
@@ -132,7 +143,7 @@ impl Core {
             exec_id: exec_id.clone(),
             stdout: fifos.path("stdout"),
             stderr: fifos.path("stderr"),
-            spec: Some(process_spec(Path::new(&record.bundle), command, false)?).into(),
+            spec: Some(spec).into(),
             ..Default::default()
         };
         let outcome = match client.exec(context(), &request).await {

@@ -6,6 +6,7 @@ pub mod events;
 pub mod exec;
 pub mod handlers;
 pub mod ids;
+pub mod limits;
 pub mod pin;
 pub mod pod_init;
 pub mod recovery;

@@ -285,3 +285,17 @@ pub fn record_key(namespace: &str, id: &str) -> String {
 pub fn name_key(namespace: &str, kind: &str, name: &str) -> String {
     format!("{namespace}/{kind}/{name}")
 }
+
+/// The container's log file: `relative` inside the pod's log `directory`. It must be a
+/// relative path of plain names (no `..`, no absolute path), so that it cannot name a
+/// file outside the directory; the shim opens it beneath the directory as well.
+pub fn log_file(directory: &str, relative: &str) -> Result<String, super::CoreError> {
+    let path = std::path::Path::new(relative);
+    let plain = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain || relative.ends_with('/') || relative.contains('\0') {
+        return Err(super::CoreError::InvalidArgument(format!(
+            "log path {relative:?} must be a relative path inside the pod's log directory"
+        )));
+    }
+    Ok(std::path::Path::new(directory).join(path).display().to_string())
+}

@@ -1,6 +1,8 @@
 //! Start-up: half-made objects are removed, and every container that was running is
 //! checked with its shim (all shims at once): still running, exited while the daemon
 //! was down (its exit is recorded), or its shim is gone (cleaned up, reported exited).
+//! The same check runs while the daemon serves, for the containers of a shim whose
+//! connection closed.
 use containerd_shim_protos::api::StateRequest;
 use containerd_shim_protos::api::Status;
 
@@ -27,7 +29,25 @@ impl Core {
         Ok(())
     }
 
-    async fn recover_container(&self, record: &ContainerRecord) -> CoreResult<()> {
+    /// The connection to the shim at `address` closed: each live container it served
+    /// is checked again (a new shim at the same address does not know them), so the
+    /// containers of a dead shim are cleaned up and their exits recorded.
+    pub async fn handle_lost_shim(&self, address: &str) {
+        let mut served = Vec::new();
+        for namespace in ["k8s", "docker"] {
+            match self.list_containers(namespace) {
+                Ok(records) => served.extend(records.into_iter().filter(|r| r.is_live() && r.shim_address == address)),
+                Err(error) => tracing::warn!(%address, %error, "listing the containers of a lost shim"),
+            }
+        }
+        for record in &served {
+            if let Err(error) = self.recover_container(record).await {
+                tracing::warn!(container = %record.id, %error, "checking a container whose shim connection closed");
+            }
+        }
+    }
+
+    pub(crate) async fn recover_container(&self, record: &ContainerRecord) -> CoreResult<()> {
         let client = match self.shims.client(&record.shim_address).await {
             Ok(client) => client,
             Err(_) => return self.reap_lost_container(record).await,

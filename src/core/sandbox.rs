@@ -34,6 +34,8 @@ impl Core {
         if spec.pid == NamespaceMode::Target {
             return Err(CoreError::InvalidArgument("a pod's pid namespace cannot target a container".into()));
         }
+        limits::check_labels("labels", &spec.labels)?;
+        limits::check_labels("annotations", &spec.annotations)?;
         let _guard = self.write_lock.lock().await;
         let mut record = self.reserve_sandbox(namespace, &id, spec)?;
         match self.build_sandbox(&mut record).await {

@@ -85,8 +85,10 @@ impl Core {
             _ => Usage::default(),
         };
         usage.timestamp_nanos = now_nanos();
+        // A walk of the writable layer: on a blocking thread, not on one of the workers.
         let upper = self.writable_layer_dir(&record.snapshot_key);
-        (usage.writable_bytes, usage.writable_inodes) = upper.map(|dir| disk_usage(&dir)).unwrap_or((0, 0));
+        let walked = tokio::task::spawn_blocking(move || upper.map(|dir| disk_usage(&dir)).unwrap_or((0, 0))).await;
+        (usage.writable_bytes, usage.writable_inodes) = walked.map_err(|e| CoreError::Internal(format!("measuring the writable layer: {e}")))?;
         Ok(usage)
     }
 

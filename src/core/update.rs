@@ -1,5 +1,6 @@
-//! Changes to a running container: new resource limits (written to its cgroup by the
-//! runtime, through the shim, and kept in its record) and reopening its CRI log file.
+//! Changes to a container: new resource limits (for a running one written to its cgroup
+//! by the runtime, through the shim; for a created one written into its bundle's spec,
+//! which the start applies; kept in its record either way) and reopening its CRI log.
 use containerd_shim_protos::api::UpdateTaskRequest;
 use protobuf::well_known_types::any::Any;
 
@@ -26,7 +27,10 @@ impl Core {
             };
             let client = self.shims.client(&record.shim_address).await?;
             client.update(context(), &request).await?;
-        } else if record.state != ContainerState::Created {
+        } else if record.state == ContainerState::Created {
+            let spec = ContainerSpec { resources: resources.clone(), ..record.spec.clone() };
+            rewrite_bundle_resources(std::path::Path::new(&record.bundle), &spec)?;
+        } else {
             return Err(CoreError::FailedPrecondition(format!("container {} is not running", record.id)));
         }
         record.spec.resources = resources;
@@ -44,4 +48,29 @@ impl Core {
         client.update(context(), &request).await?;
         Ok(())
     }
+}
+
+/// Puts `spec`'s resources into a created container's config.json (its device rules,
+/// made at creation, are kept), replacing the file atomically.
+fn rewrite_bundle_resources(bundle: &std::path::Path, spec: &ContainerSpec) -> CoreResult<()> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
+    let malformed = |what: &str| CoreError::Internal(format!("{} is malformed: {what}", path.display()));
+    let mut config: serde_json::Value = serde_json::from_slice(&text).map_err(|e| malformed(&e.to_string()))?;
+    let linux = config.get_mut("linux").and_then(serde_json::Value::as_object_mut).ok_or_else(|| malformed("no linux object"))?;
+    let devices = linux.get("resources").and_then(|r| r.get("devices")).cloned();
+    let mut resources = crate::spec::resources_section(spec);
+    if let (Some(devices), Some(object)) = (devices, resources.as_object_mut()) {
+        object.insert("devices".into(), devices);
+    }
+    linux.insert("resources".into(), resources);
+    let process = config.get_mut("process").and_then(serde_json::Value::as_object_mut).ok_or_else(|| malformed("no process object"))?;
+    match spec.resources.oom_score_adj {
+        0 => process.remove("oomScoreAdj"),
+        adj => process.insert("oomScoreAdj".into(), serde_json::json!(adj)),
+    };
+    let bytes = serde_json::to_vec_pretty(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let temporary = bundle.join(".config.json.tmp");
+    crate::private_fs::write_private_file(&temporary, &bytes).map_err(io_error("writing config.json"))?;
+    std::fs::rename(&temporary, &path).map_err(io_error("replacing config.json"))
 }

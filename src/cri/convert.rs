@@ -22,12 +22,30 @@ fn namespace_mode(value: i32) -> NamespaceMode {
     }
 }
 
-fn protocol(value: i32) -> &'static str {
-    match cri::Protocol::try_from(value).unwrap_or(cri::Protocol::Tcp) {
-        cri::Protocol::Tcp => "tcp",
-        cri::Protocol::Udp => "udp",
-        cri::Protocol::Sctp => "sctp",
+fn protocol(value: i32) -> Result<&'static str, String> {
+    match cri::Protocol::try_from(value) {
+        Ok(cri::Protocol::Tcp) => Ok("tcp"),
+        Ok(cri::Protocol::Udp) => Ok("udp"),
+        Ok(cri::Protocol::Sctp) => Ok("sctp"),
+        Err(_) => Err(format!("port mapping protocol {value} is not TCP, UDP or SCTP")),
     }
+}
+
+fn port_number(value: i32, what: &str) -> Result<u16, String> {
+    u16::try_from(value).ok().filter(|port| *port > 0).ok_or_else(|| format!("{what} {value} is not a port (1 to 65535)"))
+}
+
+/// A CRI port mapping, checked: ports in range, a known protocol, a host IP that parses.
+fn port_mapping(mapping: &cri::PortMapping) -> Result<core::PortMapping, String> {
+    if !mapping.host_ip.is_empty() && mapping.host_ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("port mapping host IP {:?} is not an IP address", mapping.host_ip));
+    }
+    Ok(core::PortMapping {
+        protocol: protocol(mapping.protocol)?.into(),
+        container_port: port_number(mapping.container_port, "container port")?,
+        host_port: port_number(mapping.host_port, "host port")?,
+        host_ip: mapping.host_ip.clone(),
+    })
 }
 
 /// The unique name the CRI gives a pod: name, namespace, uid and attempt.
@@ -88,17 +106,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
     let namespaces = security.namespace_options.clone().unwrap_or_default();
     // A mapping without a host port only documents the container's port (the kubelet
     // sends one per containerPort): nothing is forwarded for it.
-    let port_mappings = config
-        .port_mappings
-        .iter()
-        .filter(|p| p.host_port != 0)
-        .map(|p| core::PortMapping {
-            protocol: protocol(p.protocol).into(),
-            container_port: p.container_port as u16,
-            host_port: p.host_port as u16,
-            host_ip: p.host_ip.clone(),
-        })
-        .collect();
+    let port_mappings = config.port_mappings.iter().filter(|p| p.host_port != 0).map(port_mapping).collect::<Result<_, _>>()?;
     Ok(SandboxSpec {
         name: sandbox_name(metadata),
         hostname: pod_hostname(&config.hostname)?,
@@ -283,7 +291,7 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
         }
     }
     let log_path = match (config.log_path.is_empty(), sandbox.spec.log_directory.is_empty()) {
-        (false, false) => std::path::Path::new(&sandbox.spec.log_directory).join(&config.log_path).display().to_string(),
+        (false, false) => core::log_file(&sandbox.spec.log_directory, &config.log_path).map_err(|e| e.to_string())?,
         _ => String::new(),
     };
     Ok(ContainerSpec {

@@ -132,7 +132,10 @@ impl ImageService for Images {
     }
 
     async fn image_fs_info(&self, _: Request<cri::ImageFsInfoRequest>) -> Reply<cri::ImageFsInfoResponse> {
-        let (bytes, inodes) = self.core.images.fs_usage().map_err(image_error)?;
+        // A walk of every layer: on a blocking thread, not on one of the two workers.
+        let images = self.core.images.clone();
+        let walked = tokio::task::spawn_blocking(move || images.fs_usage()).await;
+        let (bytes, inodes) = walked.map_err(|e| Status::internal(format!("measuring the image filesystem: {e}")))?.map_err(image_error)?;
         let usage = cri::FilesystemUsage {
             timestamp: crate::core::now_nanos(),
             fs_id: Some(cri::FilesystemIdentifier { mountpoint: self.core.images.root().display().to_string() }),

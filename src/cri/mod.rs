@@ -46,8 +46,16 @@ fn network_status(error: &crate::network::NetworkError, message: String) -> Stat
 }
 
 /// The gRPC server with both CRI services.
+/// The largest gRPC message berthd reads or writes (the kubelet's own limit): a bigger
+/// request is refused with ResourceExhausted before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 pub fn server(core: Arc<Core>, streaming: Arc<crate::streaming::Streaming>) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(runtime::Runtime::new(core.clone(), streaming)))
-        .add_service(ImageServiceServer::new(image::Images::new(core)))
+    let runtime = RuntimeServiceServer::new(runtime::Runtime::new(core.clone(), streaming))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let images = ImageServiceServer::new(image::Images::new(core))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder().add_service(runtime).add_service(images)
 }

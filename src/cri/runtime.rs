@@ -277,13 +277,17 @@ impl RuntimeService for Runtime {
     }
 
     async fn status(&self, request: Request<cri::StatusRequest>) -> Reply<cri::StatusResponse> {
-        let condition = |kind: &str, ready: bool, reason: &str| cri::RuntimeCondition {
+        // Each condition is checked at each call: what is missing is named.
+        let condition = |kind: &str, readiness: Result<(), String>, reason: &str| cri::RuntimeCondition {
             r#type: kind.into(),
-            status: ready,
-            reason: reason.into(),
-            message: String::new(),
+            status: readiness.is_ok(),
+            reason: if readiness.is_ok() { String::new() } else { reason.into() },
+            message: readiness.err().unwrap_or_default(),
         };
-        let conditions = vec![condition("RuntimeReady", true, ""), condition("NetworkReady", true, "")];
+        let conditions = vec![
+            condition("RuntimeReady", self.core.shims.check_binary(), "ShimMissing"),
+            condition("NetworkReady", self.core.network.readiness(), "NetworkPluginNotReady"),
+        ];
         let mut info = std::collections::HashMap::new();
         if request.into_inner().verbose {
             let config = serde_json::json!({ "root": self.core.paths.root, "state": self.core.paths.state, "cgroupDriver": self.core.config.cgroup_driver });

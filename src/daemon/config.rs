@@ -75,7 +75,8 @@ pub struct RuntimeHandler {
 pub struct CriConfig {
     /// Image whose name a sandbox reports (no image is pulled for a sandbox).
     pub sandbox_image: String,
-    /// How long ExecSync output may grow, per stream, before it is cut.
+    /// How long ExecSync output may grow, per stream, before it is cut (both streams
+    /// together must fit in one gRPC message of 16 MiB).
     pub max_exec_output_bytes: usize,
 }
 
@@ -83,7 +84,7 @@ impl Default for CriConfig {
     fn default() -> Self {
         CriConfig {
             sandbox_image: "registry.k8s.io/pause:3.10".into(),
-            max_exec_output_bytes: 16 << 20,
+            max_exec_output_bytes: 7 << 20,
         }
     }
 }

@@ -61,10 +61,24 @@ fn helper_binary(configured: Option<&PathBuf>, name: &str) -> PathBuf {
     }
 }
 
+/// The directories under the root and the state that hold bundles, volumes, shim
+/// state, exec FIFOs, pod files and pinned namespaces: 0700 (the snapshotter and the
+/// content store make theirs so too). The root and the state stay 0711, for the front
+/// doors' sockets.
+fn create_private_dirs(config: &Config) -> Result<(), DaemonError> {
+    let root = ["containers", "volumes"].map(|name| config.root.join(name));
+    let state = ["shims", "sandboxes", "exec", "netns"].map(|name| config.state.join(name));
+    for dir in root.iter().chain(&state) {
+        crate::private_fs::create_private_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    Ok(())
+}
+
 /// Builds the core and recovers what ran before.
 pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc::UnboundedReceiver<ShimEvent>), DaemonError> {
     create_dir(&config.root, 0o711)?;
     create_dir(&config.state, 0o711)?;
+    create_private_dirs(&config)?;
     let store = Store::open(&config.root.join("meta.redb"))?;
     let events_socket = config.state.join("events.sock");
     let (sink, shim_events) = mpsc::unbounded_channel();
@@ -96,6 +110,15 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
     });
     core.recover().await?;
     Ok((core, events_server, shim_events))
+}
+
+/// Cleans up after shims whose connection closed while the daemon runs.
+pub async fn handle_lost_shims(core: Arc<Core>) {
+    let Some(mut lost) = core.shims.lost_shims() else { return };
+    while let Some(address) = lost.recv().await {
+        let core = core.clone();
+        tokio::spawn(async move { core.handle_lost_shim(&address).await });
+    }
 }
 
 /// Applies what shims report: exits of containers' inits.
@@ -170,6 +193,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (core, _events_server, shim_events) = build_core(config).await?;
     tokio::spawn(handle_shim_events(core.clone(), shim_events));
     let streaming = crate::streaming::Streaming::start(&streaming_config, core.clone(), crate::cri::NAMESPACE).await?;
+    tokio::spawn(handle_lost_shims(core.clone()));
     let listener = bind_socket(&socket, group.as_deref())?;
     let docker_listener = bind_socket(&docker_socket, group.as_deref())?;
     tracing::info!(socket = %socket.display(), docker_socket = %docker_socket.display(), "serving the CRI and the Docker API");

@@ -48,7 +48,7 @@ impl ImageService {
                     self.append_blob(&mut builder, digest)?;
                 }
             }
-            let blob_path = |digest: &str| format!("blobs/sha256/{}", &digest[7..]);
+            let blob_path = |digest: &str| format!("blobs/sha256/{}", digest.strip_prefix("sha256:").unwrap_or(digest));
             docker.push(DockerEntry { config: blob_path(&record.id), repo_tags: Some(tags.clone()), layers: record.layers.iter().map(|l| blob_path(&l.digest)).collect() });
             let size = self.inner.content.size(&record.manifest_digest).unwrap_or(0);
             for tag in tags.iter().map(Some).chain(tags.is_empty().then_some(None)) {

@@ -127,7 +127,7 @@ impl CniDriver {
     }
 
     fn invocation<'a>(&'a self, command: &'a str, sandbox: &'a str, netns: &'a Path, ifname: &'a str) -> Invocation<'a> {
-        Invocation { command, container_id: sandbox, netns, ifname, bin_dirs: &self.config.cni_bin_dirs }
+        Invocation { command, container_id: sandbox, netns, ifname, bin_dirs: &self.config.cni_bin_dirs, timeout_seconds: self.config.cni_timeout_seconds }
     }
 
     /// ADD through the chain; returns the last result.

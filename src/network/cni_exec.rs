@@ -16,9 +16,10 @@ pub(crate) struct Invocation<'a> {
     pub netns: &'a Path,
     pub ifname: &'a str,
     pub bin_dirs: &'a [PathBuf],
+    pub timeout_seconds: u64,
 }
 
-fn find_plugin(kind: &str, bin_dirs: &[PathBuf]) -> Result<PathBuf> {
+pub(crate) fn find_plugin(kind: &str, bin_dirs: &[PathBuf]) -> Result<PathBuf> {
     if kind.is_empty() || kind.contains('/') {
         return Err(NetworkError::Plugin { plugin: kind.into(), message: "invalid plugin type".into() });
     }
@@ -56,7 +57,12 @@ pub(crate) async fn run(invocation: &Invocation<'_>, config: &Value) -> Result<V
         let input = serde_json::to_vec(config).map_err(|e| plugin_error(e.to_string()))?;
         stdin.write_all(&input).await.map_err(|e| plugin_error(format!("stdin: {e}")))?;
     }
-    let output = child.wait_with_output().await.map_err(|e| plugin_error(format!("wait: {e}")))?;
+    // A plugin that hangs is killed (kill_on_drop) when its deadline passes.
+    let deadline = std::time::Duration::from_secs(invocation.timeout_seconds.max(1));
+    let output = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .map_err(|_| plugin_error(format!("{} did not finish within {deadline:?} and was killed", invocation.command)))?
+        .map_err(|e| plugin_error(format!("wait: {e}")))?;
     let stdout: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     if output.status.success() {
         return Ok(stdout);

@@ -34,6 +34,8 @@ pub struct NetworkConfig {
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_conf_dir: PathBuf,
     pub cni_cache_dir: PathBuf,
+    /// How long one CNI plugin run may take before it is killed and its command fails.
+    pub cni_timeout_seconds: u64,
 }
 
 impl Default for NetworkConfig {
@@ -51,6 +53,7 @@ impl Default for NetworkConfig {
             cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             cni_conf_dir: "/etc/cni/net.d".into(),
             cni_cache_dir: "/var/lib/berth/cni".into(),
+            cni_timeout_seconds: 60,
         }
     }
 }

@@ -60,6 +60,21 @@ impl NetworkManager {
         &self.config
     }
 
+    /// Whether the network can serve a pod, or why not. In CNI mode a configuration and
+    /// every plugin it names must be there; this is checked anew at each call, since
+    /// the kubelet waits for a network add-on to install them.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.config.mode != NetworkMode::Cni {
+            return Ok(());
+        }
+        let list = cni::load_conflist(&self.config.cni_conf_dir).map_err(|error| error.to_string())?;
+        for plugin in list["plugins"].as_array().into_iter().flatten() {
+            let kind = plugin["type"].as_str().unwrap_or_default();
+            cni_exec::find_plugin(kind, &self.config.cni_bin_dirs).map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
     /// At start-up: forget the sandboxes not in `live`, restore what the live ones need.
     pub async fn reconcile(&self, live: &[String]) -> Result<()> {
         self.driver.lock().await.reconcile(live).await

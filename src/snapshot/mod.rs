@@ -137,7 +137,7 @@ impl Snapshotter {
     /// Opens the snapshotter and removes directories that no record owns.
     pub fn open(root: &Path, store: Store) -> Result<Snapshotter, SnapshotError> {
         let dir = root.join("snapshots");
-        std::fs::create_dir_all(&dir).map_err(io_error("snapshots"))?;
+        crate::private_fs::create_private_dir(&dir).map_err(io_error("snapshots"))?;
         let snapshotter = Snapshotter { dir, store };
         snapshotter.remove_orphan_dirs()?;
         Ok(snapshotter)
@@ -282,11 +282,20 @@ fn allocate_id(txn: &crate::store::WriteTxn) -> Result<u64, StoreError> {
 }
 
 /// Adds the disk blocks (in bytes) and inodes below `dir`, counting each inode once.
+/// What a running container deletes during the walk is skipped, not an error.
 fn add_usage(dir: &Path, usage: &mut (u64, u64), seen: &mut std::collections::HashSet<(u64, u64)>) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    for entry in std::fs::read_dir(dir)? {
+    let gone = |error: &io::Error| error.kind() == io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(dir) {
+        Err(error) if gone(&error) => return Ok(()),
+        entries => entries?,
+    };
+    for entry in entries {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Err(error) if gone(&error) => continue,
+            meta => meta?,
+        };
         if seen.insert((meta.dev(), meta.ino())) {
             usage.0 += meta.blocks() * 512;
             usage.1 += 1;

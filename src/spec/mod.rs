@@ -3,6 +3,7 @@
 //! (capabilities, mounts, masked paths, seccomp).
 pub mod defaults;
 pub mod host_devices;
+pub mod layers;
 pub mod seccomp;
 pub mod user;
 
@@ -17,6 +18,8 @@ use defaults::*;
 /// The annotations the shim reads.
 pub const SANDBOX_ID_ANNOTATION: &str = crate::task::SANDBOX_ANNOTATION;
 pub const LOG_PATH_ANNOTATION: &str = "io.berth.cri.log-path";
+/// The pod's log directory, beneath which the shim opens the log file.
+pub const LOG_DIRECTORY_ANNOTATION: &str = "io.berth.cri.log-directory";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -315,6 +318,11 @@ pub fn build(inputs: &SpecInputs) -> Result<Value, SpecError> {
     annotations.insert(SANDBOX_ID_ANNOTATION.into(), inputs.sandbox.id.clone());
     if !container.log_path.is_empty() {
         annotations.insert(LOG_PATH_ANNOTATION.into(), container.log_path.clone());
+        let directory = match inputs.sandbox.spec.log_directory.as_str() {
+            "" => std::path::Path::new(&container.log_path).parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            directory => directory.to_string(),
+        };
+        annotations.insert(LOG_DIRECTORY_ANNOTATION.into(), directory);
     }
     let spec = json!({
         "ociVersion": "1.2.0",

@@ -18,18 +18,14 @@ pub enum UserError {
     UnknownGroup(String),
 }
 
-/// A file of the image, looked up in `layers` (top first). A whiteout hides it.
+/// A file of the image, looked up in `layers` (top first) inside the image only. A
+/// whiteout hides it.
 fn image_file(layers: &[PathBuf], relative: &str) -> Option<String> {
-    for layer in layers {
-        let path = layer.join(relative);
-        if let Ok(meta) = std::fs::symlink_metadata(&path) {
-            if !meta.is_file() {
-                return None;
-            }
-            return std::fs::read_to_string(path).ok();
-        }
+    let found = super::layers::find(layers, relative)?;
+    match found.metadata.is_file() {
+        true => std::fs::read_to_string(found.path).ok(),
+        false => None,
     }
-    None
 }
 
 struct Entry {

@@ -78,6 +78,7 @@ impl EventsServer {
     pub async fn start(socket: &Path, sink: mpsc::UnboundedSender<ShimEvent>) -> std::io::Result<EventsServer> {
         let _ = std::fs::remove_file(socket);
         let listener = tokio::net::UnixListener::bind(socket)?;
+        crate::private_fs::set_mode(socket, crate::private_fs::PRIVATE_FILE)?;
         let mut server = ttrpc::asynchronous::Server::new()
             .add_listener(listener.into())
             .register_service(create_events(Arc::new(Receiver(sink))));

@@ -19,6 +19,7 @@ pub mod hooks;
 mod init;
 pub mod mount_api;
 mod procfs;
+pub mod private_fs;
 pub mod namespaces;
 mod rlimits;
 pub mod rootfs;

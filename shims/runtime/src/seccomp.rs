@@ -767,7 +767,7 @@ mod tests {
 
     /// A Docker-default-sized profile (~350 syscall names, a few argument rules, 3 archs).
     #[test]
-    fn large_profile_compiles_quickly() {
+    fn large_profile_compiles() {
         let names: Vec<String> = (0..450)
             .filter_map(|n| ScmpSyscall::from(n).get_name_by_arch(ScmpArch::Native).ok())
             .filter(|n| n != "personality" && n != "clone")
@@ -793,7 +793,9 @@ mod tests {
             names.len(),
             prog.instructions()
         );
-        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        // How long it takes is measured by integration/src/bin/bench_seccomp.rs, not
+        // asserted here.
+        assert!(prog.instructions() > names.len());
     }
 
     #[test]

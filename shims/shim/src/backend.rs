@@ -51,7 +51,7 @@ impl External {
     /// Records the binary for a new container; `runtime_root` is berth's own root,
     /// next to which each external binary gets one of its own.
     pub fn new(binary: PathBuf, runtime_root: &Path, dir: &Path) -> ShimResult<External> {
-        std::fs::write(dir.join(BINARY_FILE), binary.as_os_str().as_encoded_bytes())
+        berth_runtime::private_fs::write_private_file(&dir.join(BINARY_FILE), binary.as_os_str().as_encoded_bytes())
             .map_err(|e| ShimError::io(format!("recording the runtime in {}", dir.display()), e))?;
         Ok(External::at(binary, runtime_root, dir))
     }
@@ -103,7 +103,7 @@ impl External {
     fn write_json(&self, name: &str, value: &impl serde::Serialize) -> ShimResult<PathBuf> {
         let path = self.dir.join(name);
         let bytes = serde_json::to_vec(value).map_err(|e| ShimError::Invalid(format!("{name}: {e}")))?;
-        std::fs::write(&path, bytes).map_err(|e| ShimError::io(format!("writing {}", path.display()), e))?;
+        berth_runtime::private_fs::write_private_file(&path, &bytes).map_err(|e| ShimError::io(format!("writing {}", path.display()), e))?;
         Ok(path)
     }
 }

@@ -1,10 +1,13 @@
 //! The CRI log mode: the shim writes the container's stdout and stderr to one file,
 //! a line per entry: `<RFC 3339 nano time> <stream> <F|P> <content>`, `P` marking a
 //! piece of a line longer than the buffer. The path comes from the bundle's
-//! `io.berth.cri.log-path` annotation; an Update whose annotations hold
-//! `io.berth.cri.reopen-log` reopens the file (after the kubelet rotated it).
+//! `io.berth.cri.log-path` annotation, and is opened beneath the pod's log directory
+//! (`io.berth.cri.log-directory`) with `openat2(RESOLVE_BENEATH)`, so that neither
+//! `..` nor a symlink leads the root shim to a file outside it. An Update whose
+//! annotations hold `io.berth.cri.reopen-log` reopens the file (after the kubelet
+//! rotated it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -17,33 +20,86 @@ use tokio::sync::mpsc;
 use crate::error::{ShimError, ShimResult};
 
 pub const LOG_PATH_ANNOTATION: &str = "io.berth.cri.log-path";
+pub const LOG_DIRECTORY_ANNOTATION: &str = "io.berth.cri.log-directory";
 pub const REOPEN_ANNOTATION: &str = "io.berth.cri.reopen-log";
 /// Longest line content written as one entry; longer lines are split into `P` entries.
 pub const LINE_BUFFER: usize = 8192;
 
+/// Where a container's log goes: a path of plain names beneath a directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTarget {
+    pub directory: PathBuf,
+    pub relative: PathBuf,
+}
+
+impl LogTarget {
+    /// The log file `path` beneath `directory` (its parent when none is given).
+    pub fn new(path: &Path, directory: Option<&Path>) -> ShimResult<LogTarget> {
+        let directory = directory.or_else(|| path.parent()).unwrap_or(Path::new("/"));
+        let relative = path.strip_prefix(directory).map_err(|_| outside(path, directory))?;
+        let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || relative.as_os_str().is_empty() {
+            return Err(outside(path, directory));
+        }
+        Ok(LogTarget { directory: directory.to_path_buf(), relative: relative.to_path_buf() })
+    }
+}
+
+fn outside(path: &Path, directory: &Path) -> ShimError {
+    ShimError::Invalid(format!("log {} is not a file beneath {}", path.display(), directory.display()))
+}
+
 pub struct CriLog {
-    path: PathBuf,
+    target: LogTarget,
     file: Mutex<File>,
 }
 
-fn open(path: &Path) -> ShimResult<File> {
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
+/// Opens (creating) the directory `name` beneath `parent`, following no symlink.
+fn open_subdirectory(parent: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(error) => return Err(error),
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| ShimError::io(format!("opening log {}", path.display()), e))
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    openat2(parent.as_raw_fd(), name, how).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the log for appending beneath its directory (made if missing, as are the
+/// directories between): no component may be `..`, absolute, or a symlink leading out.
+fn open(target: &LogTarget) -> ShimResult<File> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let failed = |e: nix::errno::Errno| ShimError::io(format!("opening log {}", target.directory.join(&target.relative).display()), std::io::Error::from(e));
+    let _ = std::fs::create_dir_all(&target.directory);
+    let directory = File::open(&target.directory).map_err(|e| ShimError::io(format!("opening {}", target.directory.display()), e))?;
+    let mut parent = OwnedFd::from(directory);
+    let names: Vec<&std::ffi::OsStr> = target.relative.iter().collect();
+    let (file_name, between) = names.split_last().ok_or_else(|| outside(&target.relative, &target.directory))?;
+    for name in between {
+        parent = open_subdirectory(&parent, name).map_err(failed)?;
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(nix::sys::stat::Mode::from_bits_truncate(0o640))
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(parent.as_raw_fd(), *file_name, how).map_err(failed)?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 impl CriLog {
-    pub fn open(path: &Path) -> ShimResult<CriLog> {
-        Ok(CriLog { path: path.to_path_buf(), file: Mutex::new(open(path)?) })
+    pub fn open(target: LogTarget) -> ShimResult<CriLog> {
+        let file = open(&target)?;
+        Ok(CriLog { target, file: Mutex::new(file) })
     }
 
     pub fn reopen(&self) -> ShimResult<()> {
-        let file = open(&self.path)?;
+        let file = open(&self.target)?;
         if let Ok(mut slot) = self.file.lock() {
             *slot = file;
         }
@@ -127,6 +183,36 @@ pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, done: m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_targets_stay_beneath_their_directory() {
+        let target = LogTarget::new(Path::new("/logs/pod/c/0.log"), Some(Path::new("/logs/pod"))).expect("inside");
+        assert_eq!(target.relative, PathBuf::from("c/0.log"));
+        assert!(LogTarget::new(Path::new("/etc/passwd"), Some(Path::new("/logs/pod"))).is_err());
+        assert!(LogTarget::new(Path::new("/logs/pod/../../etc/passwd"), Some(Path::new("/logs/pod"))).is_err());
+        assert!(LogTarget::new(Path::new("/logs/pod"), Some(Path::new("/logs/pod"))).is_err());
+        assert_eq!(LogTarget::new(Path::new("/logs/x.log"), None).expect("parent").directory, PathBuf::from("/logs"));
+    }
+
+    #[test]
+    fn a_symlink_beneath_the_directory_cannot_lead_out() {
+        let base = std::env::temp_dir().join(format!("berth-crilog-{}", std::process::id()));
+        let directory = base.join("pod");
+        std::fs::create_dir_all(&directory).expect("mkdir");
+        std::fs::write(base.join("outside"), b"").expect("outside file");
+        std::os::unix::fs::symlink("../outside", directory.join("escape.log")).expect("symlink");
+        std::os::unix::fs::symlink("..", directory.join("up")).expect("symlink");
+        let escape = LogTarget::new(&directory.join("escape.log"), Some(&directory)).expect("plain names");
+        assert!(CriLog::open(escape).is_err());
+        let through = LogTarget::new(&directory.join("up/x.log"), Some(&directory)).expect("plain names");
+        assert!(CriLog::open(through).is_err());
+        assert!(!base.join("x.log").exists());
+        let fine = LogTarget::new(&directory.join("c/0.log"), Some(&directory)).expect("plain names");
+        let log = CriLog::open(fine).expect("a log beneath");
+        log.write_entry("stdout", false, b"hello");
+        assert!(std::fs::read_to_string(directory.join("c/0.log")).expect("log").ends_with(" stdout F hello\n"));
+        std::fs::remove_dir_all(&base).expect("cleanup");
+    }
 
     #[test]
     fn entry_format() {

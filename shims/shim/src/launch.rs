@@ -3,6 +3,7 @@
 //! died: kill and delete the container, answer with a DeleteResponse on stdout).
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -26,11 +27,13 @@ fn bundle_of(flags: &Flags) -> ShimResult<PathBuf> {
     std::env::current_dir().map_err(|e| ShimError::io("the current directory", e))
 }
 
+/// The id and namespace name directories: they must be one plain path component each.
 fn require_id(flags: &Flags) -> ShimResult<()> {
-    match flags.id.is_empty() {
-        true => Err(ShimError::Usage("-id is required".into())),
-        false => Ok(()),
+    if flags.id.is_empty() {
+        return Err(ShimError::Usage("-id is required".into()));
     }
+    crate::paths::validate_id("namespace", &flags.namespace)?;
+    crate::paths::validate_id("container", &flags.id)
 }
 
 pub fn start(flags: &Flags) -> ShimResult<()> {
@@ -46,7 +49,15 @@ pub fn start(flags: &Flags) -> ShimResult<()> {
     // binary so no container can write to it through /proc (CVE-2019-5736). This
     // re-executes `start` once, before the socket exists.
     berth_runtime::sealed_exe::ensure_sealed_executable()?;
+    // Two starts for one group at once: the second waits here, then finds the first's
+    // socket listening, instead of unlinking it and orphaning the first shim.
+    let lock = lock_group(&socket)?;
+    if UnixStream::connect(&socket).is_ok() {
+        return announce(&bundle, &address, None);
+    }
     let listener = bind(&socket)?;
+    // Released before the fork, so that the daemon does not hold it.
+    drop(lock);
     // Single-threaded here: forking is safe.
     match unsafe { fork() }.map_err(|e| ShimError::io("fork", e))? {
         ForkResult::Child => daemon::run(listener, socket, flags),
@@ -54,19 +65,34 @@ pub fn start(flags: &Flags) -> ShimResult<()> {
     }
 }
 
+/// An exclusive lock on `<socket>.lock`, held while a start checks for and binds the
+/// group's socket.
+fn lock_group(socket: &Path) -> ShimResult<nix::fcntl::Flock<std::fs::File>> {
+    if let Some(dir) = socket.parent() {
+        berth_runtime::private_fs::create_private_dir(dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let path = socket.with_extension("lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(berth_runtime::private_fs::PRIVATE_FILE).open(&path);
+    let file = file.map_err(|e| ShimError::io(format!("opening {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| ShimError::io(format!("locking {}", path.display()), errno))
+}
+
+/// Binds the shim's socket, 0600 in a 0700 directory.
 fn bind(socket: &Path) -> ShimResult<UnixListener> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
+        berth_runtime::private_fs::create_private_dir(dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
     }
     let _ = std::fs::remove_file(socket);
-    UnixListener::bind(socket).map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))
+    let listener = UnixListener::bind(socket).map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
+    berth_runtime::private_fs::set_mode(socket, berth_runtime::private_fs::PRIVATE_FILE).map_err(|e| ShimError::io(format!("chmod {}", socket.display()), e))?;
+    Ok(listener)
 }
 
 /// Writes `address` (and the shim's pid) into the bundle, and prints the address.
 fn announce(bundle: &Path, address: &str, pid: Option<i32>) -> ShimResult<()> {
-    let _ = std::fs::write(bundle.join("address"), address);
+    let _ = berth_runtime::private_fs::write_private_file(&bundle.join("address"), address.as_bytes());
     if let Some(pid) = pid {
-        let _ = std::fs::write(bundle.join("shim.pid"), pid.to_string());
+        let _ = berth_runtime::private_fs::write_private_file(&bundle.join("shim.pid"), pid.to_string().as_bytes());
     }
     let mut stdout = std::io::stdout();
     stdout.write_all(address.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| ShimError::io("writing the address", e))

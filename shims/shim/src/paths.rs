@@ -36,6 +36,18 @@ impl Layout {
     }
 }
 
+/// Refuses an id (of a container, an exec, a namespace) that is not one plain path
+/// component of at most 76 characters from `[A-Za-z0-9._-]`, before it names any
+/// directory (as containerd's identifiers are).
+pub fn validate_id(kind: &str, id: &str) -> Result<(), crate::error::ShimError> {
+    let plain = id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let component = !id.is_empty() && id != "." && id != ".." && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if plain && component && id.len() <= 76 {
+        return Ok(());
+    }
+    Err(crate::error::ShimError::Invalid(format!("invalid {kind} id {id:?}: use 1 to 76 of A-Z a-z 0-9 . _ -, starting with a letter or digit")))
+}
+
 /// The group a container's shim serves: its pod's sandbox id, or its own id.
 pub fn group_of(bundle: &Path, id: &str) -> String {
     let config = std::fs::read(bundle.join("config.json")).unwrap_or_default();
@@ -63,6 +75,16 @@ mod tests {
         assert_ne!(a.socket("/c.sock", "x"), a.socket("/c.sock", "y"));
         assert_eq!(a.socket("/c.sock", "x"), a.socket("/c.sock", "x"));
         assert!(a.socket("/c.sock", "x").as_os_str().len() < 60);
+    }
+
+    #[test]
+    fn ids_are_one_plain_path_component() {
+        for good in ["c1", "0123abcdef", "my.container_1-x", "a".repeat(76).as_str()] {
+            assert!(validate_id("container", good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "../etc", "a/b", "/abs", ".hidden", "-flag", "a b", "a\0b", "a".repeat(77).as_str()] {
+            assert!(validate_id("container", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn exit_file(dir: &Path, name: &str) -> std::path::PathBuf {
 pub fn record_exit(dir: &Path, name: &str, exit: Exit) -> std::io::Result<()> {
     let path = exit_file(dir, name);
     let temporary = dir.join(format!(".exit-{name}.tmp"));
-    std::fs::write(&temporary, format!("{} {}\n", exit.status, exit.at_nanos))?;
+    berth_runtime::private_fs::write_private_file(&temporary, format!("{} {}\n", exit.status, exit.at_nanos).as_bytes())?;
     std::fs::rename(&temporary, path)
 }
 

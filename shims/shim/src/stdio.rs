@@ -46,6 +46,7 @@ pub fn prepare(paths: &StdioPaths, socket: &Path, log: Option<Arc<CriLog>>) -> S
     if paths.terminal {
         let _ = std::fs::remove_file(socket);
         let listener = StdUnixListener::bind(socket)
+            .and_then(|l| berth_runtime::private_fs::set_mode(socket, berth_runtime::private_fs::PRIVATE_FILE).map(|_| l))
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
             .map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
         let console = Pending::Console { listener, path: socket.into(), stdin: paths.stdin.clone(), stdout: paths.stdout.clone() };

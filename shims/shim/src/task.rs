@@ -125,8 +125,9 @@ impl Shim {
             return Err(ShimError::Exists(format!("container {id}")));
         }
         let bundle = PathBuf::from(&request.bundle);
+        crate::paths::validate_id("container", &id)?;
         let dir = self.layout.container_dir(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
+        berth_runtime::private_fs::create_private_dir(&dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
         let rootfs = bundle.join("rootfs");
         let result = mounts::mount_rootfs(&request.rootfs, &rootfs).and_then(|mounted| {
             self.create_mounted(request, &bundle, &dir, mounted).inspect_err(|_| {
@@ -149,8 +150,8 @@ impl Shim {
             stderr: request.stderr.clone(),
             terminal: request.terminal,
         };
-        let log = match log_path(bundle) {
-            Some(path) => Some(Arc::new(CriLog::open(&path)?)),
+        let log = match log_target(bundle)? {
+            Some(target) => Some(Arc::new(CriLog::open(target)?)),
             None => None,
         };
         let external = match backend::requested_binary(request.options.as_ref())? {
@@ -215,6 +216,7 @@ impl Shim {
     }
 
     pub fn add_exec(&self, id: &str, exec_id: &str, paths: StdioPaths, spec: oci_spec::runtime::Process) -> ShimResult<()> {
+        crate::paths::validate_id("exec", exec_id)?;
         self.with(id, |c| {
             if c.execs.contains_key(exec_id) || exec_id.is_empty() {
                 return Err(ShimError::Exists(format!("exec {exec_id:?} in container {id}")));
@@ -395,12 +397,14 @@ impl Shim {
     }
 }
 
-/// The CRI log path from the bundle's annotations, if any.
-fn log_path(bundle: &std::path::Path) -> Option<PathBuf> {
-    let config = std::fs::read(bundle.join("config.json")).ok()?;
-    let spec: serde_json::Value = serde_json::from_slice(&config).ok()?;
-    let path = spec.get("annotations")?.get(crilog::LOG_PATH_ANNOTATION)?.as_str()?;
-    (!path.is_empty()).then(|| PathBuf::from(path))
+/// The CRI log from the bundle's annotations, if any: its path beneath its directory.
+fn log_target(bundle: &std::path::Path) -> ShimResult<Option<crilog::LogTarget>> {
+    let config = std::fs::read(bundle.join("config.json")).unwrap_or_default();
+    let spec: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+    let annotation = |key: &str| spec.get("annotations").and_then(|a| a.get(key)).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let Some(path) = annotation(crilog::LOG_PATH_ANNOTATION) else { return Ok(None) };
+    let directory = annotation(crilog::LOG_DIRECTORY_ANNOTATION);
+    crilog::LogTarget::new(&path, directory.as_deref()).map(Some)
 }
 
 impl Shim {
