@@ -40,7 +40,7 @@ const ALLOWED: &[&str] = &[
     "timerfd_gettime", "timerfd_gettime64", "timerfd_settime", "timerfd_settime64",
     // asynchronous I/O (io_uring is not here: it is guarded below)
     "io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64", "io_setup",
-    "io_submit", "ioctl",
+    "io_submit", "ioctl", "pipe", "pipe2",
     // memory
     "brk", "madvise", "map_shadow_stack", "membarrier", "memfd_create", "memfd_secret", "mincore",
     "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mprotect", "mremap", "msync", "munlock",
