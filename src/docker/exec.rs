@@ -129,7 +129,7 @@ fn fifo(dir: &std::path::Path, name: &str) -> DockerResult<String> {
 }
 
 fn open_pipes(dir: PathBuf, tty: bool, stdin: bool) -> DockerResult<ExecPipes> {
-    std::fs::create_dir_all(&dir).map_err(|e| DockerError::internal(format!("creating {}: {e}", dir.display())))?;
+    super::logs::create_private_dirs(&dir).map_err(|e| DockerError::internal(format!("creating {}: {e}", dir.display())))?;
     let mut pipes = ExecPipes { dir: dir.clone(), stdout: None, stderr: None, stdin: None, keepers: Vec::new(), io: TaskIo { terminal: tty, ..TaskIo::default() } };
     let open_error = |e: std::io::Error| DockerError::internal(format!("opening an exec FIFO: {e}"));
     let streams: &[&str] = if tty { &["stdout"] } else { &["stdout", "stderr"] };

@@ -92,9 +92,21 @@ impl Selection {
 /// the container's removal unlinks it.
 pub fn open_log(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_private_dirs(dir)?;
     }
-    std::fs::OpenOptions::new().read(true).append(true).create(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).append(true).create(true).mode(berth_runtime::private_fs::PRIVATE_FILE).open(path)
+}
+
+/// Makes `dir` and its ancestors up to the façade's own `docker` directory (under
+/// berth's root or state) reachable by root only, as the rest of berth's directories.
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    let top = dir.ancestors().position(|a| a.file_name().is_some_and(|n| n == "docker")).unwrap_or(0);
+    let chain: Vec<&Path> = dir.ancestors().take(top + 1).collect();
+    for ancestor in chain.into_iter().rev() {
+        berth_runtime::private_fs::create_private_dir(ancestor)?;
+    }
+    Ok(())
 }
 
 /// Reads complete lines from `file` from `offset`; returns the entries and the new offset.

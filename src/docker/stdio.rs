@@ -54,7 +54,7 @@ impl Console {
     /// Makes the console; with `open_stdin`, its stdin FIFO is made and held open now,
     /// so that input sent before the container starts waits in it.
     pub fn new(dir: PathBuf, log: PathBuf, tty: bool, open_stdin: bool) -> DockerResult<Console> {
-        std::fs::create_dir_all(&dir).map_err(|e| DockerError::internal(format!("creating {}: {e}", dir.display())))?;
+        super::logs::create_private_dirs(&dir).map_err(|e| DockerError::internal(format!("creating {}: {e}", dir.display())))?;
         let (output, _) = broadcast::channel(256);
         let console = Console { dir, log, tty, open_stdin, stdin: Mutex::new(None), output };
         if open_stdin {
