@@ -110,6 +110,9 @@ impl Core {
         let bundle = Path::new(&record.bundle).to_path_buf();
         private_fs::create_private_dir(&bundle).map_err(io_error(format!("creating {}", bundle.display())))?;
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io_error(format!("creating {}", bundle.display())))?;
+        if sandbox.spec.user_namespace.is_some() {
+            self.open_way_for_user_namespace(&bundle, &sandbox.id)?;
+        }
         let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key, sandbox.spec.user_namespace.as_ref()).await?;
         record.image_id = prepared.image_id.clone();
         record.image_ref = prepared.image_ref.clone();
@@ -141,6 +144,19 @@ impl Core {
         let mounts = serde_json::to_vec(&prepared.mounts).map_err(|e| CoreError::Internal(e.to_string()))?;
         private_fs::write_private_file(&bundle.join("config.json"), &text).map_err(io_error("writing config.json"))?;
         private_fs::write_private_file(&bundle.join("rootfs.json"), &mounts).map_err(io_error("writing rootfs.json"))?;
+        Ok(())
+    }
+
+    /// A container in its pod's user namespace sets itself up as that namespace's root,
+    /// an unprivileged id on the host: it must pass through (not list) the directories
+    /// that lead to its bundle and to its pod's files (as containerd's bundles for user
+    /// namespaces are 0711). The files in them stay root's only.
+    fn open_way_for_user_namespace(&self, bundle: &Path, sandbox_id: &str) -> CoreResult<()> {
+        let sandbox_dir = self.paths.sandbox_dir(sandbox_id);
+        let passable = [bundle.parent(), Some(bundle), sandbox_dir.parent(), Some(sandbox_dir.as_path())];
+        for dir in passable.into_iter().flatten() {
+            private_fs::set_mode(dir, 0o711).map_err(io_error(format!("letting the pod's user namespace through {}", dir.display())))?;
+        }
         Ok(())
     }
 

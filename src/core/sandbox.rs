@@ -8,6 +8,9 @@ use crate::network::{write_name_files, AttachRequest, DnsConfig, Protocol};
 /// The pod's /dev/shm size, as Docker and containerd default it.
 const SHM_BYTES: u64 = 64 << 20;
 
+/// Under the state directory: the init roots of pods with their own user namespace.
+const USERNS_INIT_ROOTS: &str = "userns-init-roots";
+
 impl Core {
     fn pin_plan(&self, id: &str, spec: &SandboxSpec) -> PinPlan {
         let own_network = spec.network != NamespaceMode::Node;
@@ -89,7 +92,9 @@ impl Core {
             record.shm = Some(shm.display().to_string());
         }
         if record.spec.pid == NamespaceMode::Pod {
-            let init = pod_init::start(&self.paths.pod_init_binary, &dir.join("init-root"), &dir.join("pid"), plan.user.as_ref().map(|(path, _)| path.as_path())).await?;
+            let userns = plan.user.as_ref().map(|(path, _)| path.as_path());
+            let root = self.pod_init_root(&record.id, userns.is_some())?;
+            let init = pod_init::start(&self.paths.pod_init_binary, &root, &dir.join("pid"), userns).await?;
             record.pod_init = Some(init);
         }
         match &plan.network {
@@ -145,6 +150,21 @@ impl Core {
         let dir = self.paths.sandbox_dir(&record.id);
         pin::unmount_shm(&dir.join("shm"));
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir(self.paths.state.join(USERNS_INIT_ROOTS).join(&record.id));
+    }
+
+    /// The empty directory the pod's init mounts its root on. Inside the pod's directory
+    /// (root's only), except for a pod with its own user namespace, whose init (the
+    /// namespace's root, an unprivileged id on the host) could not reach it there: its
+    /// directory sits in one that others may pass through but not list.
+    fn pod_init_root(&self, id: &str, in_user_namespace: bool) -> CoreResult<std::path::PathBuf> {
+        if !in_user_namespace {
+            return Ok(self.paths.sandbox_dir(id).join("init-root"));
+        }
+        let parent = self.paths.state.join(USERNS_INIT_ROOTS);
+        std::fs::create_dir_all(&parent).map_err(io_error(format!("creating {}", parent.display())))?;
+        berth_runtime::private_fs::set_mode(&parent, 0o711).map_err(io_error(format!("setting the mode of {}", parent.display())))?;
+        Ok(parent.join(id))
     }
 
     /// Notes the shim serving one of the pod's containers, so that removing the pod

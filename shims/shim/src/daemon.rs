@@ -32,6 +32,7 @@ pub fn run(listener: UnixListener, socket: PathBuf, flags: &Flags) -> ! {
         }
     };
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(socket.with_extension("lock"));
     std::process::exit(code)
 }
 

@@ -116,6 +116,7 @@ pub fn delete(flags: &Flags) -> ShimResult<()> {
     let socket = layout.socket(&flags.address, &group_of(&bundle, &flags.id));
     if UnixStream::connect(&socket).is_err() {
         let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(socket.with_extension("lock"));
     }
     let response = DeleteResponse {
         pid: pid.max(0) as u32,
