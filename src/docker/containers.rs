@@ -615,11 +615,12 @@ async fn top(State(docker): State<super::State>, Path(id): Path<String>) -> Dock
     Ok(Json(json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows})))
 }
 
+/// `?h=&w=` of a container's or an exec's resize.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
-struct ResizeQuery {
-    h: Option<u32>,
-    w: Option<u32>,
+pub(super) struct ResizeQuery {
+    pub(super) h: Option<u32>,
+    pub(super) w: Option<u32>,
 }
 
 async fn resize(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<ResizeQuery>) -> DockerResult<Response> {

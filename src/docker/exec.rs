@@ -257,14 +257,7 @@ async fn inspect(State(docker): State<super::State>, Path(id): Path<String>) -> 
     })))
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct ResizeQuery {
-    h: Option<u32>,
-    w: Option<u32>,
-}
-
-async fn resize(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<ResizeQuery>) -> DockerResult<Response> {
+async fn resize(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<super::containers::ResizeQuery>) -> DockerResult<Response> {
     let exec = exec_record(&docker, &id)?;
     docker.core.resize_terminal(NAMESPACE, &exec.container_id, &exec.id, query.w.unwrap_or(80), query.h.unwrap_or(24)).await?;
     Ok(StatusCode::OK.into_response())
