@@ -80,6 +80,12 @@ async fn remove_pod(client: &mut RuntimeServiceClient<Channel>, pod: String) {
     client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove the pod");
 }
 
+async fn pull_probe_image(world: &World) {
+    let mut images = world.daemon.images().await;
+    let pull = cri::PullImageRequest { image: Some(cri::ImageSpec { image: PROBE_IMAGE.into(), ..Default::default() }), ..Default::default() };
+    images.pull_image(pull).await.expect("pull the probe image");
+}
+
 #[test]
 fn the_default_profile_refuses_what_a_capability_guards() {
     use cri::security_profile::ProfileType::{RuntimeDefault, Unconfined};
@@ -87,9 +93,7 @@ fn the_default_profile_refuses_what_a_capability_guards() {
     push_probe_image(&world);
     runtime().block_on(async {
         let mut client = world.daemon.runtime().await;
-        let mut images = world.daemon.images().await;
-        let pull = cri::PullImageRequest { image: Some(cri::ImageSpec { image: PROBE_IMAGE.into(), ..Default::default() }), ..Default::default() };
-        images.pull_image(pull).await.expect("pull the probe image");
+        pull_probe_image(&world).await;
 
         let (pod, plain) = start_with(&mut client, "plain", security(RuntimeDefault, &[])).await;
         let answers = probe(&mut client, &plain).await;
@@ -128,9 +132,7 @@ fn a_normal_workload_runs_under_the_default_profile() {
     push_probe_image(&world);
     runtime().block_on(async {
         let mut client = world.daemon.runtime().await;
-        let mut images = world.daemon.images().await;
-        let pull = cri::PullImageRequest { image: Some(cri::ImageSpec { image: PROBE_IMAGE.into(), ..Default::default() }), ..Default::default() };
-        images.pull_image(pull).await.expect("pull the probe image");
+        pull_probe_image(&world).await;
         let config = pod_config("workload", "");
         let pod = run_pod(&mut client, &config).await;
         let script = "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www";
