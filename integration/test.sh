@@ -3,6 +3,7 @@
 # then fail if anything the tests made is still on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+deploy/packages.sh test
 cargo build --release --workspace --bins
 shims/runtime/build-static.sh
 cargo test --release --workspace -- --test-threads=2
