@@ -71,6 +71,12 @@ fn breakdown(pid: i32) -> (u64, u64, u64) {
     sums
 }
 
+/// How long the shims idle before they are measured: `BENCH_SHIM_SETTLE` seconds, 2 by
+/// default (long enough for the idle release, one second after the last create/start).
+fn settle_seconds() -> u64 {
+    std::env::var("BENCH_SHIM_SETTLE").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+}
+
 struct MemoryResult {
     shims: usize,
     rss_kib: u64,
@@ -82,7 +88,7 @@ fn measure_runtime(containerd: &Containerd, runtime: &str, shim_exe: &Path, coun
     for id in &ids {
         containerd.ctr_ok(&["run", "-d", "--runtime", runtime, IMAGE, id, "sleep", "100000"]);
     }
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(settle_seconds()));
     let pids = processes_of(shim_exe);
     let (rss, pss) = pids.iter().map(|pid| memory_of(*pid)).fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
     if let Some(pid) = pids.first() {
