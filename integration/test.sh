@@ -6,5 +6,9 @@ cd "$(dirname "$0")/.."
 deploy/packages.sh test
 cargo build --release --workspace --bins
 shims/runtime/build-static.sh
+# What an earlier, interrupted run left on this machine is reported, not blamed on this one.
+baseline=$(mktemp)
+trap 'rm -f "$baseline"' EXIT
+integration/leak-check.sh --record "$baseline"
 cargo test --release --workspace -- --test-threads=2
-integration/leak-check.sh
+integration/leak-check.sh --baseline "$baseline"

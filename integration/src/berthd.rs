@@ -119,6 +119,25 @@ impl Berthd {
         }
     }
 
+    /// SIGKILLs the daemon, its shims and every process of its containers: what a power
+    /// loss does to the processes (the mounts stay).
+    pub fn kill_everything(&mut self) {
+        self.kill();
+        self.clean_up_processes();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.live_processes() > 0 && Instant::now() < deadline {
+            self.clean_up_processes();
+        }
+    }
+
+    /// Processes of the daemon's shims and containers that are not yet dead.
+    fn live_processes(&self) -> usize {
+        let marker = self.dir.path().display().to_string();
+        let mut pids = pids_with_cmdline_containing(&marker);
+        pids.extend(pids_in_cgroup_tree(&self.cgroup_parent()));
+        pids.into_iter().filter(|pid| !is_zombie(*pid)).count()
+    }
+
     /// SIGTERM, and waits for the daemon to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -142,6 +161,12 @@ impl Berthd {
     /// Kills every process the daemon's shims run and unmounts what is left under the
     /// test's directories.
     fn clean_up_after(&self) {
+        self.clean_up_processes();
+        unmount_under(self.dir.path());
+        remove_cgroup_tree(&self.cgroup_parent());
+    }
+
+    fn clean_up_processes(&self) {
         let marker = self.dir.path().display().to_string();
         for pid in pids_with_cmdline_containing(&marker) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -150,8 +175,6 @@ impl Berthd {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(100));
-        unmount_under(self.dir.path());
-        remove_cgroup_tree(&self.cgroup_parent());
     }
 }
 
@@ -172,6 +195,12 @@ pub async fn unix_channel(socket: PathBuf) -> Channel {
         }))
         .await
         .unwrap_or_else(|e| panic!("connect to the CRI socket: {e}"))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command, which is in parentheses and may hold spaces.
+    stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])).unwrap_or(true)
 }
 
 pub fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod events;
 pub mod exec;
+pub mod front;
 pub mod handlers;
 pub mod ids;
 pub mod limits;

@@ -117,6 +117,7 @@ impl super::Docker {
             ContainerState::Created => "created",
             ContainerState::Running if self.is_paused(docker_id(record)) => "paused",
             ContainerState::Running => "running",
+            ContainerState::Exited if super::restart::is_restarting(record) => "restarting",
             ContainerState::Exited | ContainerState::Unknown => "exited",
         }
     }
@@ -127,6 +128,7 @@ impl super::Docker {
             ContainerState::Created => "Created".into(),
             ContainerState::Running if self.is_paused(docker_id(record)) => format!("Up {} (Paused)", human_duration(now - record.started_at)),
             ContainerState::Running => format!("Up {}", human_duration(now - record.started_at)),
+            ContainerState::Exited if super::restart::is_restarting(record) => format!("Restarting ({}) {} ago", record.exit_code, human_duration(now - record.finished_at)),
             _ => format!("Exited ({}) {} ago", record.exit_code, human_duration(now - record.finished_at)),
         }
     }
@@ -178,7 +180,7 @@ pub fn parse_filters(text: Option<&str>) -> DockerResult<HashMap<String, Vec<Str
     Ok(filters)
 }
 
-fn label_matches(labels: &Labels, wanted: &str) -> bool {
+pub fn label_matches(labels: &Labels, wanted: &str) -> bool {
     match wanted.split_once('=') {
         Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
         None => labels.contains_key(wanted),
@@ -259,17 +261,18 @@ fn summary(docker: &super::Docker, record: &ContainerRecord, sandbox: Option<&Sa
         "Status": docker.status_text(record),
         "HostConfig": {"NetworkMode": front.network},
         "NetworkSettings": {"Networks": network_json(docker, &front, sandbox)},
-        "Mounts": mounts_json(record),
+        "Mounts": mounts_json(docker, record),
     })
 }
 
-fn mounts_json(record: &ContainerRecord) -> Vec<Value> {
-    record
-        .spec
-        .mounts
-        .iter()
-        .map(|m| json!({"Type": "bind", "Source": m.host_path, "Destination": m.container_path, "Mode": if m.readonly { "ro" } else { "" }, "RW": !m.readonly, "Propagation": "rprivate"}))
-        .collect()
+fn mounts_json(docker: &super::Docker, record: &ContainerRecord) -> Vec<Value> {
+    let one = |m: &crate::core::MountSpec| match docker.volumes.name_of(std::path::Path::new(&m.host_path)) {
+        Some(name) => json!({"Type": "volume", "Name": name, "Source": m.host_path, "Destination": m.container_path, "Driver": "local",
+            "Mode": if m.readonly { "ro" } else { "z" }, "RW": !m.readonly, "Propagation": ""}),
+        None => json!({"Type": "bind", "Source": m.host_path, "Destination": m.container_path, "Mode": if m.readonly { "ro" } else { "" },
+            "RW": !m.readonly, "Propagation": format!("r{}", m.propagation.trim_start_matches('r'))}),
+    };
+    record.spec.mounts.iter().map(one).collect()
 }
 
 fn time_or_zero(nanos: i64) -> String {
@@ -309,7 +312,7 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
         "Path": command_line(&front).split(' ').next().unwrap_or(""),
         "Args": command_line(&front).split(' ').skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": false,
+            "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": super::restart::is_restarting(record),
             "OOMKilled": record.reason == "OOMKilled", "Dead": false, "Pid": if running { record.pid } else { 0 },
             "ExitCode": record.exit_code, "Error": if record.reason == "StartError" { record.message.as_str() } else { "" },
             "StartedAt": time_or_zero(record.started_at), "FinishedAt": time_or_zero(record.finished_at),
@@ -320,12 +323,12 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
         "HostsPath": docker.core.paths.sandbox_dir(docker_id(record)).join("hosts"),
         "LogPath": log_path,
         "Name": format!("/{}", record.spec.name),
-        "RestartCount": 0,
+        "RestartCount": Front::of(record).restart_count,
         "Driver": "overlayfs",
         "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "HostConfig": host_config,
-        "Mounts": mounts_json(record),
+        "Mounts": mounts_json(docker, record),
         "Config": front.config,
         "NetworkSettings": {
             "Bridge": "", "SandboxID": record.spec.sandbox_id, "SandboxKey": sandbox.as_ref().and_then(|s| s.netns.clone()).unwrap_or_default(),
@@ -377,8 +380,19 @@ async fn after_failed_start(docker: &super::Docker, record: &ContainerRecord) {
         }
     }
     if Front::of(record).auto_remove {
-        discard_sandbox(docker, docker_id(record)).await;
-        docker.publish_container(docker_id(record), "destroy", &record.spec.name, &record.spec.image);
+        destroy(docker, record, true).await;
+    }
+}
+
+/// Removes a container for good (`rm`, `--rm`): its sandbox and files, and with
+/// `anonymous_volumes` the anonymous volumes that no other container uses.
+pub async fn destroy(docker: &super::Docker, record: &ContainerRecord, anonymous_volumes: bool) {
+    let volumes = super::volumes::volumes_of(docker, record);
+    discard_sandbox(docker, docker_id(record)).await;
+    docker.publish_container(docker_id(record), "destroy", &record.spec.name, &record.spec.image);
+    if anonymous_volumes {
+        let _guard = docker.volume_lock.lock().await;
+        super::volumes::remove_anonymous(docker, &volumes);
     }
 }
 
@@ -387,6 +401,8 @@ async fn start(State(docker): State<super::State>, Path(id): Path<String>) -> Do
     if record.state == ContainerState::Running {
         return Ok(not_modified());
     }
+    super::restart::mark_manual_stop(&docker, &record, false).await?;
+    docker.restarts.forget(docker_id(&record));
     start_record(&docker, &record).await?;
     Ok(no_content())
 }
@@ -415,23 +431,35 @@ async fn stop_record(docker: &super::Docker, record: &ContainerRecord, timeout: 
 
 async fn stop(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<StopQuery>) -> DockerResult<Response> {
     let record = find(&docker.core, &id)?;
-    if record.state != ContainerState::Running {
-        return Ok(not_modified());
-    }
     if let Some(signal) = &query.signal {
         signal_number(signal)?;
     }
-    stop_record(&docker, &record, query.t).await?;
+    // As in dockerd, a container waiting out its restart back-off counts as running:
+    // the stop cancels the restart.
+    if !super::restart::stop_by_user(&docker, &record.id).await? {
+        return Ok(not_modified());
+    }
+    // A policy restart that won the race ran before the mark: what it started stops too.
+    let record = find(&docker.core, &id)?;
+    if record.state == ContainerState::Running {
+        stop_record(&docker, &record, query.t).await?;
+    }
     docker.publish_container(docker_id(&record), "stop", &record.spec.name, &record.spec.image);
     Ok(no_content())
 }
 
 async fn restart(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<StopQuery>) -> DockerResult<Response> {
     let record = find(&docker.core, &id)?;
+    // Stopped by its user for the length of the restart: no policy restart meanwhile.
+    super::restart::mark_manual_stop(&docker, &record, true).await?;
+    // A restart that won the race ran before the mark: what it started stops too.
+    let record = find(&docker.core, &id)?;
     if record.state == ContainerState::Running {
         stop_record(&docker, &record, query.t).await?;
     }
     let record = find(&docker.core, &id)?;
+    super::restart::mark_manual_stop(&docker, &record, false).await?;
+    docker.restarts.forget(docker_id(&record));
     start_record(&docker, &record).await?;
     docker.publish_container(docker_id(&record), "restart", &record.spec.name, &record.spec.image);
     Ok(no_content())
@@ -460,6 +488,11 @@ async fn kill(State(docker): State<super::State>, Path(id): Path<String>, Query(
     let signal = signal_number(query.signal.as_deref().unwrap_or("SIGKILL"))?;
     if record.state != ContainerState::Running {
         return Err(DockerError::conflict(format!("cannot kill container: {id}: container {} is not running", docker_id(&record))));
+    }
+    // As dockerd: a kill with SIGKILL or the stop signal is a stop by the user.
+    let stop_signal = Some(Front::of(&record).stop_signal).filter(|s| !s.is_empty()).unwrap_or_else(|| "SIGTERM".into());
+    if signal == libc::SIGKILL as u32 || signal_number(&stop_signal).ok() == Some(signal) {
+        super::restart::mark_manual_stop(&docker, &record, true).await?;
     }
     docker.core.signal_container(NAMESPACE, &record.id, signal, false).await?;
     docker.publish_container(docker_id(&record), "kill", &record.spec.name, &record.spec.image);
@@ -561,6 +594,7 @@ async fn wait(State(docker): State<super::State>, Path(id): Path<String>, Query(
 #[serde(default)]
 struct RemoveQuery {
     force: Option<String>,
+    v: Option<String>,
 }
 
 async fn remove(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<RemoveQuery>) -> DockerResult<Response> {
@@ -571,8 +605,7 @@ async fn remove(State(docker): State<super::State>, Path(id): Path<String>, Quer
             record.spec.name
         )));
     }
-    discard_sandbox(&docker, docker_id(&record)).await;
-    docker.publish_container(docker_id(&record), "destroy", &record.spec.name, &record.spec.image);
+    destroy(&docker, &record, truthy(query.v.as_deref())).await;
     Ok(no_content())
 }
 
@@ -700,9 +733,10 @@ pub async fn watch_exits(docker: super::State) {
                         if let Ok(mut exits) = docker.removed_exits.lock() {
                             exits.insert(docker_id(&record).to_string(), record.exit_code);
                         }
-                        discard_sandbox(&docker, docker_id(&record)).await;
-                        docker.publish_container(docker_id(&record), "destroy", &record.spec.name, &record.spec.image);
+                        destroy(&docker, &record, true).await;
                     });
+                } else {
+                    super::restart::after_exit(docker.clone(), record);
                 }
             }
             _ => {}

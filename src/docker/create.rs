@@ -49,6 +49,7 @@ pub struct CreateBody {
     pub exposed_ports: Option<HashMap<String, Value>>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    pub volumes: Option<HashMap<String, Value>>,
     pub host_config: Option<HostConfig>,
 }
 
@@ -56,6 +57,8 @@ pub struct CreateBody {
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
     pub binds: Option<Vec<String>>,
+    pub mounts: Option<Vec<super::mounts::MountRequest>>,
+    pub restart_policy: Option<super::restart::RestartPolicy>,
     pub network_mode: Option<String>,
     pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
     pub auto_remove: Option<bool>,
@@ -110,6 +113,13 @@ pub struct Front {
     pub stdin_once: bool,
     pub stop_signal: String,
     pub stop_timeout: i64,
+    #[serde(default)]
+    pub restart_policy: super::restart::RestartPolicy,
+    #[serde(default)]
+    pub restart_count: i64,
+    /// Stopped by `stop` or `kill`, not by itself: the policy leaves it stopped.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Front {
@@ -235,27 +245,6 @@ fn network_mode(core: &Core, mode: &str) -> DockerResult<NamespaceMode> {
     }
 }
 
-fn binds(list: &[String]) -> DockerResult<Vec<MountSpec>> {
-    list.iter()
-        .map(|bind| {
-            let parts: Vec<&str> = bind.split(':').collect();
-            let (host, container, options) = match parts.as_slice() {
-                [host, container] => (*host, *container, ""),
-                [host, container, options] => (*host, *container, *options),
-                _ => return Err(DockerError::bad_request(format!("invalid volume specification: '{bind}'"))),
-            };
-            if !host.starts_with('/') {
-                return Err(DockerError::bad_request(format!("invalid volume specification: '{bind}': named volumes are not supported yet")));
-            }
-            if !container.starts_with('/') {
-                return Err(DockerError::bad_request(format!("invalid volume specification: '{bind}': invalid mount config: invalid mount path: '{container}' mount path must be absolute")));
-            }
-            let readonly = options.split(',').any(|o| o == "ro");
-            Ok(MountSpec { container_path: container.into(), host_path: host.into(), readonly, propagation: "private".into(), recursive_read_only: false })
-        })
-        .collect()
-}
-
 pub fn resources_of(host: &HostConfig) -> Resources {
     let mut resources = Resources {
         memory_limit_bytes: host.memory.unwrap_or(0),
@@ -374,7 +363,10 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let network_namespace = network_mode(core, &network)?;
     let ports = if network_namespace == NamespaceMode::Node { Vec::new() } else { port_mappings(&body, &host)? };
     check_ports_free(core, &name, &ports)?;
-    let mounts = binds(&host.binds.clone().unwrap_or_default())?;
+    let mount_plan = plan_mounts(&body, &host, &image)?;
+    mount_plan.make_missing_bind_sources(host.binds.as_deref().unwrap_or_default())?;
+    let restart_policy = host.restart_policy.clone().unwrap_or_default();
+    super::restart::validate(&restart_policy, host.auto_remove.unwrap_or(false))?;
     let user = body.user.clone().unwrap_or_default();
     let security = security(&host, &user)?;
     let tty = body.tty.unwrap_or(false);
@@ -399,6 +391,16 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         CoreError::AlreadyExists(_) => DockerError::conflict(conflict_message(&name, "")),
         other => other.into(),
     })?;
+    let volume_guard = docker.volume_lock.lock().await;
+    let new_volumes = match super::volumes::provide(&docker, &mount_plan.volumes) {
+        Ok(made) => made,
+        Err(error) => {
+            super::containers::discard_sandbox(&docker, &sandbox_id).await;
+            return Err(error);
+        }
+    };
+    let mut mounts = mount_plan.binds.clone();
+    mounts.extend(super::volumes::mount_specs(&docker, &mount_plan.volumes));
     let hostname = core.sandbox(NAMESPACE, &sandbox_id).map(|s| s.spec.hostname).unwrap_or_default();
     let front = Front {
         name: name.clone(),
@@ -411,6 +413,9 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         stdin_once: body.stdin_once.unwrap_or(false),
         stop_signal: body.stop_signal.clone().unwrap_or_default(),
         stop_timeout: body.stop_timeout.unwrap_or(10),
+        restart_policy,
+        restart_count: 0,
+        manually_stopped: false,
     };
     let log_path = super::logs::log_path(&core.paths.root, &sandbox_id);
     let spec = ContainerSpec {
@@ -435,17 +440,43 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     };
     if let Err(error) = super::logs::open_log(&log_path) {
         super::containers::discard_sandbox(&docker, &sandbox_id).await;
+        super::volumes::discard_new(&docker, &new_volumes);
         return Err(DockerError::internal(format!("creating the container's log: {error}")));
     }
-    if let Err(error) = core.create_container(NAMESPACE, spec).await {
+    let container_id = match core.create_container(NAMESPACE, spec).await {
+        Ok(id) => id,
+        Err(error) => {
+            super::containers::discard_sandbox(&docker, &sandbox_id).await;
+            super::volumes::discard_new(&docker, &new_volumes);
+            return Err(match error {
+                CoreError::InvalidArgument(message) => DockerError::bad_request(message),
+                other => other.into(),
+            });
+        }
+    };
+    drop(volume_guard);
+    let filled = match core.container(NAMESPACE, &container_id) {
+        Ok(record) => super::volumes::fill_new(&docker, core, &record, &mount_plan.volumes, &new_volumes).await,
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = filled {
         super::containers::discard_sandbox(&docker, &sandbox_id).await;
-        return Err(match error {
-            CoreError::InvalidArgument(message) => DockerError::bad_request(message),
-            other => other.into(),
-        });
+        super::volumes::discard_new(&docker, &new_volumes);
+        return Err(error);
+    }
+    for name in &new_volumes {
+        docker.publish_volume(name, "create", None);
     }
     docker.publish_container(&sandbox_id, "create", &name, &image_name);
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": sandbox_id, "Warnings": [] }))))
+}
+
+/// The binds, `--mount`s and anonymous volumes (the request's and the image's
+/// `Volumes`).
+fn plan_mounts(body: &CreateBody, host: &HostConfig, image: &crate::image::Image) -> DockerResult<super::mounts::MountPlan> {
+    let mut anonymous: Vec<String> = body.volumes.iter().flat_map(|v| v.keys().cloned()).collect();
+    anonymous.extend(image.config.volumes.iter().flat_map(|v| v.keys().cloned()));
+    super::mounts::plan(host.binds.as_deref().unwrap_or_default(), host.mounts.as_deref().unwrap_or_default(), &anonymous)
 }
 
 /// Runs the sandbox; its hostname is the client's, else the first 12 digits of its id.

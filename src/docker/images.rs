@@ -488,7 +488,7 @@ fn instruction_words(text: &str) -> Vec<String> {
 }
 
 /// Applies `docker commit --change` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
-/// LABEL, EXPOSE) to an image config.
+/// LABEL, EXPOSE, VOLUME) to an image config.
 fn apply_change(config: &mut crate::image::ImageConfig, change: &str) -> DockerResult<()> {
     let (instruction, rest) = change.trim().split_once(char::is_whitespace).unwrap_or((change.trim(), ""));
     let rest = rest.trim();
@@ -506,6 +506,11 @@ fn apply_change(config: &mut crate::image::ImageConfig, change: &str) -> DockerR
         "LABEL" => {
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
             config.labels.get_or_insert_with(Default::default).insert(key.trim_matches('"').into(), value.trim_matches('"').into());
+        }
+        "VOLUME" => {
+            let paths = serde_json::from_str::<Vec<String>>(rest).unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
+            let volumes = config.volumes.get_or_insert_with(Default::default);
+            volumes.extend(paths.into_iter().map(|path| (path, json!({}))));
         }
         "EXPOSE" => {
             for port in rest.split_whitespace() {

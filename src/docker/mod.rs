@@ -10,8 +10,13 @@ pub mod exec;
 pub mod hijack;
 pub mod images;
 pub mod logs;
+pub mod mounts;
 pub mod stdio;
+pub mod restart;
 pub mod system;
+pub mod volume_copy;
+pub mod volume_store;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +46,11 @@ pub struct Docker {
     pub events: tokio::sync::broadcast::Sender<system::DockerEvent>,
     /// The last events, for `/events?since=`.
     pub event_history: Mutex<Vec<system::DockerEvent>>,
+    pub volumes: volume_store::VolumeStore,
+    /// Held while a volume's users are checked and it is removed, and while a create
+    /// takes its volumes, so that no volume in use goes.
+    pub volume_lock: tokio::sync::Mutex<()>,
+    pub restarts: restart::Restarts,
 }
 
 pub type State = Arc<Docker>;
@@ -49,13 +59,16 @@ impl Docker {
     pub fn new(core: SharedCore) -> State {
         let (events, _) = tokio::sync::broadcast::channel(256);
         Arc::new(Docker {
-            core,
             consoles: Default::default(),
             execs: Default::default(),
             removed_exits: Default::default(),
             paused: Default::default(),
             events,
             event_history: Default::default(),
+            volumes: volume_store::VolumeStore::new(&core.paths.root),
+            volume_lock: Default::default(),
+            restarts: Default::default(),
+            core,
         })
     }
 
@@ -112,6 +125,7 @@ fn routes(state: State) -> Router {
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(images::routes())
+        .merge(volumes::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -121,7 +135,9 @@ pub async fn serve(core: SharedCore, listener: tokio::net::UnixListener, shutdow
     use axum::ServiceExt;
     use tower::Layer;
     let state = Docker::new(core);
+    state.volumes.recover();
     tokio::spawn(containers::watch_exits(state.clone()));
+    tokio::spawn(restart::resume(state.clone()));
     let app = axum::middleware::from_fn(strip_version).layer(routes(state));
     axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await
 }

@@ -121,7 +121,7 @@ pub struct DockerEvent {
 }
 
 impl super::Docker {
-    fn publish(&self, kind: &str, action: &str, id: &str, attributes: Value, from: &str) {
+    pub(super) fn publish(&self, kind: &str, action: &str, id: &str, attributes: Value, from: &str) {
         let now = now_nanos();
         let event = DockerEvent {
             kind: kind.into(),
@@ -182,6 +182,7 @@ fn event_passes(event: &DockerEvent, filters: &HashMap<String, Vec<String>>) -> 
             "event" => event.action == *value,
             "container" => event.kind == "container" && (event.id.starts_with(value.as_str()) || attribute("name") == *value),
             "image" => attribute("image") == *value || attribute("name") == *value || event.id == *value,
+            "volume" => event.kind == "volume" && event.id == *value,
             "label" => true,
             _ => false,
         })

@@ -420,7 +420,9 @@ fn open_path(dir: RawFd, path: &OsStr, flags: libc::c_int, resolve: u64) -> io::
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn openat2(dir: RawFd, path: &CString, flags: libc::c_int, resolve: u64) -> io::Result<RawFd> {
+/// `openat2(2)`: `open_how` with `flags` and `resolve` (also used by the Docker door's
+/// volume copy).
+pub(crate) fn openat2(dir: RawFd, path: &CString, flags: libc::c_int, resolve: u64) -> io::Result<RawFd> {
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
     how.resolve = resolve;
