@@ -135,10 +135,12 @@ fn concurrent_starts_make_one_shim() {
     });
 }
 
-/// An exec whose stdout a background child keeps open: it is reaped at once, but its
-/// exit is published only once its output is copied (up to 2 s). Its pid is free for
-/// reuse from the reaping on, so a Kill in that window must answer NotFound ("already
-/// finished") and signal nothing, not signal whatever process got the pid.
+/// A TTY exec whose terminal a background child keeps open (ignoring the hang-up its
+/// session's end sends): it is reaped at once, but
+/// its exit is published only once the console's output is copied (up to 2 s). Its pid
+/// is free for reuse from the reaping on, so a Kill in that window must answer NotFound
+/// ("already finished") and signal nothing, not whatever process got the pid (before
+/// the fix, the shim signalled the freed pid: ESRCH, an Internal error).
 #[test]
 fn a_reaped_process_is_never_signalled() {
     let bundle = ShimBundle::new(&["sleep", "100"]);
@@ -148,13 +150,13 @@ fn a_reaped_process_is_never_signalled() {
         client.create(ctx(), &create_request(&bundle)).await.expect("create");
         client.start(ctx(), &id_request(|r: &mut StartRequest| r.id = bundle.id.clone())).await.expect("start");
         let (stdout, reader) = fifo_reader(bundle.path(), "background-out");
-        let spec = serde_json::json!({"user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", "sleep 3 & exit 0"], "env": ["PATH=/bin"], "cwd": "/"});
+        let spec = serde_json::json!({"terminal": true, "user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", "trap '' HUP; sleep 3 & exit 0"], "env": ["PATH=/bin", "TERM=xterm"], "cwd": "/"});
         let spec = protobuf::well_known_types::any::Any {
             type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
             value: spec.to_string().into_bytes(),
             ..Default::default()
         };
-        let request = ExecProcessRequest { id: bundle.id.clone(), exec_id: "bg".into(), stdout, spec: Some(spec).into(), ..Default::default() };
+        let request = ExecProcessRequest { id: bundle.id.clone(), exec_id: "bg".into(), terminal: true, stdout, spec: Some(spec).into(), ..Default::default() };
         client.exec(ctx(), &request).await.expect("exec");
         let exec_start = id_request(|r: &mut StartRequest| { r.id = bundle.id.clone(); r.exec_id = "bg".into(); });
         let pid = client.start(ctx(), &exec_start).await.expect("start exec").pid;
@@ -168,6 +170,9 @@ fn a_reaped_process_is_never_signalled() {
             }
             other => panic!("a kill of reaped pid {pid} answered {other:?}"),
         }
+        let state = id_request(|r: &mut StateRequest| { r.id = bundle.id.clone(); r.exec_id = "bg".into(); });
+        let state = client.state(ctx(), &state).await.expect("state");
+        assert_eq!(state.status.enum_value_or_default(), Status::RUNNING, "the window under test closed before the kill");
         let wait = id_request(|r: &mut WaitRequest| { r.id = bundle.id.clone(); r.exec_id = "bg".into(); });
         assert_eq!(client.wait(ctx(), &wait).await.expect("wait exec").exit_status, 0);
         client.kill(ctx(), &id_request(|r: &mut KillRequest| { r.id = bundle.id.clone(); r.signal = 9; r.all = true; })).await.expect("kill");
