@@ -167,6 +167,18 @@ pub fn ip_json(netns: &str, args: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+/// The IPv4 `address/prefix`es of `dev` in `netns`, as `ip` shows them.
+pub fn ipv4_addresses(netns: &str, dev: &str) -> Vec<String> {
+    let links = ip_json(netns, &format!("addr show dev {dev}"));
+    links[0]["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or_default(), a["prefixlen"]))
+        .collect()
+}
+
 /// `nft -j list ruleset` in `netns`, parsed.
 pub fn nft_json(netns: &str) -> serde_json::Value {
     let out = in_netns(netns, "nft -j list ruleset").ok();

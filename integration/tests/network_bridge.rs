@@ -29,14 +29,7 @@ fn request(sandbox: &Sandbox, ports: &[(u16, u16)]) -> AttachRequest {
 }
 
 fn addresses(netns: &str, dev: &str) -> Vec<String> {
-    let links = ip_json(netns, &format!("addr show dev {dev}"));
-    links[0]["addr_info"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["family"] == "inet")
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-        .collect()
+    ipv4_addresses(netns, dev)
 }
 
 #[test]

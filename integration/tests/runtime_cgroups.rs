@@ -1,5 +1,6 @@
 //! cgroups, checked in the host's cgroup files of the container init (v1 controller
-//! dirs, or the unified dir on v2): memory, cpu, cpuset, pids, blkio weight, devices,
+//! dirs, or the unified dir on v2): memory, cpu, cpuset, pids, blkio weight and
+//! throttling on a real device, devices,
 //! `update`, `pause`/`resume`, and the dirs being gone after delete.
 
 use std::time::Duration;
@@ -143,6 +144,45 @@ fn kernel_has_blkio_weight() -> bool {
     is_v2() || ["blkio.weight", "blkio.bfq.weight"].iter().any(|f| root.join(f).exists())
 }
 
+/// A block device of this host as (major, minor), from `/sys/block`.
+fn some_block_device() -> (u64, u64) {
+    let mut devices: Vec<String> = std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("dev")).ok())
+        .collect();
+    devices.sort();
+    let first = devices.first().expect("the host has a block device");
+    let (major, minor) = first.trim().split_once(':').expect("major:minor");
+    (major.parse().expect("major"), minor.parse().expect("minor"))
+}
+
+/// What this kernel offers whatever its I/O scheduler (the weight needs BFQ or CFQ,
+/// which this host's may lack): per-device throttling. A read-bps and a write-iops
+/// limit on a real device land in the throttle files (v1) or in `io.max` (v2).
+#[test]
+fn blkio_throttle_is_set_on_a_real_device() {
+    let (major, minor) = some_block_device();
+    let throttle = json!({ "blockIO": {
+        "throttleReadBpsDevice": [{ "major": major, "minor": minor, "rate": 1048576 }],
+        "throttleWriteIOPSDevice": [{ "major": major, "minor": minor, "rate": 120 }]
+    }});
+    each_runtime("blkio_throttle_is_set_on_a_real_device", &[], |rt| {
+        with_resources(rt, throttle.clone(), |_, pid| {
+            let device = format!("{major}:{minor}");
+            if is_v2() {
+                let max = read_cgroup_file(pid, "io", "", "io.max");
+                assert!(max.contains(&format!("{device} rbps=1048576")) && max.contains("wiops=120"), "{}: {max}", rt.name());
+            } else {
+                let read_bps = read_cgroup_file(pid, "blkio", "blkio.throttle.read_bps_device", "");
+                assert_eq!(read_bps, format!("{device} 1048576"), "{}", rt.name());
+                let write_iops = read_cgroup_file(pid, "blkio", "blkio.throttle.write_iops_device", "");
+                assert_eq!(write_iops, format!("{device} 120"), "{}", rt.name());
+            }
+        });
+    });
+}
+
 /// Without a weight file in the kernel, a weight cannot be applied: berth-runc refuses
 /// the container with an error naming the blkio file, and leaves nothing behind.
 fn blkio_weight_is_refused_cleanly() {
@@ -152,7 +192,8 @@ fn blkio_weight_is_refused_cleanly() {
         b.spec["linux"]["resources"]["blockIO"] = json!({ "weight": 500 });
         let out = b.create(&[]);
         assert!(!out.success(), "{}: a blkio weight without kernel support was accepted", rt.name());
-        assert!(out.stderr.contains("blkio"), "{}: the error does not name blkio: {}", rt.name(), out.stderr);
+        // The error names the weight file the kernel lacks (blkio.weight or blkio.bfq.weight).
+        assert!(out.stderr.contains("blkio") && out.stderr.contains("weight"), "{}: the error does not name the blkio weight: {}", rt.name(), out.stderr);
         b.delete_force().ok();
         b.assert_no_leaks();
     });

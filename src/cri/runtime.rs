@@ -272,7 +272,8 @@ impl RuntimeService for Runtime {
 
     async fn update_runtime_config(&self, request: Request<cri::UpdateRuntimeConfigRequest>) -> Reply<cri::UpdateRuntimeConfigResponse> {
         let cidr = request.into_inner().runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
-        tracing::info!(pod_cidr = %cidr, "the kubelet set the pod CIDR");
+        let changed = self.core.network.set_pod_cidr(&cidr).await.map_err(|e| status(e.into()))?;
+        tracing::info!(pod_cidr = %cidr, changed, "the kubelet set the pod CIDR");
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 

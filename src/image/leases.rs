@@ -12,9 +12,15 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
-    /// Locks the table; garbage collection holds it while it decides and deletes.
+    /// Locks the table; garbage collection holds it while it decides what goes and
+    /// unlinks it.
     pub fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(test)]
+    pub fn is_locked(&self) -> bool {
+        self.held.try_lock().is_err()
     }
 
     /// A new lease; items added to it are held until it is dropped.

@@ -3,6 +3,7 @@
 //! container's root filesystem is made of. Metadata lives in the shared store (see
 //! [`record`]), blobs in [`crate::content`], unpacked layers in [`crate::snapshot`].
 mod archive;
+mod blob_writer;
 mod commit;
 pub mod config;
 mod error;

@@ -1,12 +1,13 @@
 //! Pulling an image: resolve the reference to a manifest for this platform, fetch the
 //! config, then fetch every layer concurrently (bounded) as a pipeline — the download
-//! is written to the content store's ingest file and, chunk by chunk, handed to a
+//! is written to the content store's ingest file (on a blocking thread, see
+//! `blob_writer`) and, chunk by chunk, handed to a
 //! blocking worker that decompresses and untars it into the layer's own snapshot
 //! directory while checking its diff ID. Layers are independent overlay directories, so
 //! they unpack in parallel. Only when digest, size and diff ID all check out are the
 //! blob and the snapshot committed; the image record comes last. A failed pull removes
 //! whatever it made that nothing else references.
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -14,6 +15,7 @@ use futures_util::StreamExt;
 use oci_client::Reference;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::blob_writer::BlobWriter;
 use super::error::is_timeout;
 use super::leases::Lease;
 use super::manifest::{self, Compression, Descriptor, Platform};
@@ -129,12 +131,11 @@ impl ImageService {
                 return Err(ImageError::InvalidImage(format!("config {} is larger than {} bytes", descriptor.digest, manifest::CONFIG_LIMIT)));
             }
             let mut stream = session.blob_stream(descriptor).await?;
-            let mut ingest = self.inner.content.begin(&descriptor.digest, Some(descriptor.size))?;
+            let mut blob = BlobWriter::start(self.inner.content.begin(&descriptor.digest, Some(descriptor.size))?, descriptor);
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| stream_error(&session.endpoint, error))?;
-                write_checked(&mut ingest, &chunk, descriptor)?;
+                blob.write(chunk.map_err(|error| stream_error(&session.endpoint, error))?).await?;
             }
-            ingest.commit()?;
+            blob.commit().await?;
         }
         let bytes = self.inner.content.read(&descriptor.digest, manifest::CONFIG_LIMIT)?;
         serde_json::from_slice(&bytes).map_err(|error| ImageError::InvalidImage(format!("config {}: {error}", descriptor.digest)))
@@ -199,19 +200,19 @@ impl ImageService {
         let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(64);
         let worker = tokio::task::spawn_blocking(move || unpacker.run(ChannelReader { receiver, current: Bytes::new() }).map(drop));
         let mut worker = Some(worker);
-        let mut ingest = self.inner.content.begin(&layer.digest, Some(layer.size))?;
         let descriptor = descriptor_of(layer);
+        let mut blob = BlobWriter::start(self.inner.content.begin(&layer.digest, Some(layer.size))?, &descriptor);
         let mut reported = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(error) => return Err(abandon(sender, worker, stream_error(&session.endpoint, error)).await),
             };
-            if let Err(error) = write_checked(&mut ingest, &chunk, &descriptor) {
+            if let Err(error) = blob.write(chunk.clone()).await {
                 return Err(abandon(sender, worker, error).await);
             }
-            if ingest.written() - reported >= 1 << 20 {
-                reported = ingest.written();
+            if blob.written() - reported >= 1 << 20 {
+                reported = blob.written();
                 report(progress, layer, LayerState::Downloading, reported).await;
             }
             if worker.is_some() && sender.send(Ok(chunk)).await.is_err() {
@@ -222,8 +223,8 @@ impl ImageService {
             }
         }
         drop(sender);
-        report(progress, layer, LayerState::Extracting, ingest.written()).await;
-        let committed = ingest.commit();
+        report(progress, layer, LayerState::Extracting, blob.written()).await;
+        let committed = blob.commit().await;
         let unpacked = match worker {
             Some(handle) => join_worker(handle).await,
             None => Ok(()),
@@ -292,15 +293,6 @@ pub(crate) fn layer_records(layers: &[Descriptor], config: &ConfigFile) -> Resul
 
 fn descriptor_of(layer: &LayerRecord) -> Descriptor {
     Descriptor { media_type: layer.media_type.clone(), digest: layer.digest.clone(), size: layer.size, ..Descriptor::default() }
-}
-
-/// Writes a chunk, refusing blobs that grow past their declared size.
-fn write_checked(ingest: &mut crate::content::Ingest, chunk: &[u8], descriptor: &Descriptor) -> Result<(), ImageError> {
-    let total = ingest.written() + chunk.len() as u64;
-    if total > descriptor.size {
-        return Err(ImageError::SizeMismatch { what: format!("blob {}", descriptor.digest), expected: descriptor.size, actual: total });
-    }
-    ingest.write_all(chunk).map_err(ImageError::io(format!("ingest of {}", descriptor.digest)))
 }
 
 fn stream_error(endpoint: &str, error: io::Error) -> ImageError {

@@ -2,8 +2,15 @@
 //! network's bridge, sandbox end `ethN` inside the sandbox's namespace), an address
 //! from IPAM, the default route via the bridge, published ports as reserved host ports
 //! plus DNAT rules. All kernel work goes over netlink; no process is executed.
+//!
+//! Calls for different sandboxes run concurrently: addresses are allocated in store
+//! transactions, the port reservations and the bridge cache sit behind short std
+//! mutexes never held across an await, nftables commits are serialized by a lock of
+//! their own and run on a blocking thread, and network changes (create, remove, pod
+//! CIDR) are serialized among themselves only.
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -13,17 +20,27 @@ use super::driver::{AttachRequest, Attachment, CreateNetwork, InterfaceInfo, Net
 use super::error::{NetworkError, Result};
 use super::links::{configure_sandbox, write_sysctl, HostLinks, SandboxInterface};
 use super::ports::{check_against, PortReservations};
+use super::records::PortMapping;
 use super::records::{endpoint_key, EndpointRecord, NetworkRecord, ENDPOINTS, NETWORKS};
-use super::{hostfiles, ipam, nat};
+use super::{hostfiles, ipam, nat, pod_cidr};
 use crate::store::Store;
 
 pub(crate) struct BridgeDriver {
     pub(crate) store: Store,
     pub(crate) config: NetworkConfig,
     pub(crate) links: HostLinks,
-    pub(crate) ports: PortReservations,
+    ports: Mutex<PortReservations>,
     /// Bridge name -> ifindex, for bridges known to exist.
-    pub(crate) bridges: HashMap<String, u32>,
+    bridges: Mutex<HashMap<String, u32>>,
+    /// Held while the rules are read from the store and committed, so that commits
+    /// land in order and the last one reflects the latest state.
+    rules: tokio::sync::Mutex<()>,
+    /// Serializes changes to the networks themselves (create, remove, pod CIDR).
+    pub(crate) admin: tokio::sync::Mutex<()>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Docker's MAC scheme: 02:42 followed by the IPv4 address.
@@ -55,26 +72,35 @@ pub(crate) fn interface_of(endpoint: &EndpointRecord) -> InterfaceInfo {
 impl BridgeDriver {
     pub(crate) async fn open(store: Store, config: NetworkConfig) -> Result<BridgeDriver> {
         let links = HostLinks::open()?;
-        let mut driver = BridgeDriver { store, config, links, ports: PortReservations::default(), bridges: HashMap::new() };
+        let driver = BridgeDriver {
+            store,
+            config,
+            links,
+            ports: Mutex::default(),
+            bridges: Mutex::default(),
+            rules: tokio::sync::Mutex::new(()),
+            admin: tokio::sync::Mutex::new(()),
+        };
         driver.ensure_default_network()?;
         write_sysctl("net/ipv4/ip_forward", "1")?;
         for network in driver.store.list(NETWORKS)? {
             driver.ensure_bridge(&network.1).await?;
         }
-        driver.apply_rules()?;
+        driver.apply_rules().await?;
         Ok(driver)
     }
 
     fn ensure_default_network(&self) -> Result<()> {
         let config = &self.config;
-        let gateway = config.gateway.or_else(|| config.subnet.hosts().next()).ok_or_else(|| {
-            NetworkError::InvalidArgument(format!("subnet {} has no host address", config.subnet))
+        let subnet = pod_cidr::stored(&self.store)?.unwrap_or(config.subnet.trunc());
+        let gateway = config.gateway.filter(|g| subnet.contains(g)).or_else(|| subnet.hosts().next()).ok_or_else(|| {
+            NetworkError::InvalidArgument(format!("subnet {subnet} has no host address"))
         })?;
         let record = NetworkRecord {
             name: config.default_network.clone(),
             id: config.default_network.clone(),
             bridge: config.bridge.clone(),
-            subnet: config.subnet.trunc(),
+            subnet,
             gateway,
             mtu: config.mtu,
             user_defined: false,
@@ -88,22 +114,53 @@ impl BridgeDriver {
     }
 
     /// Creates or adopts the bridge of `network`, with forwarding-related sysctls.
-    pub(crate) async fn ensure_bridge(&mut self, network: &NetworkRecord) -> Result<u32> {
-        if let Some(index) = self.bridges.get(&network.bridge) {
-            return Ok(*index);
+    pub(crate) async fn ensure_bridge(&self, network: &NetworkRecord) -> Result<u32> {
+        let known = locked(&self.bridges).get(&network.bridge).copied();
+        if let Some(index) = known {
+            return Ok(index);
         }
         let prefix = network.subnet.prefix_len();
         let index = self.links.ensure_bridge(&network.bridge, network.gateway, prefix, network.mtu).await?;
         write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", network.bridge), "1")?;
-        self.bridges.insert(network.bridge.clone(), index);
+        locked(&self.bridges).insert(network.bridge.clone(), index);
         Ok(index)
     }
 
-    /// Replaces the nftables table with what the store says.
-    pub(crate) fn apply_rules(&self) -> Result<()> {
+    /// Forgets that `bridge` exists (it is being deleted or re-made).
+    pub(crate) fn forget_bridge(&self, bridge: &str) {
+        locked(&self.bridges).remove(bridge);
+    }
+
+    /// Replaces the nftables table with what the store says, on a blocking thread.
+    pub(crate) async fn apply_rules(&self) -> Result<()> {
+        let _in_order = self.rules.lock().await;
         let networks: Vec<NetworkRecord> = self.store.list(NETWORKS)?.into_iter().map(|(_, n)| n).collect();
         let endpoints: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
-        nat::apply(&self.config.nft_table, &networks, &endpoints)
+        let table = self.config.nft_table.clone();
+        tokio::task::spawn_blocking(move || nat::apply(&table, &networks, &endpoints))
+            .await
+            .map_err(|e| NetworkError::Nftables(format!("the commit's thread failed: {e}")))?
+    }
+
+    /// Reserves `sandbox`'s host ports after checking them against every endpoint's.
+    pub(crate) fn reserve_ports(&self, sandbox: &str, mappings: &[PortMapping]) -> Result<()> {
+        let mut ports = locked(&self.ports);
+        let others: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
+        check_against(mappings, &others)?;
+        ports.reserve(sandbox, mappings)
+    }
+
+    /// At start-up: the host ports of a live sandbox, unless held already.
+    pub(crate) fn reserve_live_ports_of(&self, sandbox: &str, mappings: &[PortMapping]) -> Result<()> {
+        let mut ports = locked(&self.ports);
+        match ports.holds(sandbox) {
+            true => Ok(()),
+            false => ports.reserve(sandbox, mappings),
+        }
+    }
+
+    pub(crate) fn release_ports(&self, sandbox: &str) {
+        locked(&self.ports).release(sandbox);
     }
 
     pub(crate) fn endpoints_of(&self, sandbox_id: &str) -> Result<Vec<EndpointRecord>> {
@@ -128,12 +185,18 @@ impl BridgeDriver {
             .collect()
     }
 
-    /// One write transaction: addresses and endpoint records for every network.
-    fn record_endpoints(&self, request: &AttachRequest, networks: &[NetworkRecord]) -> Result<Vec<EndpointRecord>> {
+    /// One write transaction: addresses and endpoint records for every network, each
+    /// network read again inside it (a concurrent pod CIDR change or network removal
+    /// either happens before, and is seen, or after, and sees these addresses).
+    fn record_endpoints(&self, request: &AttachRequest, names: &[NetworkRecord]) -> Result<(Vec<EndpointRecord>, Vec<NetworkRecord>)> {
         let sandbox = request.sandbox_id.as_str();
         self.store.write(|txn| {
             if !txn.list_prefix(ENDPOINTS, &format!("{sandbox}/"))?.is_empty() {
                 return Err(NetworkError::AlreadyExists { what: "sandbox network", name: sandbox.into() });
+            }
+            let mut networks = Vec::new();
+            for named in names {
+                networks.push(txn.get(NETWORKS, &named.name)?.ok_or_else(|| NetworkError::not_found("network", &named.name))?);
             }
             let mut endpoints = Vec::new();
             for (n, network) in networks.iter().enumerate() {
@@ -157,7 +220,7 @@ impl BridgeDriver {
                 txn.put(ENDPOINTS, &endpoint_key(sandbox, &network.name), &endpoint)?;
                 endpoints.push(endpoint);
             }
-            Ok(endpoints)
+            Ok((endpoints, networks))
         })
     }
 
@@ -172,7 +235,7 @@ impl BridgeDriver {
         })
     }
 
-    async fn plumb(&mut self, endpoint: &EndpointRecord, network: &NetworkRecord) -> Result<()> {
+    async fn plumb(&self, endpoint: &EndpointRecord, network: &NetworkRecord) -> Result<()> {
         let bridge = self.ensure_bridge(network).await?;
         let sandbox = SandboxInterface {
             netns_path: &endpoint.netns_path,
@@ -194,18 +257,16 @@ impl BridgeDriver {
         Ok(())
     }
 
-    async fn attach_inner(&mut self, request: &AttachRequest) -> Result<Attachment> {
+    async fn attach_inner(&self, request: &AttachRequest) -> Result<Attachment> {
         let networks = self.networks_for(request)?;
         if !self.endpoints_of(&request.sandbox_id)?.is_empty() {
             return Err(NetworkError::AlreadyExists { what: "sandbox network", name: request.sandbox_id.clone() });
         }
-        let others: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
-        check_against(&request.port_mappings, &others)?;
-        self.ports.reserve(&request.sandbox_id, &request.port_mappings)?;
-        let endpoints = match self.record_endpoints(request, &networks) {
-            Ok(endpoints) => endpoints,
+        self.reserve_ports(&request.sandbox_id, &request.port_mappings)?;
+        let (endpoints, networks) = match self.record_endpoints(request, &networks) {
+            Ok(recorded) => recorded,
             Err(e) => {
-                self.ports.release(&request.sandbox_id);
+                self.release_ports(&request.sandbox_id);
                 return Err(e);
             }
         };
@@ -218,43 +279,43 @@ impl BridgeDriver {
         Ok(Attachment { sandbox_id: request.sandbox_id.clone(), interfaces })
     }
 
-    async fn connect(&mut self, endpoints: &[EndpointRecord], networks: &[NetworkRecord]) -> Result<()> {
+    async fn connect(&self, endpoints: &[EndpointRecord], networks: &[NetworkRecord]) -> Result<()> {
         for (endpoint, network) in endpoints.iter().zip(networks) {
             self.plumb(endpoint, network).await?;
         }
         if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            self.apply_rules()?;
+            self.apply_rules().await?;
         }
         Ok(())
     }
 
-    async fn rollback(&mut self, sandbox_id: &str, endpoints: &[EndpointRecord]) {
+    async fn rollback(&self, sandbox_id: &str, endpoints: &[EndpointRecord]) {
         if let Err(e) = self.unplumb(endpoints).await {
             tracing::warn!(sandbox_id, error = %e, "rollback: removing veths");
         }
         if let Err(e) = self.forget_endpoints(endpoints) {
             tracing::warn!(sandbox_id, error = %e, "rollback: releasing addresses");
         }
-        self.ports.release(sandbox_id);
+        self.release_ports(sandbox_id);
         if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            if let Err(e) = self.apply_rules() {
+            if let Err(e) = self.apply_rules().await {
                 tracing::warn!(sandbox_id, error = %e, "rollback: rules");
             }
         }
     }
 
-    pub(crate) async fn detach_inner(&mut self, sandbox_id: &str) -> Result<()> {
+    pub(crate) async fn detach_inner(&self, sandbox_id: &str) -> Result<()> {
         let endpoints = self.endpoints_of(sandbox_id)?;
         if endpoints.is_empty() {
-            self.ports.release(sandbox_id);
+            self.release_ports(sandbox_id);
             return Ok(());
         }
         self.unplumb(&endpoints).await?;
         let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
         self.forget_endpoints(&endpoints)?;
-        self.ports.release(sandbox_id);
+        self.release_ports(sandbox_id);
         if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            self.apply_rules()?;
+            self.apply_rules().await?;
         }
         for peer in peers {
             hostfiles::write_for(&self.store, &peer)?;
@@ -264,15 +325,15 @@ impl BridgeDriver {
 }
 
 impl NetworkDriver for BridgeDriver {
-    fn attach<'a>(&'a mut self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>> {
+    fn attach<'a>(&'a self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>> {
         self.attach_inner(request).boxed()
     }
 
-    fn detach<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         self.detach_inner(sandbox_id).boxed()
     }
 
-    fn status<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>> {
+    fn status<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>> {
         async move {
             let endpoints = self.endpoints_of(sandbox_id)?;
             Ok((!endpoints.is_empty()).then(|| Attachment {
@@ -283,7 +344,7 @@ impl NetworkDriver for BridgeDriver {
         .boxed()
     }
 
-    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn check<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             let endpoints = self.endpoints_of(sandbox_id)?;
             if endpoints.is_empty() {
@@ -299,19 +360,23 @@ impl NetworkDriver for BridgeDriver {
         .boxed()
     }
 
-    fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>> {
+    fn reconcile<'a>(&'a self, live: &'a [String]) -> BoxFuture<'a, Result<()>> {
         self.reconcile_inner(live).boxed()
     }
 
-    fn create_network<'a>(&'a mut self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>> {
+    fn create_network<'a>(&'a self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>> {
         self.create_network_inner(request).boxed()
     }
 
-    fn remove_network<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         self.remove_network_inner(name).boxed()
     }
 
-    fn list_networks(&mut self) -> Result<Vec<NetworkRecord>> {
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
         Ok(self.store.list(NETWORKS)?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>> {
+        self.set_pod_cidr_inner(cidr).boxed()
     }
 }

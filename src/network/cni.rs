@@ -248,15 +248,15 @@ impl CniDriver {
 }
 
 impl NetworkDriver for CniDriver {
-    fn attach<'a>(&'a mut self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>> {
+    fn attach<'a>(&'a self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>> {
         self.attach_inner(request).boxed()
     }
 
-    fn detach<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         self.detach_inner(sandbox_id).boxed()
     }
 
-    fn status<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>> {
+    fn status<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>> {
         async move {
             let Some(entry) = self.cached(sandbox_id)? else { return Ok(None) };
             let network = entry["networkName"].as_str().unwrap_or_default();
@@ -266,26 +266,31 @@ impl NetworkDriver for CniDriver {
         .boxed()
     }
 
-    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn check<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         self.check_inner(sandbox_id).boxed()
     }
 
-    fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>> {
+    fn reconcile<'a>(&'a self, live: &'a [String]) -> BoxFuture<'a, Result<()>> {
         self.reconcile_inner(live).boxed()
     }
 
-    fn create_network<'a>(&'a mut self, _request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>> {
+    fn create_network<'a>(&'a self, _request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>> {
         let error = self.unsupported();
         async move { Err(error) }.boxed()
     }
 
-    fn remove_network<'a>(&'a mut self, _name: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn remove_network<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<()>> {
         let error = self.unsupported();
         async move { Err(error) }.boxed()
     }
 
-    fn list_networks(&mut self) -> Result<Vec<NetworkRecord>> {
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
         Ok(Vec::new())
+    }
+
+    fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>> {
+        tracing::info!(pod_cidr = %cidr, "CNI mode: the plugin configuration owns the pod subnet");
+        async { Ok(false) }.boxed()
     }
 }
 

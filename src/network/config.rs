@@ -22,6 +22,8 @@ pub struct NetworkConfig {
     /// Name of the default network (Docker calls it `bridge`).
     pub default_network: String,
     pub bridge: String,
+    /// The default network's subnet, until the kubelet sends a pod CIDR (which is
+    /// kept in the store and wins from then on).
     pub subnet: Ipv4Net,
     /// Defaults to the first address of `subnet`.
     pub gateway: Option<std::net::Ipv4Addr>,

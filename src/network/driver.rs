@@ -52,19 +52,22 @@ impl Attachment {
     }
 }
 
-/// What a network driver does; `NetworkManager` serializes the calls.
-pub trait NetworkDriver: Send {
-    fn attach<'a>(&'a mut self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>>;
+/// What a network driver does. Calls come concurrently (one at a time per sandbox):
+/// a driver serializes what must be, and holds no lock across external work.
+pub trait NetworkDriver: Send + Sync {
+    fn attach<'a>(&'a self, request: &'a AttachRequest) -> BoxFuture<'a, Result<Attachment>>;
     /// Idempotent: detaching a sandbox that is not attached succeeds.
-    fn detach<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
-    fn status<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>>;
+    fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn status<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<Option<Attachment>>>;
     /// Verifies that the sandbox's networking is still as set up (CNI CHECK).
-    fn check<'a>(&'a mut self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn check<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Drops everything of sandboxes not in `live`, restores what the live ones need.
-    fn reconcile<'a>(&'a mut self, live: &'a [String]) -> BoxFuture<'a, Result<()>>;
-    fn create_network<'a>(&'a mut self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>>;
-    fn remove_network<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Result<()>>;
-    fn list_networks(&mut self) -> Result<Vec<NetworkRecord>>;
+    fn reconcile<'a>(&'a self, live: &'a [String]) -> BoxFuture<'a, Result<()>>;
+    fn create_network<'a>(&'a self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>>;
+    fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>>;
+    /// Makes `cidr` the pod network's subnet; Ok(false) when nothing changed.
+    fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>>;
 }
 
 /// `docker network create`: a name and, optionally, the subnet and gateway.

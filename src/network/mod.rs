@@ -3,8 +3,10 @@
 //! netlink, no process exec), user-defined bridge networks with name resolution through
 //! generated hosts files, CNI plugin mode, and pinned network namespaces.
 //!
-//! [`NetworkManager`] is what the daemon holds; it serializes calls into the driver the
-//! config chose (built-in bridge or CNI). IPv4 only for now.
+//! [`NetworkManager`] is what the daemon holds; it calls the driver the config chose
+//! (built-in bridge or CNI) without a lock of its own: CNI plugins for different pods
+//! run concurrently, and the bridge driver locks only what it must (see `bridge`).
+//! IPv4 only for now.
 mod bridge;
 mod cni;
 mod cni_exec;
@@ -18,6 +20,7 @@ mod links;
 mod nat;
 mod netns;
 mod networks;
+mod pod_cidr;
 mod nft;
 mod ports;
 mod reconcile;
@@ -26,7 +29,6 @@ mod records;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use tokio::sync::Mutex;
 use tracing::Instrument;
 
 pub use config::{NetworkConfig, NetworkMode};
@@ -40,7 +42,7 @@ use crate::store::Store;
 
 /// The daemon's network service.
 pub struct NetworkManager {
-    driver: Mutex<Box<dyn NetworkDriver>>,
+    driver: Box<dyn NetworkDriver>,
     config: NetworkConfig,
 }
 
@@ -53,7 +55,7 @@ impl NetworkManager {
             NetworkMode::Bridge => Box::new(bridge::BridgeDriver::open(store, config.clone()).await?),
             NetworkMode::Cni => Box::new(cni::CniDriver::open(store, config.clone(), state_dir)?),
         };
-        Ok(NetworkManager { driver: Mutex::new(driver), config })
+        Ok(NetworkManager { driver, config })
     }
 
     pub fn config(&self) -> &NetworkConfig {
@@ -77,26 +79,26 @@ impl NetworkManager {
 
     /// At start-up: forget the sandboxes not in `live`, restore what the live ones need.
     pub async fn reconcile(&self, live: &[String]) -> Result<()> {
-        self.driver.lock().await.reconcile(live).await
+        self.driver.reconcile(live).await
     }
 
     pub async fn attach(&self, request: &AttachRequest) -> Result<Attachment> {
         let span = tracing::info_span!("network.attach", sandbox_id = %request.sandbox_id);
-        async { self.driver.lock().await.attach(request).await }.instrument(span).await
+        async { self.driver.attach(request).await }.instrument(span).await
     }
 
     /// Idempotent.
     pub async fn detach(&self, sandbox_id: &str) -> Result<()> {
-        self.driver.lock().await.detach(sandbox_id).await
+        self.driver.detach(sandbox_id).await
     }
 
     pub async fn status(&self, sandbox_id: &str) -> Result<Option<Attachment>> {
-        self.driver.lock().await.status(sandbox_id).await
+        self.driver.status(sandbox_id).await
     }
 
     /// Verifies the sandbox's networking (CNI CHECK; the bridge driver checks its veths).
     pub async fn check(&self, sandbox_id: &str) -> Result<()> {
-        self.driver.lock().await.check(sandbox_id).await
+        self.driver.check(sandbox_id).await
     }
 
     pub async fn ip_of(&self, sandbox_id: &str) -> Result<Option<Ipv4Addr>> {
@@ -104,15 +106,25 @@ impl NetworkManager {
     }
 
     pub async fn create_network(&self, request: &CreateNetwork) -> Result<NetworkRecord> {
-        self.driver.lock().await.create_network(request).await
+        self.driver.create_network(request).await
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<()> {
-        self.driver.lock().await.remove_network(name).await
+        self.driver.remove_network(name).await
     }
 
     pub async fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
-        self.driver.lock().await.list_networks()
+        self.driver.list_networks()
+    }
+
+    /// The kubelet's pod CIDR (UpdateRuntimeConfig; empty: nothing to do). See
+    /// [`pod_cidr`] for what it changes and when a change is refused.
+    pub async fn set_pod_cidr(&self, text: &str) -> Result<bool> {
+        if text.trim().is_empty() {
+            return Ok(false);
+        }
+        let cidr = pod_cidr::parse(text)?;
+        self.driver.set_pod_cidr(cidr).await
     }
 }
 

@@ -71,7 +71,8 @@ impl BridgeDriver {
         Err(NetworkError::SubnetFull { network: "(address pool)".into(), subnet: pool.to_string() })
     }
 
-    pub(crate) async fn create_network_inner(&mut self, request: &CreateNetwork) -> Result<NetworkRecord> {
+    pub(crate) async fn create_network_inner(&self, request: &CreateNetwork) -> Result<NetworkRecord> {
+        let _serialized = self.admin.lock().await;
         if request.name.is_empty() || request.name.contains('/') {
             return Err(NetworkError::InvalidArgument(format!("invalid network name {:?}", request.name)));
         }
@@ -112,16 +113,17 @@ impl BridgeDriver {
         Ok(record)
     }
 
-    async fn bring_up(&mut self, record: &NetworkRecord) -> Result<()> {
+    async fn bring_up(&self, record: &NetworkRecord) -> Result<()> {
         self.ensure_bridge(record).await?;
-        self.apply_rules()
+        self.apply_rules().await
     }
 
     fn list_records(&self) -> Result<Vec<NetworkRecord>> {
         Ok(self.store.list(NETWORKS)?.into_iter().map(|(_, n)| n).collect())
     }
 
-    pub(crate) async fn remove_network_inner(&mut self, name: &str) -> Result<()> {
+    pub(crate) async fn remove_network_inner(&self, name: &str) -> Result<()> {
+        let _serialized = self.admin.lock().await;
         let record = self.store.get(NETWORKS, name)?.ok_or_else(|| NetworkError::not_found("network", name))?;
         if !record.user_defined {
             return Err(NetworkError::InvalidArgument(format!("{name} is a pre-defined network and cannot be removed")));
@@ -139,16 +141,17 @@ impl BridgeDriver {
         self.drop_network(&record).await
     }
 
-    async fn drop_network(&mut self, record: &NetworkRecord) -> Result<()> {
+    /// Removes the network, unless an attach took one of its addresses meanwhile.
+    async fn drop_network(&self, record: &NetworkRecord) -> Result<()> {
         self.store.write(|txn| {
-            txn.delete(NETWORKS, &record.name)?;
             if ipam::count(txn, &record.name)? > 0 {
-                tracing::warn!(network = %record.name, "addresses still allocated in a removed network");
+                return Err(NetworkError::Conflict(format!("network {} is in use", record.name)));
             }
-            Ok::<_, NetworkError>(())
+            txn.delete(NETWORKS, &record.name)?;
+            Ok(())
         })?;
-        self.apply_rules()?;
-        self.bridges.remove(&record.bridge);
+        self.apply_rules().await?;
+        self.forget_bridge(&record.bridge);
         self.links.delete(&record.bridge).await
     }
 }

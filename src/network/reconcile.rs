@@ -10,7 +10,7 @@ use super::records::{endpoint_key, EndpointRecord, ENDPOINTS, NETWORKS};
 use super::{hostfiles, ipam};
 
 impl BridgeDriver {
-    pub(crate) async fn reconcile_inner(&mut self, live: &[String]) -> Result<()> {
+    pub(crate) async fn reconcile_inner(&self, live: &[String]) -> Result<()> {
         let live: HashSet<&str> = live.iter().map(String::as_str).collect();
         let endpoints: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
         let (alive, dead): (Vec<_>, Vec<_>) = endpoints.into_iter().partition(|e| live.contains(e.sandbox_id.as_str()));
@@ -24,7 +24,7 @@ impl BridgeDriver {
             self.ensure_bridge(&network).await?;
         }
         self.reserve_live_ports(&alive);
-        self.apply_rules()?;
+        self.apply_rules().await?;
         let sandboxes: HashSet<&str> = alive.iter().map(|e| e.sandbox_id.as_str()).collect();
         for sandbox in sandboxes {
             hostfiles::write_for(&self.store, sandbox)?;
@@ -50,12 +50,9 @@ impl BridgeDriver {
         })
     }
 
-    fn reserve_live_ports(&mut self, alive: &[EndpointRecord]) {
+    fn reserve_live_ports(&self, alive: &[EndpointRecord]) {
         for endpoint in alive.iter().filter(|e| !e.port_mappings.is_empty()) {
-            if self.ports.holds(&endpoint.sandbox_id) {
-                continue;
-            }
-            if let Err(e) = self.ports.reserve(&endpoint.sandbox_id, &endpoint.port_mappings) {
+            if let Err(e) = self.reserve_live_ports_of(&endpoint.sandbox_id, &endpoint.port_mappings) {
                 tracing::warn!(sandbox_id = %endpoint.sandbox_id, error = %e, "reconcile: host port");
             }
         }

@@ -259,12 +259,20 @@ impl Snapshotter {
     /// Removes a snapshot: the record first, then its directory (a crash in between
     /// leaves a directory that the next open removes).
     pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        let dir = self.forget(key)?;
+        std::fs::remove_dir_all(dir).map_err(io_error(key))
+    }
+
+    /// Deletes the record of `key` and returns its directory, which nothing can reach
+    /// any more (ids are never reused) and which the caller removes when it holds no
+    /// lock; one left behind by a crash goes at the next start.
+    pub fn forget(&self, key: &str) -> Result<PathBuf, SnapshotError> {
         let record = self.store.write(|txn| {
             let record = txn.get(SNAPSHOTS, key)?.ok_or_else(|| SnapshotError::NotFound(key.to_string()))?;
             txn.delete(SNAPSHOTS, key)?;
             Ok::<_, SnapshotError>(record)
         })?;
-        std::fs::remove_dir_all(self.id_dir(record.id)).map_err(io_error(key))
+        Ok(self.id_dir(record.id))
     }
 
     /// Bytes and inodes used by every snapshot directory.

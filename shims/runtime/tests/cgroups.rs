@@ -202,33 +202,45 @@ fn container_cgroup_lifecycle() {
     );
 }
 
+/// Where the runtime finds the hugetlb controller on this host: the unified tree of a
+/// pure v2 host (listed in its root's `cgroup.controllers`), a v1 hierarchy, or nowhere
+/// (a hybrid host without a v1 hugetlb hierarchy: the runtime uses v1 controllers there).
+fn hugetlb_support() -> Option<CgroupVersion> {
+    let root = Path::new("/sys/fs/cgroup");
+    match std::fs::read_to_string(root.join("cgroup.controllers")) {
+        Ok(listed) => listed.split_whitespace().any(|c| c == "hugetlb").then_some(CgroupVersion::V2),
+        Err(_) => root.join("hugetlb").exists().then_some(CgroupVersion::V1),
+    }
+}
+
+/// A 2 MB hugepage limit lands in the file of the layout the host has
+/// (`hugetlb.2MB.limit_in_bytes` on v1, `hugetlb.2MB.max` on v2); without the
+/// controller, the create fails naming it and leaves no directory.
 #[test]
-fn missing_hugetlb_is_a_clear_error_and_leaves_nothing() {
-    if !is_root() || Path::new("/sys/fs/cgroup/hugetlb").exists() {
-        eprintln!("skipped: needs root and a host without hugetlb");
+fn hugetlb_limit_is_set_or_refused_clearly() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
         return;
     }
     let name = unique("huge");
-    let _g = Guard {
-        name: name.clone(),
-        cg: None,
-        child: None,
-    };
+    let mut guard = Guard { name: name.clone(), cg: None, child: None };
     let r: LinuxResources =
-        serde_json::from_str(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#)
-            .expect("json");
-    let err =
-        ContainerCgroup::create(Some(Path::new(&format!("/{name}"))), &name, Some(&r)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CgroupError::ControllerMissing {
-                controller: "hugetlb",
-                ..
-            }
-        ),
-        "{err}"
-    );
+        serde_json::from_str(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#).expect("json");
+    let created = ContainerCgroup::create(Some(Path::new(&format!("/{name}"))), &name, Some(&r));
+    let Some(version) = hugetlb_support() else {
+        let err = created.expect_err("a hugetlb limit without the controller was accepted");
+        assert!(matches!(err, CgroupError::ControllerMissing { controller: "hugetlb", .. }), "{err}");
+        assert_nothing_left(&name);
+        return;
+    };
+    assert!(Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists(), "the host has hugetlb but no 2 MB pages");
+    let cg = guard.cg.insert(created.expect("create with a hugetlb limit"));
+    let file = match version {
+        CgroupVersion::V1 => dir_of(cg, "hugetlb").join("hugetlb.2MB.limit_in_bytes"),
+        CgroupVersion::V2 => dir_of(cg, "").join("hugetlb.2MB.max"),
+    };
+    assert_eq!(read(&file), "2097152", "{}", file.display());
+    cg.destroy().expect("destroy");
     assert_nothing_left(&name);
 }
 

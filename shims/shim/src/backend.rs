@@ -4,8 +4,9 @@
 //! containerd's runc shim reads it). The choice is written to the container's state
 //! directory, so `berth-shim delete` uses the same runtime after the shim died.
 //!
-//! An external runtime is run as a child of this one-threaded shim and waited for
-//! before the reaper can run, so the reaper never takes its exit status.
+//! An external runtime is run as a child of the shim, on a blocking thread (see
+//! `service`), spawned through `reaper::spawn_runtime` so that the reaper leaves its
+//! exit status to the thread that waits for it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,11 @@ impl External {
             }
         }
         let what = format!("{} {}", self.binary.display(), args.first().copied().unwrap_or_default());
-        let output = command.output().map_err(|e| ShimError::io(format!("running {what}"), e))?;
+        let child = crate::reaper::spawn_runtime(&mut command).map_err(|e| ShimError::io(format!("running {what}"), e))?;
+        let pid = child.id() as i32;
+        let output = child.wait_with_output();
+        crate::reaper::runtime_waited(pid);
+        let output = output.map_err(|e| ShimError::io(format!("running {what}"), e))?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }

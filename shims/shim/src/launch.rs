@@ -66,15 +66,24 @@ pub fn start(flags: &Flags) -> ShimResult<()> {
 }
 
 /// An exclusive lock on `<socket>.lock`, held while a start checks for and binds the
-/// group's socket.
+/// group's socket. A shim that exits (and `delete`) unlinks the lock file: a lock taken
+/// on an unlinked file guards nothing, so it is taken again on the file now there.
 fn lock_group(socket: &Path) -> ShimResult<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
     if let Some(dir) = socket.parent() {
         berth_runtime::private_fs::create_private_dir(dir).map_err(|e| ShimError::io(format!("creating {}", dir.display()), e))?;
     }
     let path = socket.with_extension("lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(berth_runtime::private_fs::PRIVATE_FILE).open(&path);
-    let file = file.map_err(|e| ShimError::io(format!("opening {}", path.display()), e))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| ShimError::io(format!("locking {}", path.display()), errno))
+    loop {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(berth_runtime::private_fs::PRIVATE_FILE).open(&path);
+        let file = file.map_err(|e| ShimError::io(format!("opening {}", path.display()), e))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| ShimError::io(format!("locking {}", path.display()), errno))?;
+        let held = lock.metadata().map_err(|e| ShimError::io(format!("stat {}", path.display()), e))?;
+        if std::fs::metadata(&path).is_ok_and(|now| (now.dev(), now.ino()) == (held.dev(), held.ino())) {
+            return Ok(lock);
+        }
+    }
 }
 
 /// Binds the shim's socket, 0600 in a 0700 directory.

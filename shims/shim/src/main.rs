@@ -7,6 +7,7 @@ mod backend;
 mod crilog;
 mod daemon;
 mod error;
+mod early_exits;
 mod events;
 mod flags;
 mod idle;

@@ -45,17 +45,26 @@ pub struct Proc {
     /// An exec'd process's spec, kept from Exec until Start.
     pub spec: Option<oci_spec::runtime::Process>,
     pub started: bool,
+    /// Set by the reaper under the shim's lock, in the same critical section as the
+    /// `waitpid` that freed the pid: from then on the pid may name another process and
+    /// is never signalled again. The exit is published later, once output is copied.
+    pub reaped: Option<Exit>,
     pub exit: watch::Sender<Option<Exit>>,
     pub io: ProcIo,
 }
 
 impl Proc {
     pub fn new(exec_id: &str, stdio: StdioPaths) -> Proc {
-        Proc { exec_id: exec_id.to_string(), pid: 0, stdio, spec: None, started: false, exit: watch::channel(None).0, io: ProcIo::default() }
+        Proc { exec_id: exec_id.to_string(), pid: 0, stdio, spec: None, started: false, reaped: None, exit: watch::channel(None).0, io: ProcIo::default() }
     }
 
     pub fn exited(&self) -> Option<Exit> {
         *self.exit.borrow()
+    }
+
+    /// The exit as soon as the process is reaped, before it is published.
+    pub fn finished(&self) -> Option<Exit> {
+        self.reaped.or_else(|| self.exited())
     }
 
     /// The task status, `paused` telling whether the container is frozen.

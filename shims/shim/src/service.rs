@@ -1,4 +1,6 @@
-//! The ttrpc Task service: each RPC decoded, handed to the shim, and answered.
+//! The ttrpc Task service: each RPC decoded, handed to the shim, and answered. Work on
+//! a container of an external runtime, which runs that runtime's processes, goes to a
+//! blocking thread, so that the shim goes on serving meanwhile.
 //! Registered under both `containerd.task.v2.Task` (containerd 1.6) and
 //! `containerd.task.v3.Task` (containerd 2.x): the messages are the same.
 
@@ -37,23 +39,49 @@ fn ok<T>(result: Result<T, ShimError>) -> RpcResult<T> {
     result.map_err(ttrpc::Error::from)
 }
 
+impl Service {
+    /// Runs `work` on the shim's thread for berth's own runtime. For an external one,
+    /// on a blocking thread as an operation in flight (see `early_exits`), reaping what
+    /// exited meanwhile once the operation has recorded its pids.
+    async fn run<T: Send + 'static>(&self, external: bool, work: impl FnOnce(&Shim) -> Result<T, ShimError> + Send + 'static) -> RpcResult<T> {
+        if !external {
+            return ok(work(&self.0));
+        }
+        let shim = self.0.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let flight = shim.early_exits.begin();
+            let result = work(&shim);
+            shim.reap();
+            drop(flight);
+            result
+        })
+        .await;
+        ok(joined.unwrap_or_else(|e| Err(ShimError::io("the external runtime's thread", std::io::Error::other(e.to_string())))))
+    }
+
+    fn external(&self, id: &str) -> bool {
+        self.0.with(id, |c| Ok(c.external.is_some())).unwrap_or(false)
+    }
+}
+
 #[async_trait]
 impl Task for Service {
     async fn create(&self, _: &TtrpcContext, request: CreateTaskRequest) -> RpcResult<CreateTaskResponse> {
         if !request.checkpoint.is_empty() {
             return ok(Err(ShimError::Unimplemented("restoring from a checkpoint is not supported by berth-shim".into())));
         }
-        let pid = ok(self.0.create(&request))?;
+        let external = crate::backend::requested_binary(request.options.as_ref()).ok().flatten().is_some();
+        let pid = self.run(external, move |shim| shim.create(&request)).await?;
         Ok(CreateTaskResponse { pid, ..Default::default() })
     }
 
     async fn start(&self, _: &TtrpcContext, request: StartRequest) -> RpcResult<StartResponse> {
-        let pid = ok(self.0.start(&request.id, &request.exec_id))?;
+        let pid = self.run(self.external(&request.id), move |shim| shim.start(&request.id, &request.exec_id)).await?;
         Ok(StartResponse { pid, ..Default::default() })
     }
 
     async fn delete(&self, _: &TtrpcContext, request: DeleteRequest) -> RpcResult<DeleteResponse> {
-        let (pid, exit) = ok(self.0.delete(&request.id, &request.exec_id))?;
+        let (pid, exit) = self.run(self.external(&request.id), move |shim| shim.delete(&request.id, &request.exec_id)).await?;
         Ok(DeleteResponse {
             pid,
             exit_status: exit.status,
@@ -63,7 +91,8 @@ impl Task for Service {
     }
 
     async fn kill(&self, _: &TtrpcContext, request: KillRequest) -> RpcResult<Empty> {
-        ok(self.0.kill(&request.id, &request.exec_id, request.signal, request.all))?;
+        let external = self.external(&request.id);
+        self.run(external, move |shim| shim.kill(&request.id, &request.exec_id, request.signal, request.all)).await?;
         Ok(Empty::new())
     }
 
@@ -93,15 +122,17 @@ impl Task for Service {
 
     async fn pause(&self, _: &TtrpcContext, request: PauseRequest) -> RpcResult<Empty> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        ok(self.0.with_backend(&request.id, |backend| backend.pause(&request.id)))?;
-        self.0.publisher.publish(&TaskPaused { container_id: request.id, ..Default::default() });
+        let external = self.external(&request.id);
+        self.run(external, move |shim| shim.with_backend(&request.id, |backend| backend.pause(&request.id)).map(|_| request.id)).await
+            .map(|id| self.0.publisher.publish(&TaskPaused { container_id: id, ..Default::default() }))?;
         Ok(Empty::new())
     }
 
     async fn resume(&self, _: &TtrpcContext, request: ResumeRequest) -> RpcResult<Empty> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        ok(self.0.with_backend(&request.id, |backend| backend.resume(&request.id)))?;
-        self.0.publisher.publish(&TaskResumed { container_id: request.id, ..Default::default() });
+        let external = self.external(&request.id);
+        self.run(external, move |shim| shim.with_backend(&request.id, |backend| backend.resume(&request.id)).map(|_| request.id)).await
+            .map(|id| self.0.publisher.publish(&TaskResumed { container_id: id, ..Default::default() }))?;
         Ok(Empty::new())
     }
 
@@ -110,8 +141,12 @@ impl Task for Service {
     }
 
     async fn update(&self, _: &TtrpcContext, request: UpdateTaskRequest) -> RpcResult<Empty> {
-        let resources = request.resources.as_ref().map(|any| any.value.as_slice());
-        ok(self.0.update(&request.id, resources, &request.annotations))?;
+        let external = self.external(&request.id);
+        self.run(external, move |shim| {
+            let resources = request.resources.as_ref().map(|any| any.value.as_slice());
+            shim.update(&request.id, resources, &request.annotations)
+        })
+        .await?;
         Ok(Empty::new())
     }
 
@@ -132,13 +167,14 @@ impl Task for Service {
 
     async fn pids(&self, _: &TtrpcContext, request: PidsRequest) -> RpcResult<PidsResponse> {
         ok(self.0.with(&request.id, |_| Ok(())))?;
-        let pids = ok(self.0.with_backend(&request.id, |backend| backend.pids(&request.id)))?;
+        let external = self.external(&request.id);
+        let pids = self.run(external, move |shim| shim.with_backend(&request.id, |backend| backend.pids(&request.id))).await?;
         let processes = pids.into_iter().map(|pid| ProcessInfo { pid: pid as u32, ..Default::default() }).collect();
         Ok(PidsResponse { processes, ..Default::default() })
     }
 
     async fn state(&self, _: &TtrpcContext, request: StateRequest) -> RpcResult<StateResponse> {
-        ok(self.0.state(&request.id, &request.exec_id))
+        self.run(self.external(&request.id), move |shim| shim.state(&request.id, &request.exec_id)).await
     }
 
     async fn connect(&self, _: &TtrpcContext, request: ConnectRequest) -> RpcResult<ConnectResponse> {

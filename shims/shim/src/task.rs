@@ -1,6 +1,9 @@
 //! The shim's containers and their processes, and what each Task RPC does to them.
-//! Everything runs on the one thread of the shim: runtime calls (which clone the
+//! berth's own runtime runs on the one thread of the shim: its calls (which clone the
 //! container's processes) block it for a few milliseconds and are never concurrent.
+//! A container of an external runtime is handled on blocking threads (see `service`),
+//! so that the runtime's processes do not stall the shim; exits that beat the
+//! recording of their pid are kept by `early_exits`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +73,7 @@ pub struct Shim {
     /// Signalled after work that runs through the runtime library (see `idle`).
     pub activity: Arc<Notify>,
     consoles: AtomicU32,
+    pub early_exits: crate::early_exits::EarlyExits,
 }
 
 impl Shim {
@@ -82,6 +86,7 @@ impl Shim {
             shutdown: Arc::new(Notify::new()),
             activity: Arc::new(Notify::new()),
             consoles: AtomicU32::new(0),
+            early_exits: Default::default(),
         }
     }
 
@@ -268,35 +273,56 @@ impl Shim {
         Ok((pid, prepared))
     }
 
+    /// Reaps every exited child and marks the known ones finished, all under the lock
+    /// (see `reaper`); then records and publishes each exit.
+    pub fn reap(self: &Arc<Self>) {
+        let mut containers = self.lock();
+        let mut reaped = crate::reaper::reap_all();
+        reaped.extend(self.early_exits.take_all());
+        let exits: Vec<ReapedExit> = reaped
+            .into_iter()
+            .filter_map(|(pid, status)| {
+                let known = mark_reaped(&mut containers, pid, status);
+                if known.is_none() {
+                    self.early_exits.keep(pid, status);
+                }
+                known
+            })
+            .collect();
+        drop(containers);
+        for exit in exits {
+            self.on_exit(exit);
+        }
+    }
+
     /// The exit of a child: recorded to disk first, then (once its output is
     /// copied) made visible to Wait/State and published.
-    pub fn on_exit(self: &Arc<Self>, pid: i32, status: u32) {
-        let exit = Exit { status, at_nanos: timefmt::now_nanos() };
-        let mut containers = self.lock();
-        let Some(container) = containers.values_mut().find(|c| c.init.pid == pid || c.execs.values().any(|p| p.pid == pid)) else {
-            return;
-        };
-        let is_init = container.init.pid == pid;
-        let exec_id = match is_init {
-            true => String::new(),
-            false => container.execs.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| k.clone()).unwrap_or_default(),
-        };
-        let dir = container.dir.clone();
-        let external = container.external.clone();
-        let Ok(proc) = container.process_mut(&exec_id) else { return };
-        if let Err(error) = process::record_exit(&dir, proc.name(), exit) {
-            eprintln!("berth-shim: recording the exit of {pid}: {error}");
-        }
-        let output_done = proc.io.output_done.take();
-        let id = container.id.clone();
-        if is_init {
-            if container.memory_cgroup.as_deref().map(stats::oom_kills).unwrap_or(0) > 0 {
+    fn on_exit(self: &Arc<Self>, reaped: ReapedExit) {
+        let ReapedExit { id, exec_id, pid, exit } = reaped;
+        let found = self.with(&id, |container| {
+            let dir = container.dir.clone();
+            let external = container.external.clone();
+            let oom = exec_id.is_empty() && container.memory_cgroup.as_deref().map(stats::oom_kills).unwrap_or(0) > 0;
+            let proc = container.process_mut(&exec_id)?;
+            if let Err(error) = process::record_exit(&dir, proc.name(), exit) {
+                eprintln!("berth-shim: recording the exit of {pid}: {error}");
+            }
+            Ok((proc.io.output_done.take(), external, oom))
+        });
+        let Ok((output_done, external, oom)) = found else { return };
+        if exec_id.is_empty() {
+            if oom {
                 self.publisher.publish(&TaskOOM { container_id: id.clone(), ..Default::default() });
             }
-            drop(containers);
-            let _ = Backend::of(external.as_ref(), &self.runtime).kill(&id, libc::SIGKILL, true);
-        } else {
-            drop(containers);
+            match external {
+                None => {
+                    let _ = Backend::Builtin(&self.runtime).kill(&id, libc::SIGKILL, true);
+                }
+                Some(external) => {
+                    let id = id.clone();
+                    drop(tokio::task::spawn_blocking(move || Backend::External(&external).kill(&id, libc::SIGKILL, true)));
+                }
+            }
         }
         let shim = self.clone();
         tokio::spawn(async move {
@@ -365,20 +391,27 @@ impl Shim {
         Ok((pid, exit))
     }
 
+    /// Signals a process. The signal is sent with the lock held, after checking that
+    /// the reaper has not freed the pid (see `reaper`); an external runtime, which runs
+    /// as a process of its own, is asked after the check.
     pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> ShimResult<()> {
-        let target = self.with(id, |c| {
-            let proc = c.process(exec_id)?;
-            if proc.exited().is_some() {
-                return Err(ShimError::NoProcess { id: id.into(), exec_id: format!("{} (already finished)", proc.name()) });
-            }
-            if proc.pid == 0 {
-                return Err(ShimError::Precondition(format!("exec {exec_id} of {id} is not started")));
-            }
-            Ok(proc.pid)
-        })?;
-        if exec_id.is_empty() {
-            return self.with_backend(id, |backend| backend.kill(id, signal as i32, all));
+        let mut containers = self.lock();
+        let container = containers.get_mut(id).ok_or_else(|| ShimError::NoContainer(id.into()))?;
+        let proc = container.process(exec_id)?;
+        if proc.finished().is_some() || self.early_exits.has(proc.pid) {
+            return Err(ShimError::NoProcess { id: id.into(), exec_id: format!("{} (already finished)", proc.name()) });
         }
+        if proc.pid == 0 {
+            return Err(ShimError::Precondition(format!("exec {exec_id} of {id} is not started")));
+        }
+        if exec_id.is_empty() {
+            let external = container.external.clone();
+            if external.is_some() {
+                drop(containers);
+            }
+            return Backend::of(external.as_ref(), &self.runtime).kill(id, signal as i32, all);
+        }
+        let target = proc.pid;
         let signal = nix::sys::signal::Signal::try_from(signal as i32).map_err(|_| ShimError::Invalid(format!("invalid signal {signal}")))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal).map_err(|e| ShimError::io(format!("kill {target}"), e))
     }
@@ -395,6 +428,27 @@ impl Shim {
         }
         Ok(())
     }
+}
+
+/// A known process's exit, taken by the reaper.
+struct ReapedExit {
+    id: String,
+    exec_id: String,
+    pid: i32,
+    exit: Exit,
+}
+
+/// Marks the process with `pid`, if it is one of the shim's, reaped (under the lock).
+fn mark_reaped(containers: &mut HashMap<String, Container>, pid: i32, status: u32) -> Option<ReapedExit> {
+    let exit = Exit { status, at_nanos: timefmt::now_nanos() };
+    let container = containers.values_mut().find(|c| c.init.pid == pid || c.execs.values().any(|p| p.pid == pid))?;
+    let exec_id = match container.init.pid == pid {
+        true => String::new(),
+        false => container.execs.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| k.clone())?,
+    };
+    let proc = container.process_mut(&exec_id).ok()?;
+    proc.reaped = Some(exit);
+    Some(ReapedExit { id: container.id.clone(), exec_id, pid, exit })
 }
 
 /// The CRI log from the bundle's annotations, if any: its path beneath its directory.
