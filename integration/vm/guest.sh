@@ -17,7 +17,7 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t mqueue mqueue /dev/mqueue
 for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
 # The host's /run is not the guest's: keep only what stage 1 put there.
-mount -t tmpfs -o mode=0755 tmpfs /mnt && cp -a /run/berth-vm /mnt/ && mount --move /mnt /run
+mount -t tmpfs -o mode=0755 tmpfs /mnt && cp -a /run/berth-vm /mnt/ && mount --move /mnt /run 2>/dev/null
 mkdir -p /run/lock
 [ -e /var/run ] || ln -s /run /var/run
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
