@@ -96,8 +96,9 @@ impl Berthd {
         self.wait_for_socket();
     }
 
+    /// Up to a minute: an emulated machine (the cgroup v2 VM lane) starts it in seconds.
     fn wait_for_socket(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() && std::os::unix::net::UnixStream::connect(self.docker_socket()).is_ok() {
                 return;

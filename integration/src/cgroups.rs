@@ -83,3 +83,14 @@ pub fn all_cgroup_dirs(pid: i32) -> Vec<PathBuf> {
     }
     dirs
 }
+
+/// For tests of pure cgroup v2: true on a v2 host; elsewhere false after saying that
+/// `test` is skipped, or a panic when the VM lane asked for v2 with `BERTH_REQUIRE_V2`.
+pub fn on_v2(test: &str) -> bool {
+    if is_v2() {
+        return true;
+    }
+    assert!(std::env::var_os("BERTH_REQUIRE_V2").is_none(), "{test}: BERTH_REQUIRE_V2 is set but /sys/fs/cgroup is not cgroup2");
+    eprintln!("{test}: skipped, the host is not pure cgroup v2 (run integration/vm/run.sh integration/vm/lane.sh)");
+    false
+}

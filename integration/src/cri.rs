@@ -117,7 +117,7 @@ pub async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> cri
 
 /// Waits until the container has the state `state`.
 pub async fn wait_state(client: &mut RuntimeServiceClient<Channel>, id: &str, state: cri::ContainerState) -> cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let current = status(client, id).await;
         if current.state == state as i32 {

@@ -93,8 +93,8 @@ fn pids_limit() {
     });
 }
 
-/// The blkio/io weight of `pid`'s cgroup, from whichever weight file the kernel has.
-fn blkio_weight(pid: i32) -> String {
+/// The blkio/io weight file of `pid`'s cgroup that the kernel has, and the weight in it.
+fn blkio_weight(pid: i32) -> (&'static str, String) {
     let dir = if is_v2() {
         cgroup_dir(pid, "")
     } else {
@@ -107,18 +107,19 @@ fn blkio_weight(pid: i32) -> String {
         "io.bfq.weight",
         "io.weight",
     ];
-    let text = files
+    let (file, text) = files
         .iter()
-        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok().map(|t| (*f, t)))
         .expect("a blkio weight file");
-    // "default 500" (bfq) or "500".
-    text.lines()
+    // "default 500" (bfq, io.weight) or "500".
+    let weight = text.lines()
         .next()
         .unwrap_or("")
         .split_whitespace()
         .last()
         .unwrap_or("")
-        .to_string()
+        .to_string();
+    (file, weight)
 }
 
 #[test]
@@ -132,7 +133,10 @@ fn blkio_weight_is_set() {
     }
     each_runtime("blkio_weight_is_set", known, |rt| {
         with_resources(rt, json!({ "blockIO": { "weight": 500 } }), |_, pid| {
-            assert_eq!(blkio_weight(pid), "500");
+            // io.weight (v2 without BFQ) ranges over [1, 10000]: runc maps 500 to 4950.
+            let (file, weight) = blkio_weight(pid);
+            let want = if file == "io.weight" { "4950" } else { "500" };
+            assert_eq!(weight, want, "{file}");
         });
     });
 }

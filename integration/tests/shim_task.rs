@@ -29,9 +29,11 @@ async fn status(client: &TaskClient, id: &str, exec_id: &str) -> Status {
     client.state(ctx(), &request).await.expect("state").status.enum_value_or_default()
 }
 
+/// Waits for the exit, for up to a minute: an emulated machine (the cgroup v2 VM lane)
+/// takes seconds where the host takes milliseconds.
 async fn wait(client: &TaskClient, id: &str, exec_id: &str) -> u32 {
     let request = WaitRequest { id: id.into(), exec_id: exec_id.into(), ..Default::default() };
-    client.wait(ctx(), &request).await.expect("wait").exit_status
+    client.wait(ttrpc::context::with_timeout(60_000_000_000), &request).await.expect("wait").exit_status
 }
 
 async fn start(client: &TaskClient, id: &str, exec_id: &str) -> u32 {
@@ -250,7 +252,8 @@ fn cri_log_format_partial_lines_and_reopen() {
         let client = shim.client().await;
         client.create(ctx(), &create_request(&bundle, "", "")).await.expect("create");
         start(&client, &bundle.id, "").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let written = || std::fs::read_to_string(&log).is_ok_and(|t| t.matches('x').count() >= 9000);
+        assert!(berth_integration::shim::eventually(Duration::from_secs(20), written), "the long line never reached the log");
         std::fs::rename(&log, log.with_extension("log.1")).unwrap();
         let mut annotations = std::collections::HashMap::new();
         annotations.insert("io.berth.cri.reopen-log".to_string(), String::new());

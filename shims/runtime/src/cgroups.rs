@@ -3,6 +3,7 @@
 //! `linux.resources` through youki's `libcgroups`, moves processes in, freezes, reports
 //! statistics and removes exactly what it created.
 
+mod io_weight;
 mod path;
 mod stats;
 
@@ -654,9 +655,14 @@ impl ContainerCgroup {
                 return Ok(());
             }
         }
+        let weight = io_weight::take(&mut rest);
         self.v2_manager()?
             .apply(&Self::controller_opt(&rest))
-            .map_err(|e| library("applying linux.resources", &self.path, e))
+            .map_err(|e| library("applying linux.resources", &self.path, e))?;
+        match weight {
+            Some(weight) => io_weight::apply(&self.first()?.dir, weight),
+            None => Ok(()),
+        }
     }
 
     fn v2_manager(&self) -> Result<libcgroups::v2::manager::Manager, CgroupError> {
