@@ -136,6 +136,7 @@ impl Core {
         if record.spec.log_path.is_empty() {
             if let Some(private) = super::streams::output_log(record) {
                 spec["annotations"][spec::LOG_PATH_ANNOTATION] = serde_json::json!(private.display().to_string());
+                spec["annotations"][spec::LOG_ROTATE_BYTES_ANNOTATION] = serde_json::json!(super::streams::ATTACH_LOG_ROTATE_BYTES.to_string());
             }
         }
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");

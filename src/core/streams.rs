@@ -67,7 +67,13 @@ pub struct ProcessStdin {
     /// Whether ending this stdin closes the process's stdin (an exec, or a container
     /// with `stdin_once`); otherwise only this client's input ends.
     closes_process: bool,
+    /// Whether the process reads a terminal: closing its stdin then also sends the
+    /// terminal's end-of-file character, since a pty has no end of its own.
+    terminal: bool,
 }
+
+/// The end-of-file character of a terminal in its default settings (`^D`).
+const TERMINAL_EOF: u8 = 0x04;
 
 impl ProcessStdin {
     pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -76,9 +82,12 @@ impl ProcessStdin {
 
     /// Ends this input: once the shim has read what is in the FIFO, the process's stdin
     /// is closed (if this input owns it).
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         if !self.closes_process {
             return;
+        }
+        if self.terminal {
+            let _ = self.writer.write_all(&[TERMINAL_EOF]).await;
         }
         for _ in 0..200 {
             if fifo_pending(&self.writer) == 0 {
@@ -101,9 +110,9 @@ fn fifo_pending(writer: &pipe::Sender) -> i32 {
     pending
 }
 
-fn open_stdin(path: &str, handle: ProcessHandle, closes_process: bool) -> CoreResult<ProcessStdin> {
+fn open_stdin(path: &str, handle: ProcessHandle, closes_process: bool, terminal: bool) -> CoreResult<ProcessStdin> {
     let writer = pipe::OpenOptions::new().read_write(true).open_sender(path).map_err(io_error(format!("opening {path}")))?;
-    Ok(ProcessStdin { writer, handle, closes_process })
+    Ok(ProcessStdin { writer, handle, closes_process, terminal })
 }
 
 /// A streamed exec: take `stdin`, `stdout` and `stderr`, then `wait`, then `finish`.
@@ -156,9 +165,14 @@ pub(crate) fn container_stdin_path(bundle: &Path) -> PathBuf {
     bundle.join("stdin")
 }
 
+/// The size at which the shim rotates berth's own attach log (to `attach.log.1`), so
+/// that it holds at most twice this.
+pub const ATTACH_LOG_ROTATE_BYTES: u64 = 1 << 20;
+
 /// Where the shim logs the container's output, which attach follows: the CRI log, or
 /// for an interactive container (stdin) without one a log of berth's own in its bundle
-/// (so that an attach has the output to show; removed with the container).
+/// (so that an attach has the output to show; bounded by rotation; removed with the
+/// container).
 pub(crate) fn output_log(record: &ContainerRecord) -> Option<PathBuf> {
     match (record.spec.log_path.is_empty(), record.spec.stdin) {
         (false, _) => Some(PathBuf::from(&record.spec.log_path)),
@@ -226,7 +240,7 @@ impl Core {
             return Err(error.into());
         }
         if wanted.stdin {
-            exec.stdin = Some(open_stdin(&stdin, handle, true)?);
+            exec.stdin = Some(open_stdin(&stdin, handle, true, false)?);
         }
         Ok(exec)
     }
@@ -253,23 +267,55 @@ pub struct Attachment {
 }
 
 /// Follows a CRI log from its present end until `exited` is set and the file is read.
+/// A log that was rotated (renamed, a new one begun at its path) is read to its end,
+/// then the new one from its start.
 async fn follow_log(path: PathBuf, sink: mpsc::Sender<(bool, Bytes)>, exited: tokio::sync::watch::Receiver<bool>) {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    use tokio::io::AsyncSeekExt;
     let Ok(mut file) = tokio::fs::File::open(&path).await else { return };
     if file.seek(std::io::SeekFrom::End(0)).await.is_err() {
         return;
     }
     let mut pending = Vec::new();
-    let mut buffer = vec![0u8; 32 << 10];
     loop {
         let done = *exited.borrow();
-        let count = file.read(&mut buffer).await.unwrap_or(0);
-        if count == 0 {
-            if done || sink.is_closed() {
+        if !pass_on(&mut file, &mut pending, &sink).await {
+            return;
+        }
+        if rotated(&file, &path).await {
+            if !pass_on(&mut file, &mut pending, &sink).await {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            match tokio::fs::File::open(&path).await {
+                Ok(fresh) => file = fresh,
+                Err(_) => return,
+            }
             continue;
+        }
+        if done || sink.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the file at `path` is no longer the one open as `file`.
+async fn rotated(file: &tokio::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata().await, tokio::fs::metadata(path).await) {
+        (Ok(open), Ok(named)) => open.ino() != named.ino() || open.dev() != named.dev(),
+        _ => false,
+    }
+}
+
+/// Reads what the log holds now and sends its complete entries; false once the
+/// client is gone.
+async fn pass_on(file: &mut tokio::fs::File, pending: &mut Vec<u8>, sink: &mpsc::Sender<(bool, Bytes)>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 32 << 10];
+    loop {
+        let count = file.read(&mut buffer).await.unwrap_or(0);
+        if count == 0 {
+            return true;
         }
         pending.extend_from_slice(&buffer[..count]);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -280,7 +326,7 @@ async fn follow_log(path: PathBuf, sink: mpsc::Sender<(bool, Bytes)>, exited: to
                     bytes.push(b'\n');
                 }
                 if sink.send((stderr, Bytes::from(bytes))).await.is_err() {
-                    return;
+                    return false;
                 }
             }
         }
@@ -288,20 +334,22 @@ async fn follow_log(path: PathBuf, sink: mpsc::Sender<(bool, Bytes)>, exited: to
 }
 
 impl Core {
-    /// Attaches to the container's init: its logged output from now on, and its stdin
-    /// when it was created with one and `stdin` is asked for.
+    /// Attaches to the container's init: its logged output from now on (a TTY's output
+    /// is logged by the shim as `stdout`), and its stdin when it was created with one and
+    /// `stdin` is asked for. With `stdin_once`, the end of this client's input closes
+    /// the container's stdin (for a TTY, after an end-of-file character).
     pub async fn attach(&self, namespace: &str, id: &str, stdin: bool) -> CoreResult<Attachment> {
         let record = self.running_container(namespace, id)?;
-        if record.spec.tty {
-            return Err(CoreError::Unimplemented(format!("attaching to container {} with a TTY is not supported by berth yet", record.id)));
-        }
         let Some(log) = output_log(&record) else {
             return Err(CoreError::FailedPrecondition(format!("container {} has neither a log nor stdin: no output to attach to", record.id)));
         };
         let client = self.shims.client(&record.shim_address).await?;
         let handle = ProcessHandle { client, container_id: record.id.clone(), exec_id: String::new() };
         let stdin = match stdin && record.spec.stdin {
-            true => Some(open_stdin(&container_stdin_path(Path::new(&record.bundle)).display().to_string(), handle.clone(), record.spec.stdin_once)?),
+            true => {
+                let path = container_stdin_path(Path::new(&record.bundle)).display().to_string();
+                Some(open_stdin(&path, handle.clone(), record.spec.stdin_once, record.spec.tty)?)
+            }
             false => None,
         };
         let (set_exited, exited) = tokio::sync::watch::channel(false);
