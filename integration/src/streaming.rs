@@ -61,7 +61,7 @@ pub async fn connect_url(netns: &str, url: &str) -> Box<dyn Connection> {
 
 /// A TCP connection to 127.0.0.1:`port` inside the network namespace at `netns`.
 pub async fn connect(netns: &str, port: u16) -> TcpStream {
-    berth::core::streams::connect_in_netns(Some(netns.into()), port).await.unwrap_or_else(|e| panic!("connect to the streaming server: {e}"))
+    berth::core::port_forward::connect_in_netns(Some(netns.into()), port).await.unwrap_or_else(|e| panic!("connect to the streaming server: {e}"))
 }
 
 /// Sends an upgrade request; returns the status line and headers, and the connection.
@@ -180,4 +180,16 @@ pub async fn forward_once(session: &mut Session, request_id: u32, port: u16, req
     let answer = String::from_utf8_lossy(&read_all(&mut data).await).into_owned();
     let message = String::from_utf8_lossy(&read_all(&mut error).await).into_owned();
     (answer, message)
+}
+
+/// GET / from 127.0.0.1:`port` in the namespace: the whole answer (empty when nothing
+/// answers).
+pub async fn http_get(netns: &str, port: u16) -> String {
+    let Ok(mut socket) = berth::core::port_forward::connect_in_netns(Some(netns.into()), port).await else { return String::new() };
+    if socket.write_all(b"GET / HTTP/1.0\r\n\r\n").await.is_err() {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }

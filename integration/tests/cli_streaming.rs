@@ -10,7 +10,7 @@ use std::time::Duration;
 use berth_integration::bins::bin_path;
 use berth_integration::command::{run_command, sh, CmdOutput};
 use berth_integration::cri::*;
-use berth_integration::streaming::Command;
+use berth_integration::streaming::{self, Command};
 use berth_integration::tempdir::TempDir;
 use k8s_cri::v1 as cri;
 
@@ -49,18 +49,6 @@ fn web_server(port: u16) -> cri::ContainerConfig {
     let script = format!("mkdir -p /www && printf '{}' > /www/index.html && exec httpd -f -p {port} -h /www", PAGE.replace('\n', "\\n"));
     config.command = vec!["sh".into(), "-c".into(), script];
     config
-}
-
-/// GET / from 127.0.0.1:`port` in the namespace (empty when nothing answers).
-async fn fetch(netns: &str, port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut socket) = berth::core::streams::connect_in_netns(Some(netns.into()), port).await else { return String::new() };
-    if socket.write_all(b"GET / HTTP/1.0\r\n\r\n").await.is_err() {
-        return String::new();
-    }
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]
@@ -132,7 +120,7 @@ fn berthctl_exec_attach_and_port_forward() {
         let mut child = forward.spawn().expect("berthctl port-forward");
         let mut answer = String::new();
         for _ in 0..100 {
-            answer = fetch(&netns, 28090).await;
+            answer = streaming::http_get(&netns, 28090).await;
             if answer.ends_with(PAGE) {
                 break;
             }

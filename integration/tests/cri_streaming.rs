@@ -352,7 +352,7 @@ fn the_private_attach_log_is_bounded() {
         assert!(numbers.iter().enumerate().all(|(i, n)| i == *n), "lines out of order");
         let bundle = world.daemon.root().join("containers").join(&quiet);
         let size = |name: &str| std::fs::metadata(bundle.join(name)).map(|m| m.len()).unwrap_or(0);
-        let limit = berth::core::streams::ATTACH_LOG_ROTATE_BYTES + 4096;
+        let limit = berth::core::task_io::ATTACH_LOG_ROTATE_BYTES + 4096;
         assert!(size("attach.log.1") > 0, "the log was never rotated");
         assert!(size("attach.log") <= limit && size("attach.log.1") <= limit, "attach.log {} and .1 {}", size("attach.log"), size("attach.log.1"));
         let logs: Vec<_> = std::fs::read_dir(&bundle).expect("bundle").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("attach.log")).collect();
@@ -597,7 +597,7 @@ fn crictl_exec_attach_and_port_forward_with_both_transports() {
                 let mut child = forward.spawn().expect("crictl port-forward");
                 let mut answer = String::new();
                 for _ in 0..100 {
-                    answer = fetch(&netns, local).await;
+                    answer = streaming::http_get(&netns, local).await;
                     if answer.ends_with(PAGE) {
                         break;
                     }
@@ -616,16 +616,4 @@ fn scratch_file(text: &str) -> TempDir {
     let dir = TempDir::new("input");
     std::fs::write(dir.path().join("input"), text).expect("input file");
     dir
-}
-
-/// GET / from 127.0.0.1:`port` in the namespace (empty when nothing answers).
-async fn fetch(netns: &str, port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut socket) = berth::core::streams::connect_in_netns(Some(netns.into()), port).await else { return String::new() };
-    if socket.write_all(b"GET / HTTP/1.0\r\n\r\n").await.is_err() {
-        return String::new();
-    }
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }
