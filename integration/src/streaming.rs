@@ -2,31 +2,72 @@
 //! remote-command and port-forward protocols (over berth's own SPDY framing module,
 //! whose wire format is unit-tested against the specification): upgrade a URL, open
 //! the channel streams, collect what comes back. The server listens on 127.0.0.1 in
-//! berthd's network namespace, so connections are made from inside it.
+//! berthd's network namespace, so connections are made from inside it; an `https`
+//! URL is reached over TLS, trusting the CA that [`trust_ca`] named.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use berth::streaming::spdy::session::{Session, Stream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
-/// `(port, path)` of a streaming URL `http://127.0.0.1:PORT/PATH`.
-pub fn split_url(url: &str) -> (u16, String) {
-    let rest = url.strip_prefix("http://127.0.0.1:").unwrap_or_else(|| panic!("unexpected streaming URL {url}"));
+/// A connection to the streaming server, plain or TLS.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+static TLS: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+
+/// Trusts the PEM certificate authority at `ca` for `https` streaming URLs.
+pub fn trust_ca(ca: &Path) {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots.add(cert.expect("a PEM certificate")).expect("a usable CA");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let _ = TLS.set(tokio_rustls::TlsConnector::from(Arc::new(config)));
+}
+
+/// `(tls, port, path)` of a streaming URL `http[s]://127.0.0.1:PORT/PATH`.
+pub fn split_url(url: &str) -> (bool, u16, String) {
+    let (tls, rest) = match url.strip_prefix("https://127.0.0.1:") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://127.0.0.1:").unwrap_or_else(|| panic!("unexpected streaming URL {url}"))),
+    };
     let (port, path) = rest.split_once('/').expect("a path");
-    (port.parse().expect("port"), format!("/{path}"))
+    (tls, port.parse().expect("port"), format!("/{path}"))
+}
+
+/// Connects to the server of `url`, with TLS (verifying its certificate) for https.
+pub async fn connect_url(netns: &str, url: &str) -> Box<dyn Connection> {
+    let (tls, port, _) = split_url(url);
+    let socket = connect(netns, port).await;
+    if !tls {
+        return Box::new(socket);
+    }
+    let connector = TLS.get().expect("trust_ca before an https URL");
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    Box::new(connector.connect(name, socket).await.unwrap_or_else(|e| panic!("TLS handshake with {url}: {e}")))
 }
 
 /// A TCP connection to 127.0.0.1:`port` inside the network namespace at `netns`.
 pub async fn connect(netns: &str, port: u16) -> TcpStream {
-    berth::core::streams::connect_in_netns(Some(netns.into()), port).await.unwrap_or_else(|e| panic!("connect to the streaming server: {e}"))
+    berth::core::port_forward::connect_in_netns(Some(netns.into()), port).await.unwrap_or_else(|e| panic!("connect to the streaming server: {e}"))
 }
 
 /// Sends an upgrade request; returns the status line and headers, and the connection.
-pub async fn upgrade(netns: &str, url: &str, upgrade: &str, extra_headers: &[(&str, &str)]) -> (String, TcpStream) {
-    let (port, path) = split_url(url);
-    let mut socket = connect(netns, port).await;
+pub async fn upgrade(netns: &str, url: &str, upgrade: &str, extra_headers: &[(&str, &str)]) -> (String, Box<dyn Connection>) {
+    let (_, port, path) = split_url(url);
+    let mut socket = connect_url(netns, url).await;
     let mut request = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n");
     for (name, value) in extra_headers {
         request.push_str(&format!("{name}: {value}\r\n"));
@@ -139,4 +180,16 @@ pub async fn forward_once(session: &mut Session, request_id: u32, port: u16, req
     let answer = String::from_utf8_lossy(&read_all(&mut data).await).into_owned();
     let message = String::from_utf8_lossy(&read_all(&mut error).await).into_owned();
     (answer, message)
+}
+
+/// GET / from 127.0.0.1:`port` in the namespace: the whole answer (empty when nothing
+/// answers).
+pub async fn http_get(netns: &str, port: u16) -> String {
+    let Ok(mut socket) = berth::core::port_forward::connect_in_netns(Some(netns.into()), port).await else { return String::new() };
+    if socket.write_all(b"GET / HTTP/1.0\r\n\r\n").await.is_err() {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -250,6 +250,202 @@ fn spdy_exec_tty_attach_and_bad_tokens() {
     });
 }
 
+fn tty_shell(name: &str, stdin_once: bool) -> cri::ContainerConfig {
+    let mut config = container_config(name, &["sh"]);
+    config.stdin = true;
+    config.stdin_once = stdin_once;
+    config.tty = true;
+    config
+}
+
+async fn tty_attach_url(client: &mut RuntimeServiceClient<Channel>, id: &str, stdin: bool) -> String {
+    let request = cri::AttachRequest { container_id: id.into(), stdin, tty: true, stdout: true, stderr: false };
+    client.attach(request).await.expect("attach").into_inner().url
+}
+
+#[test]
+fn spdy_attach_to_a_tty_container() {
+    let world = World::new();
+    let netns = world.registry.netns.path();
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let logs = log_directory(&world);
+        let pod_config = pod_config("ttypod", &logs);
+        let pod = run_pod(&mut client, &pod_config).await;
+
+        // Two clients on one terminal: the first types, both see the shell's answers,
+        // and the first one's resize reaches the pty.
+        let shell = start_container(&mut client, &pod, &pod_config, tty_shell("ttyshell", true)).await;
+        let url = tty_attach_url(&mut client, &shell, true).await;
+        let mut typist = Command::open(&netns, &url, &["error", "stdin", "stdout", "resize"]).await;
+        let url = tty_attach_url(&mut client, &shell, false).await;
+        let mut watcher = Command::open(&netns, &url, &["error", "stdout", "resize"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        typist.send("resize", br#"{"Width":111,"Height":37}"#).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        typist.send("stdin", b"/bin/busybox stty size; echo tty-$((6*7))\r").await;
+        let seen = read_until(watcher.stream("stdout"), "tty-42\r\n").await;
+        assert!(seen.contains("37 111\r\n") && seen.contains("tty-42\r\n"), "the watcher saw {seen:?}");
+        let typed = read_until(typist.stream("stdout"), "tty-42\r\n").await;
+        assert!(typed.contains("37 111\r\n"), "the typist saw {typed:?}");
+        // The output went to the CRI log too, as stdout.
+        let log = std::fs::read_to_string(Path::new(&logs).join("ttyshell.log")).expect("the container's log");
+        assert!(log.lines().any(|l| l.contains(" stdout ") && l.contains("tty-42")), "{log}");
+        // stdin_once: the typist's end of input closes the terminal's input; the shell
+        // reads its end and exits, which ends both attachments.
+        typist.close("stdin");
+        let (_, _, ended) = typist.finish().await;
+        assert_exit_code(&ended, 0);
+        let (_, _, ended) = watcher.finish().await;
+        assert_exit_code(&ended, 0);
+        let exited = wait_state(&mut client, &shell, cri::ContainerState::ContainerExited).await;
+        assert_eq!(exited.exit_code, 0, "{exited:?}");
+
+        // Without stdin_once a client's end of input leaves the shell running for the
+        // next one.
+        let shell = start_container(&mut client, &pod, &pod_config, tty_shell("ttykept", false)).await;
+        let url = tty_attach_url(&mut client, &shell, true).await;
+        let mut first = Command::open(&netns, &url, &["error", "stdin", "stdout", "resize"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.send("stdin", b"echo first-$((1+1))\r").await;
+        assert!(read_until(first.stream("stdout"), "first-2\r\n").await.contains("first-2\r\n"));
+        first.close("stdin");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(&mut client, &shell).await.state, cri::ContainerState::ContainerRunning as i32);
+        let url = tty_attach_url(&mut client, &shell, true).await;
+        let mut second = Command::open(&netns, &url, &["error", "stdin", "stdout", "resize"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        second.send("stdin", b"echo second-$((1+2)); exit 5\r").await;
+        let (stdout, _, ended) = second.finish().await;
+        assert!(stdout.contains("second-3\r\n"), "{stdout:?}");
+        assert_exit_code(&ended, 0);
+        let exited = wait_state(&mut client, &shell, cri::ContainerState::ContainerExited).await;
+        assert_eq!(exited.exit_code, 5, "{exited:?}");
+        remove_pods(&mut client, &[&pod]).await;
+    });
+}
+
+#[test]
+fn the_private_attach_log_is_bounded() {
+    let world = World::new();
+    let netns = world.registry.netns.path();
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let pod_config = pod_config("boundpod", "");
+        let pod = run_pod(&mut client, &pod_config).await;
+        // An interactive container without a CRI log: its output goes to attach.log.
+        let mut quiet = shell_with_stdin("chatty");
+        quiet.log_path = String::new();
+        let quiet = start_container(&mut client, &pod, &pod_config, quiet).await;
+        let mut attached = Command::open(&netns, &attach_url(&mut client, &quiet).await, &["error", "stdin", "stdout", "stderr"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // About 5 MiB of log: several rotations while the client follows.
+        let lines = 50_000;
+        let script = format!("i=0; while [ $i -lt {lines} ]; do echo line-$i-of-a-chatty-shell-padding-padding; i=$((i+1)); done; echo all-written\n");
+        attached.send("stdin", script.as_bytes()).await;
+        let seen = read_until_within(attached.stream("stdout"), "all-written\n", Duration::from_secs(120)).await;
+        let numbers: Vec<usize> = seen.lines().filter_map(|l| l.strip_prefix("line-")?.split('-').next()?.parse().ok()).collect();
+        assert_eq!(numbers.len(), lines, "lines lost across rotations (last seen {:?})", numbers.last());
+        assert!(numbers.iter().enumerate().all(|(i, n)| i == *n), "lines out of order");
+        let bundle = world.daemon.root().join("containers").join(&quiet);
+        let size = |name: &str| std::fs::metadata(bundle.join(name)).map(|m| m.len()).unwrap_or(0);
+        let limit = berth::core::task_io::ATTACH_LOG_ROTATE_BYTES + 4096;
+        assert!(size("attach.log.1") > 0, "the log was never rotated");
+        assert!(size("attach.log") <= limit && size("attach.log.1") <= limit, "attach.log {} and .1 {}", size("attach.log"), size("attach.log.1"));
+        let logs: Vec<_> = std::fs::read_dir(&bundle).expect("bundle").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("attach.log")).collect();
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        // Still attached after the rotations: input and output go on.
+        attached.send("stdin", b"echo after-rotation\n").await;
+        assert!(read_until(attached.stream("stdout"), "after-rotation\n").await.ends_with("after-rotation\n"));
+        attached.close("stdin");
+        let (_, _, ended) = attached.finish().await;
+        assert_exit_code(&ended, 0);
+        remove_pods(&mut client, &[&pod]).await;
+    });
+}
+
+/// Reads a stream until `wanted` appears, for at most `limit`.
+async fn read_until_within(stream: &mut berth::streaming::spdy::session::Stream, wanted: &str, limit: Duration) -> String {
+    let mut bytes = Vec::new();
+    let reading = async {
+        while !bytes.ends_with(wanted.as_bytes()) {
+            match stream.data.recv().await {
+                Some(chunk) => bytes.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, reading).await;
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A certificate authority and a certificate for 127.0.0.1 that it signed, made with
+/// openssl in `dir`: `ca.pem`, `cert.pem`, `key.pem`.
+fn make_certificates(dir: &Path) {
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh(&format!(
+        "cd {} && openssl req -x509 {key} -keyout ca.key -out ca.pem -days 1 -subj /CN=berth-test-ca 2>&1 \
+         && openssl req {key} -keyout key.pem -out server.csr -subj /CN=127.0.0.1 2>&1 \
+         && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > server.ext \
+         && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 1 -extfile server.ext 2>&1",
+        dir.display()
+    ))
+    .ok();
+}
+
+#[test]
+fn streams_over_tls_with_the_configured_certificate() {
+    let certificates = TempDir::new("streamtls");
+    make_certificates(certificates.path());
+    streaming::trust_ca(&certificates.path().join("ca.pem"));
+    let config = format!(
+        "[streaming]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        certificates.path().join("cert.pem").display(),
+        certificates.path().join("key.pem").display()
+    );
+    let world = World::with_config(&config);
+    let netns = world.registry.netns.path();
+    runtime().block_on(async {
+        let mut client = world.daemon.runtime().await;
+        pull(&world.daemon).await;
+        let pod_config = pod_config("tlspod", "");
+        let pod = run_pod(&mut client, &pod_config).await;
+        let worker = start_container(&mut client, &pod, &pod_config, container_config("worker", &["sleep", "1000"])).await;
+
+        let url = exec_url(&mut client, &worker, &["cat"], true, false).await;
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        // Plain HTTP to the TLS port gets no upgrade (and does not spend the token).
+        let (head, _) = streaming::upgrade(&netns, &url.replacen("https", "http", 1), "SPDY/3.1", &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")]).await;
+        assert!(!head.starts_with("HTTP/1.1 101"), "plain HTTP upgraded on the TLS port: {head}");
+        // Over TLS (the client checks the certificate against the CA): stdin in,
+        // output and the Status back.
+        let mut command = Command::open(&netns, &url, &["error", "stdin", "stdout", "stderr"]).await;
+        command.send("stdin", b"through TLS\n").await;
+        command.close("stdin");
+        let (stdout, _, ended) = command.finish().await;
+        assert_eq!(stdout, "through TLS\n");
+        assert_exit_code(&ended, 0);
+        let url = exec_url(&mut client, &worker, &["sh", "-c", "exit 3"], false, false).await;
+        let (_, _, ended) = Command::open(&netns, &url, &["error", "stdout", "stderr"]).await.finish().await;
+        assert_exit_code(&ended, 3);
+
+        // crictl over TLS (it checks no certificate unless given a client certificate
+        // as well, which this server does not ask for).
+        if let Some(crictl) = crictl() {
+            let socket = world.daemon.socket();
+            for transport in ["spdy", "websocket"] {
+                let args = ["exec", "--transport", transport, &worker, "echo", "hello"];
+                let echo = run_command(crictl_command(&crictl, &netns, &socket, &args), Duration::from_secs(60)).ok();
+                assert_eq!(echo.stdout, "hello\n", "{transport}");
+            }
+        }
+        remove_pods(&mut client, &[&pod]).await;
+    });
+}
+
 #[test]
 fn spdy_port_forward_on_pod_and_host_network() {
     let world = World::new();
@@ -401,7 +597,7 @@ fn crictl_exec_attach_and_port_forward_with_both_transports() {
                 let mut child = forward.spawn().expect("crictl port-forward");
                 let mut answer = String::new();
                 for _ in 0..100 {
-                    answer = fetch(&netns, local).await;
+                    answer = streaming::http_get(&netns, local).await;
                     if answer.ends_with(PAGE) {
                         break;
                     }
@@ -420,16 +616,4 @@ fn scratch_file(text: &str) -> TempDir {
     let dir = TempDir::new("input");
     std::fs::write(dir.path().join("input"), text).expect("input file");
     dir
-}
-
-/// GET / from 127.0.0.1:`port` in the namespace (empty when nothing answers).
-async fn fetch(netns: &str, port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut socket) = berth::core::streams::connect_in_netns(Some(netns.into()), port).await else { return String::new() };
-    if socket.write_all(b"GET / HTTP/1.0\r\n\r\n").await.is_err() {
-        return String::new();
-    }
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }

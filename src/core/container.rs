@@ -134,8 +134,9 @@ impl Core {
         let mut spec = spec::build(&inputs).map_err(|error| CoreError::InvalidArgument(error.to_string()))?;
         record.identity = spec.pointer("/process/user").and_then(|user| serde_json::from_value::<OciUser>(user.clone()).ok()).map(OciUser::into_identity);
         if record.spec.log_path.is_empty() {
-            if let Some(private) = super::streams::output_log(record) {
+            if let Some(private) = super::task_io::attach::output_log(record) {
                 spec["annotations"][spec::LOG_PATH_ANNOTATION] = serde_json::json!(private.display().to_string());
+                spec["annotations"][spec::LOG_ROTATE_BYTES_ANNOTATION] = serde_json::json!(super::task_io::ATTACH_LOG_ROTATE_BYTES.to_string());
             }
         }
         let cwd = spec.pointer("/process/cwd").and_then(|v| v.as_str()).unwrap_or("/");
@@ -239,7 +240,7 @@ impl Core {
         // The Docker door brings its own stdin; a CRI container asking for one gets a pipe.
         let stdin = match (io.stdin.is_empty(), record.spec.stdin) {
             (false, _) => io.stdin.clone(),
-            (true, true) => super::streams::make_container_stdin(bundle)?,
+            (true, true) => super::task_io::attach::make_container_stdin(bundle)?,
             (true, false) => String::new(),
         };
         let request = CreateTaskRequest {

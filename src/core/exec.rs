@@ -105,6 +105,16 @@ pub(crate) fn release_reader(path: &str) {
 /// The container's own process spec with `command` as its arguments. A config.json
 /// whose `process` is not an object is reported, not indexed into.
 pub(crate) fn process_spec(bundle: &Path, command: &[String], terminal: bool) -> CoreResult<Any> {
+    process_spec_with(bundle, command, terminal, |_| {})
+}
+
+/// [`process_spec`], with `adjust` applied to the process object last.
+pub(crate) fn process_spec_with(
+    bundle: &Path,
+    command: &[String],
+    terminal: bool,
+    adjust: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> CoreResult<Any> {
     let path = bundle.join("config.json");
     let config = std::fs::read(&path).map_err(io_error("reading the container's config.json"))?;
     let malformed = |what: String| CoreError::Internal(format!("{} is malformed: {what}", path.display()));
@@ -116,6 +126,7 @@ pub(crate) fn process_spec(bundle: &Path, command: &[String], terminal: bool) ->
     };
     process.insert("args".into(), serde_json::json!(command));
     process.insert("terminal".into(), serde_json::json!(terminal));
+    adjust(&mut process);
     let value = serde_json::Value::Object(process).to_string().into_bytes();
     Ok(Any { type_url: PROCESS_TYPE_URL.into(), value, ..Default::default() })
 }

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::*;
 use super::{status, NAMESPACE, RUNTIME_API_VERSION, RUNTIME_NAME};
-use crate::core::streams::StdioWanted;
+use crate::core::task_io::StdioWanted;
 use crate::core::Core;
 use crate::streaming::{StreamRequest, Streaming};
 

@@ -20,6 +20,8 @@ pub const SANDBOX_ID_ANNOTATION: &str = crate::task::SANDBOX_ANNOTATION;
 pub const LOG_PATH_ANNOTATION: &str = "io.berth.cri.log-path";
 /// The pod's log directory, beneath which the shim opens the log file.
 pub const LOG_DIRECTORY_ANNOTATION: &str = "io.berth.cri.log-directory";
+/// The size at which the shim rotates a log itself (berth's private attach log).
+pub const LOG_ROTATE_BYTES_ANNOTATION: &str = "io.berth.log-rotate-bytes";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::core::streams::StdioWanted;
+use crate::core::task_io::StdioWanted;
 use crate::core::Core;
 use tokens::TokenCache;
 

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::spdy::frame::RST_PROTOCOL_ERROR;
 use super::spdy::session::{Session, Stream, StreamWriter};
 use super::Context;
-use crate::core::streams::connect_in_netns;
+use crate::core::port_forward::connect_in_netns;
 
 pub const PROTOCOL: &str = "portforward.k8s.io";
 

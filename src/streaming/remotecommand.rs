@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Context, StreamRequest};
-use crate::core::streams::{ProcessHandle, ProcessStdin};
+use crate::core::task_io::{ProcessHandle, ProcessStdin};
 
 pub const V1: &str = "channel.k8s.io";
 pub const V2: &str = "v2.channel.k8s.io";
@@ -120,7 +120,7 @@ pub async fn run(context: &Context, request: StreamRequest, client: ClientSide) 
     }
 }
 
-async fn run_exec(context: &Context, id: &str, command: &[String], stdio: crate::core::streams::StdioWanted, mut client: ClientSide) -> Outcome {
+async fn run_exec(context: &Context, id: &str, command: &[String], stdio: crate::core::task_io::StdioWanted, mut client: ClientSide) -> Outcome {
     let mut exec = match context.core.exec_streamed(context.namespace, id, command, stdio).await {
         Ok(exec) => exec,
         Err(error) => return Outcome::Failed(error.to_string()),

@@ -138,7 +138,7 @@ async fn serve_command(mut session: Session, version: Version, request: StreamRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::streams::StdioWanted;
+    use crate::core::task_io::StdioWanted;
 
     #[test]
     fn expected_streams_follow_the_request() {

@@ -5,7 +5,9 @@
 //! (`io.berth.cri.log-directory`) with `openat2(RESOLVE_BENEATH)`, so that neither
 //! `..` nor a symlink leads the root shim to a file outside it. An Update whose
 //! annotations hold `io.berth.cri.reopen-log` reopens the file (after the kubelet
-//! rotated it).
+//! rotated it). A log whose `io.berth.log-rotate-bytes` annotation names a size (berth's
+//! private attach log) is rotated by the shim itself once it reaches that size: the
+//! file is renamed to `<name>.1` (replacing the previous one) and a new one begun.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,6 +24,7 @@ use crate::error::{ShimError, ShimResult};
 pub const LOG_PATH_ANNOTATION: &str = "io.berth.cri.log-path";
 pub const LOG_DIRECTORY_ANNOTATION: &str = "io.berth.cri.log-directory";
 pub const REOPEN_ANNOTATION: &str = "io.berth.cri.reopen-log";
+pub const ROTATE_BYTES_ANNOTATION: &str = "io.berth.log-rotate-bytes";
 /// Longest line content written as one entry; longer lines are split into `P` entries.
 pub const LINE_BUFFER: usize = 8192;
 
@@ -52,6 +55,8 @@ fn outside(path: &Path, directory: &Path) -> ShimError {
 pub struct CriLog {
     target: LogTarget,
     file: Mutex<File>,
+    /// The size at which the shim rotates the log itself (none: the kubelet does).
+    rotate_at: Option<u64>,
 }
 
 /// Opens (creating) the directory `name` beneath `parent`, following no symlink.
@@ -95,7 +100,25 @@ fn open(target: &LogTarget) -> ShimResult<File> {
 impl CriLog {
     pub fn open(target: LogTarget) -> ShimResult<CriLog> {
         let file = open(&target)?;
-        Ok(CriLog { target, file: Mutex::new(file) })
+        Ok(CriLog { target, file: Mutex::new(file), rotate_at: None })
+    }
+
+    /// Rotates the log once it holds `bytes` (zero: never).
+    pub fn rotating_at(self, bytes: u64) -> CriLog {
+        CriLog { rotate_at: (bytes > 0).then_some(bytes), ..self }
+    }
+
+    /// Renames the full log to `<name>.1` and begins a new one. Called with the file
+    /// locked, so no entry goes to the old file after the rename.
+    fn rotate(&self, file: &mut File) {
+        let path = self.target.directory.join(&self.target.relative);
+        let mut previous = path.clone().into_os_string();
+        previous.push(".1");
+        if std::fs::rename(&path, &previous).is_ok() {
+            if let Ok(fresh) = open(&self.target) {
+                *file = fresh;
+            }
+        }
     }
 
     pub fn reopen(&self) -> ShimResult<()> {
@@ -109,8 +132,12 @@ impl CriLog {
     /// Writes one entry in a single write, so entries of both streams never interleave.
     pub fn write_entry(&self, stream: &str, partial: bool, content: &[u8]) {
         let line = format_entry(&berth_runtime::state::now_rfc3339(), stream, partial, content);
-        if let Ok(mut file) = self.file.lock() {
-            let _ = file.write_all(&line);
+        let Ok(mut file) = self.file.lock() else { return };
+        let _ = file.write_all(&line);
+        if let Some(limit) = self.rotate_at {
+            if file.metadata().is_ok_and(|m| m.len() >= limit) {
+                self.rotate(&mut file);
+            }
         }
     }
 }
@@ -143,10 +170,14 @@ pub fn split_entries(buffer: &[u8], full: bool, mut emit: impl FnMut(bool, &[u8]
 
 /// How long the start of a line waits for its end before it is logged as a partial
 /// entry (a prompt, `echo -n`), so that a reader of the log (attach) sees it.
-const PARTIAL_LINE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+pub const PARTIAL_LINE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// The same for a terminal's output: what a user types is echoed a key at a time, and
+/// an attached client should see it at once.
+pub const TERMINAL_PARTIAL_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Reads one stream's pipe until EOF, writing entries; drops `done` at the end.
-pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, done: mpsc::Sender<()>) {
+/// Reads one stream's pipe until EOF, writing entries (an unfinished line after
+/// `partial_delay`); drops `done` at the end.
+pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, partial_delay: std::time::Duration, done: mpsc::Sender<()>) {
     let Ok(mut reader) = pipe::Receiver::from_owned_fd(pipe) else { return };
     let mut buffer = vec![0u8; LINE_BUFFER];
     let mut filled = 0;
@@ -154,7 +185,7 @@ pub async fn pump(pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, done: m
         let read = reader.read(&mut buffer[filled..]);
         let read = match filled {
             0 => read.await,
-            _ => match tokio::time::timeout(PARTIAL_LINE_DELAY, read).await {
+            _ => match tokio::time::timeout(partial_delay, read).await {
                 Ok(read) => read,
                 Err(_) => {
                     log.write_entry(stream, true, &buffer[..filled]);
@@ -212,6 +243,24 @@ mod tests {
         log.write_entry("stdout", false, b"hello");
         assert!(std::fs::read_to_string(directory.join("c/0.log")).expect("log").ends_with(" stdout F hello\n"));
         std::fs::remove_dir_all(&base).expect("cleanup");
+    }
+
+    #[test]
+    fn a_rotating_log_keeps_two_bounded_files() {
+        let directory = std::env::temp_dir().join(format!("berth-crilog-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("mkdir");
+        let target = LogTarget::new(&directory.join("attach.log"), None).expect("target");
+        let log = CriLog::open(target).expect("open").rotating_at(1000);
+        for n in 0..100 {
+            log.write_entry("stdout", false, format!("line {n:03} {}", "x".repeat(40)).as_bytes());
+        }
+        let current = std::fs::read_to_string(directory.join("attach.log")).expect("log");
+        let previous = std::fs::read_to_string(directory.join("attach.log.1")).expect("rotated log");
+        assert!(current.len() < 1100 && previous.len() < 1100, "{} {}", current.len(), previous.len());
+        assert!(current.ends_with(&format!("line 099 {}\n", "x".repeat(40))), "{current}");
+        let names = std::fs::read_dir(&directory).expect("list").count();
+        assert_eq!(names, 2);
+        std::fs::remove_dir_all(&directory).expect("cleanup");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A process's stdio. Plain mode hands the output FIFOs containerd created straight
 //! to the process (no copying by the shim) and feeds stdin through a pipe so CloseIO
 //! can end it. TTY mode listens on a console socket for the pty master, then copies
-//! between the FIFOs and the master. CRI log mode gives the process pipes whose lines
+//! between the FIFOs and the master (without an output FIFO, from the master into the
+//! CRI log, as a `stdout` stream: the CRI's TTY containers). CRI log mode gives the process pipes whose lines
 //! the shim writes to the log file itself.
 
 use std::fs::OpenOptions;
@@ -37,8 +38,14 @@ pub struct Prepared {
 
 enum Pending {
     Stdin { fifo: String, pipe: OwnedFd },
-    Console { listener: StdUnixListener, path: PathBuf, stdin: String, stdout: String },
-    Log { pipe: OwnedFd, stream: &'static str, log: Arc<CriLog> },
+    Console { listener: StdUnixListener, path: PathBuf, stdin: String, output: ConsoleOutput },
+    Log { pipe: OwnedFd, stream: &'static str, log: Arc<CriLog>, partial_delay: std::time::Duration },
+}
+
+/// Where a terminal's output goes: an output FIFO, or a pipe into the CRI log.
+enum ConsoleOutput {
+    Fifo(String),
+    Log(OwnedFd),
 }
 
 /// Opens what `paths` names. `socket` is where a console socket goes in TTY mode.
@@ -49,8 +56,17 @@ pub fn prepare(paths: &StdioPaths, socket: &Path, log: Option<Arc<CriLog>>) -> S
             .and_then(|l| berth_runtime::private_fs::set_mode(socket, berth_runtime::private_fs::PRIVATE_FILE).map(|_| l))
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
             .map_err(|e| ShimError::io(format!("binding {}", socket.display()), e))?;
-        let console = Pending::Console { listener, path: socket.into(), stdin: paths.stdin.clone(), stdout: paths.stdout.clone() };
-        return Ok(Prepared { stdio: None, console_socket: Some(socket.into()), pending: vec![console] });
+        let mut pending = Vec::new();
+        let output = match log {
+            Some(log) if paths.stdout.is_empty() => {
+                let (reader, writer) = cloexec_pipe()?;
+                pending.push(Pending::Log { pipe: reader, stream: "stdout", log, partial_delay: crate::crilog::TERMINAL_PARTIAL_DELAY });
+                ConsoleOutput::Log(writer)
+            }
+            _ => ConsoleOutput::Fifo(paths.stdout.clone()),
+        };
+        pending.push(Pending::Console { listener, path: socket.into(), stdin: paths.stdin.clone(), output });
+        return Ok(Prepared { stdio: None, console_socket: Some(socket.into()), pending });
     }
     let mut pending = Vec::new();
     let stdin = if paths.stdin.is_empty() {
@@ -64,8 +80,9 @@ pub fn prepare(paths: &StdioPaths, socket: &Path, log: Option<Arc<CriLog>>) -> S
         Some(log) => {
             let (out_reader, out_writer) = cloexec_pipe()?;
             let (err_reader, err_writer) = cloexec_pipe()?;
-            pending.push(Pending::Log { pipe: out_reader, stream: "stdout", log: log.clone() });
-            pending.push(Pending::Log { pipe: err_reader, stream: "stderr", log });
+            let partial_delay = crate::crilog::PARTIAL_LINE_DELAY;
+            pending.push(Pending::Log { pipe: out_reader, stream: "stdout", log: log.clone(), partial_delay });
+            pending.push(Pending::Log { pipe: err_reader, stream: "stderr", log, partial_delay });
             (out_writer, err_writer)
         }
         None => (output(&paths.stdout)?, output(&paths.stderr)?),
@@ -85,7 +102,7 @@ impl Prepared {
                     io.close_stdin = Some(close.clone());
                     tokio::spawn(copy_stdin(fifo, pipe, close));
                 }
-                Pending::Console { listener, path, stdin, stdout } => {
+                Pending::Console { listener, path, stdin, output } => {
                     let close = Arc::new(Notify::new());
                     io.close_stdin = Some(close.clone());
                     let slot = io.console.clone();
@@ -94,10 +111,10 @@ impl Prepared {
                         ConsoleSource::Master(fd) => register(fd, &slot).map(ConsoleSource::Registered).unwrap_or(ConsoleSource::Failed),
                         other => other,
                     };
-                    tokio::spawn(run_console(master, path, stdin, stdout, slot, close, done.clone()));
+                    tokio::spawn(run_console(master, path, stdin, output, slot, close, done.clone()));
                 }
-                Pending::Log { pipe, stream, log } => {
-                    tokio::spawn(crate::crilog::pump(pipe, stream, log, done.clone()));
+                Pending::Log { pipe, stream, log, partial_delay } => {
+                    tokio::spawn(crate::crilog::pump(pipe, stream, log, partial_delay, done.clone()));
                 }
             }
         }
@@ -223,7 +240,7 @@ async fn run_console(
     source: ConsoleSource,
     path: PathBuf,
     stdin: String,
-    stdout: String,
+    output: ConsoleOutput,
     slot: ConsoleSlot,
     close: Arc<Notify>,
     done: mpsc::Sender<()>,
@@ -234,7 +251,7 @@ async fn run_console(
     if !stdin.is_empty() {
         tokio::spawn(copy_into_master(stdin, master.clone(), close));
     }
-    copy_from_master(&stdout, &master).await;
+    copy_from_master(output, &master).await;
     drop(done);
 }
 
@@ -271,10 +288,11 @@ async fn copy_into_master(fifo: String, master: Arc<AsyncFd<OwnedFd>>, close: Ar
     }
 }
 
-async fn copy_from_master(stdout: &str, master: &AsyncFd<OwnedFd>) {
-    let mut sink = match stdout.is_empty() {
-        true => None,
-        false => pipe::OpenOptions::new().read_write(true).open_sender(stdout).ok(),
+async fn copy_from_master(output: ConsoleOutput, master: &AsyncFd<OwnedFd>) {
+    let mut sink = match output {
+        ConsoleOutput::Fifo(path) if path.is_empty() => None,
+        ConsoleOutput::Fifo(path) => pipe::OpenOptions::new().read_write(true).open_sender(path).ok(),
+        ConsoleOutput::Log(pipe) => nonblocking(&pipe).ok().and_then(|_| pipe::Sender::from_owned_fd(pipe).ok()),
     };
     let mut buffer = vec![0u8; COPY_BUFFER];
     loop {

@@ -156,7 +156,7 @@ impl Shim {
             terminal: request.terminal,
         };
         let log = match log_target(bundle)? {
-            Some(target) => Some(Arc::new(CriLog::open(target)?)),
+            Some((target, rotate_at)) => Some(Arc::new(CriLog::open(target)?.rotating_at(rotate_at))),
             None => None,
         };
         let external = match backend::requested_binary(request.options.as_ref())? {
@@ -451,14 +451,16 @@ fn mark_reaped(containers: &mut HashMap<String, Container>, pid: i32, status: u3
     Some(ReapedExit { id: container.id.clone(), exec_id, pid, exit })
 }
 
-/// The CRI log from the bundle's annotations, if any: its path beneath its directory.
-fn log_target(bundle: &std::path::Path) -> ShimResult<Option<crilog::LogTarget>> {
+/// The CRI log from the bundle's annotations, if any: its path beneath its directory,
+/// and the size at which the shim rotates it (zero: never).
+fn log_target(bundle: &std::path::Path) -> ShimResult<Option<(crilog::LogTarget, u64)>> {
     let config = std::fs::read(bundle.join("config.json")).unwrap_or_default();
     let spec: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
     let annotation = |key: &str| spec.get("annotations").and_then(|a| a.get(key)).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(PathBuf::from);
     let Some(path) = annotation(crilog::LOG_PATH_ANNOTATION) else { return Ok(None) };
     let directory = annotation(crilog::LOG_DIRECTORY_ANNOTATION);
-    crilog::LogTarget::new(&path, directory.as_deref()).map(Some)
+    let rotate_at = annotation(crilog::ROTATE_BYTES_ANNOTATION).and_then(|bytes| bytes.to_str()?.parse().ok()).unwrap_or(0);
+    crilog::LogTarget::new(&path, directory.as_deref()).map(|target| Some((target, rotate_at)))
 }
 
 impl Shim {
