@@ -82,6 +82,9 @@ pub async fn discard_sandbox(docker: &super::Docker, sandbox_id: &str) {
     if let Ok(mut paused) = docker.paused.lock() {
         paused.remove(sandbox_id);
     }
+    if let Ok(mut execs) = docker.execs.lock() {
+        execs.retain(|_, exec| exec.docker_container_id != sandbox_id);
+    }
 }
 
 fn seconds(nanos: i64) -> i64 {

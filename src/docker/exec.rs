@@ -89,9 +89,23 @@ async fn create(State(docker): State<super::State>, Path(id): Path<String>, byte
         config,
         status: Mutex::new(ExecStatus::default()),
     };
-    docker.execs.lock().map_err(|_| DockerError::internal("exec table poisoned"))?.insert(exec_id.clone(), Arc::new(exec));
-    docker.publish_container(docker_id(&record), "exec_create", &record.spec.name, &record.spec.image);
+    let exec = Arc::new(exec);
+    docker.execs.lock().map_err(|_| DockerError::internal("exec table poisoned"))?.insert(exec_id.clone(), exec.clone());
+    let action = format!("exec_create: {}", exec_command(&exec.config));
+    docker.publish_container(docker_id(&record), &action, &record.spec.name, &record.spec.image);
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))))
+}
+
+/// The command as Docker's exec events name it (`exec_start: sh -c true`).
+fn exec_command(config: &ExecConfig) -> String {
+    config.cmd.clone().unwrap_or_default().join(" ")
+}
+
+/// An exec's event on its container.
+fn publish_exec(docker: &super::Docker, exec: &ExecRecord, action: &str) {
+    if let Ok(record) = docker.core.container(NAMESPACE, &exec.container_id) {
+        docker.publish_container(&exec.docker_container_id, action, &record.spec.name, &record.spec.image);
+    }
 }
 
 fn user_ids(user: &str) -> DockerResult<Option<(u32, u32)>> {
@@ -190,6 +204,7 @@ async fn start(State(docker): State<super::State>, Path(id): Path<String>, mut r
         status.running = true;
         status.pid = pid;
     }
+    publish_exec(&docker, &exec, &format!("exec_start: {}", exec_command(&exec.config)));
     if detach {
         tokio::spawn(run_session(docker.clone(), exec.clone(), pipes, None, None));
         return Ok(StatusCode::OK.into_response());
@@ -224,6 +239,7 @@ async fn run_session(docker: super::State, exec: Arc<ExecRecord>, mut pipes: Exe
         status.running = false;
         status.exit_code = Some(code);
     }
+    publish_exec(&docker, &exec, "exec_die");
     drop(pipes);
     drop(output);
 }
