@@ -10,7 +10,8 @@ use std::time::Duration;
 use berth_integration::command::run_command;
 use berth_integration::docker::DockerWorld;
 
-const CLIENT: &str = include_str!("docker_py_client.py");
+/// Read when the test runs (not built in), so that the script is one file to edit.
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker_py_client.py");
 
 /// A venv with docker-py from PyPI, in `dir`.
 fn python_with_docker_py(dir: &Path) -> String {
@@ -28,10 +29,9 @@ fn python_with_docker_py(dir: &Path) -> String {
 fn docker_py_runs_execs_copies_lists_and_follows_events() {
     let docker = DockerWorld::new();
     let python = python_with_docker_py(docker.config_dir.path());
-    let script = docker.config_dir.path().join("client.py");
-    std::fs::write(&script, CLIENT).expect("write the client script");
+    let script = Path::new(CLIENT);
     let mut command = Command::new(python);
-    command.arg(&script).env("DOCKER_HOST", format!("unix://{}", docker.socket().display())).env("DOCKER_CONFIG", docker.config_dir.path());
+    command.arg(script).env("DOCKER_HOST", format!("unix://{}", docker.socket().display())).env("DOCKER_CONFIG", docker.config_dir.path());
     let output = run_command(command, Duration::from_secs(240));
     assert!(output.success() && output.stdout.contains("all passed"), "{output}");
     let checks = output.stdout.lines().filter(|l| l.starts_with("ok ")).count();

@@ -186,7 +186,7 @@ async fn put_archive(State(docker): State<super::State>, Path(id): Path<String>,
     let writer = tokio::net::UnixStream::from_std(writer).map_err(|e| DockerError::internal(e.to_string()))?;
     let feeding = tokio::spawn(feed_body(body, writer));
     let extracted = tokio::task::spawn_blocking(move || extract(&view, reader, &options)).await;
-    feeding.abort();
+    let _ = feeding.await;
     match extracted {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -222,6 +222,15 @@ fn extract(view: &RootView, input: impl Read + 'static, options: &Extraction) ->
     let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(input)) } else { Box::new(input) };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
+    let extracted = extract_entries(view, &mut archive, options);
+    // The client sends the archive's trailing blocks after the end the reader needs:
+    // read them, so that the answer does not cut its upload short.
+    let _ = std::io::copy(&mut archive.into_inner(), &mut std::io::sink());
+    extracted
+}
+
+fn extract_entries(view: &RootView, archive: &mut tar::Archive<Box<dyn Read>>, options: &Extraction) -> DockerResult<()> {
+    let bad = |e: std::io::Error| DockerError::bad_request(format!("error extracting the archive: {e}"));
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let name: PathBuf = entry.path().map_err(bad)?.components().filter(|c| matches!(c, Component::Normal(_))).collect();
