@@ -164,18 +164,18 @@ fn read_chunks(reader: tokio::net::UnixStream) -> impl futures_util::Stream<Item
     })
 }
 
+/// How much of a refused upload is read before answering (as Go's server does), so that
+/// the client sees the answer rather than a broken pipe.
+const REFUSED_BODY_READ: usize = 1 << 20;
+
 async fn put_archive(State(docker): State<super::State>, Path(id): Path<String>, Query(query): Query<ArchiveQuery>, body: Body) -> DockerResult<Response> {
-    let record = find(&docker.core, &id)?;
-    let path = query.path()?;
-    if Front::of(&record).host_config.get("ReadonlyRootfs").and_then(|v| v.as_bool()) == Some(true) {
-        return Err(DockerError::new(StatusCode::FORBIDDEN, "container rootfs is marked read-only"));
-    }
-    let view = RootView::open(&docker.core, &record)?;
-    let destination = view.resolve(&path, true).map_err(|_| not_found(&path, &record))?;
-    let meta = std::fs::metadata(&destination).map_err(|_| not_found(&path, &record))?;
-    if !meta.is_dir() {
-        return Err(DockerError::bad_request("extraction point is not a directory"));
-    }
+    let (record, view, destination) = match extraction_target(&docker, &id, &query) {
+        Ok(target) => target,
+        Err(error) => {
+            let _ = axum::body::to_bytes(body, REFUSED_BODY_READ).await;
+            return Err(error);
+        }
+    };
     let options = Extraction {
         no_overwrite_dir_non_dir: truthy(query.no_overwrite_dir_non_dir.as_deref()),
         owner: truthy(query.copy_uid_gid.as_deref()).then(|| record.identity.as_ref().map(|i| (i.uid, i.gid)).unwrap_or((0, 0))),
@@ -194,6 +194,22 @@ async fn put_archive(State(docker): State<super::State>, Path(id): Path<String>,
     }
     docker.publish_container(docker_id(&record), "extract-to-dir", &record.spec.name, &record.spec.image);
     Ok(StatusCode::OK.into_response())
+}
+
+/// The container, a view of its root and the (existing, directory) destination in it.
+fn extraction_target(docker: &super::Docker, id: &str, query: &ArchiveQuery) -> DockerResult<(crate::core::ContainerRecord, RootView, PathBuf)> {
+    let record = find(&docker.core, id)?;
+    let path = query.path()?;
+    if Front::of(&record).host_config.get("ReadonlyRootfs").and_then(|v| v.as_bool()) == Some(true) {
+        return Err(DockerError::new(StatusCode::FORBIDDEN, "container rootfs is marked read-only"));
+    }
+    let view = RootView::open(&docker.core, &record)?;
+    let destination = view.resolve(&path, true).map_err(|_| not_found(&path, &record))?;
+    let meta = std::fs::metadata(&destination).map_err(|_| not_found(&path, &record))?;
+    if !meta.is_dir() {
+        return Err(DockerError::bad_request("extraction point is not a directory"));
+    }
+    Ok((record, view, destination))
 }
 
 async fn feed_body(body: Body, mut writer: tokio::net::UnixStream) {
