@@ -68,6 +68,31 @@ pub struct SandboxSpec {
     pub front: serde_json::Value,
 }
 
+/// Settings of a container that the CRI has no words for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerExtras {
+    pub tmpfs: Vec<TmpfsMount>,
+    pub rlimits: Vec<ProcessRlimit>,
+    /// A static init on the host, mounted at `/sbin/docker-init` and run as the
+    /// container's first process, with the command as its child.
+    pub init_binary: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    pub container_path: String,
+    /// Mount options beside the defaults (`size=64m`, `mode=1777`, `exec`...).
+    pub options: Vec<String>,
+}
+
+/// One resource limit of the container's processes (`RLIMIT_NOFILE`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessRlimit {
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
 /// One range of a user namespace's id map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMap {
@@ -235,6 +260,9 @@ pub struct ContainerSpec {
     pub labels: Labels,
     pub annotations: Labels,
     pub front: serde_json::Value,
+    /// What only the Docker door asks for (tmpfs mounts, rlimits, an init).
+    #[serde(default)]
+    pub extras: ContainerExtras,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -317,6 +317,7 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
         labels: labels(&config.labels),
         annotations: labels(&config.annotations),
         front: serde_json::to_value(metadata).unwrap_or_default(),
+        extras: core::ContainerExtras::default(),
     })
 }
 

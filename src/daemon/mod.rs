@@ -2,6 +2,7 @@
 //! shim events service, recovery of what ran before, the front-door sockets, and a
 //! clean stop on SIGTERM or SIGINT (containers keep running: their shims own them).
 pub mod config;
+pub mod memory;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -194,6 +195,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tokio::spawn(handle_shim_events(core.clone(), shim_events));
     let streaming = crate::streaming::Streaming::start(&streaming_config, core.clone(), crate::cri::NAMESPACE).await?;
     tokio::spawn(handle_lost_shims(core.clone()));
+    tokio::spawn(memory::trim_periodically());
     let listener = bind_socket(&socket, group.as_deref())?;
     let docker_listener = bind_socket(&docker_socket, group.as_deref())?;
     tracing::info!(socket = %socket.display(), docker_socket = %docker_socket.display(), "serving the CRI and the Docker API");

@@ -82,6 +82,9 @@ pub async fn discard_sandbox(docker: &super::Docker, sandbox_id: &str) {
     if let Ok(mut paused) = docker.paused.lock() {
         paused.remove(sandbox_id);
     }
+    if let Ok(mut execs) = docker.execs.lock() {
+        execs.retain(|_, exec| exec.docker_container_id != sandbox_id);
+    }
 }
 
 fn seconds(nanos: i64) -> i64 {
@@ -306,6 +309,10 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let mut host_config = if front.host_config.is_object() { front.host_config.clone() } else { json!({}) };
     host_config["NetworkMode"] = json!(front.network);
     host_config["AutoRemove"] = json!(front.auto_remove);
+    if host_config.get("LogConfig").is_none_or(|v| v.is_null()) {
+        // The logs are served as json-file's are (docker-py reads only those).
+        host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
     json!({
         "Id": docker_id(record),
         "Created": time_or_zero(record.created_at),

@@ -82,6 +82,17 @@ pub struct HostConfig {
     pub dns: Option<Vec<String>>,
     pub dns_search: Option<Vec<String>>,
     pub dns_options: Option<Vec<String>>,
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    pub ulimits: Option<Vec<Ulimit>>,
+    pub init: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -370,6 +381,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let user = body.user.clone().unwrap_or_default();
     let security = security(&host, &user)?;
     let tty = body.tty.unwrap_or(false);
+    let extras = super::extras::extras_of(&host)?;
     let sandbox_spec = SandboxSpec {
         name: name.clone(),
         hostname: body.hostname.clone().unwrap_or_default(),
@@ -437,6 +449,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         labels: body.labels.clone().unwrap_or_default(),
         annotations: Labels::new(),
         front: serde_json::to_value(&front).map_err(|e| DockerError::internal(e.to_string()))?,
+        extras,
     };
     if let Err(error) = super::logs::open_log(&log_path) {
         super::containers::discard_sandbox(&docker, &sandbox_id).await;

@@ -89,9 +89,23 @@ async fn create(State(docker): State<super::State>, Path(id): Path<String>, byte
         config,
         status: Mutex::new(ExecStatus::default()),
     };
-    docker.execs.lock().map_err(|_| DockerError::internal("exec table poisoned"))?.insert(exec_id.clone(), Arc::new(exec));
-    docker.publish_container(docker_id(&record), "exec_create", &record.spec.name, &record.spec.image);
+    let exec = Arc::new(exec);
+    docker.execs.lock().map_err(|_| DockerError::internal("exec table poisoned"))?.insert(exec_id.clone(), exec.clone());
+    let action = format!("exec_create: {}", exec_command(&exec.config));
+    docker.publish_container(docker_id(&record), &action, &record.spec.name, &record.spec.image);
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))))
+}
+
+/// The command as Docker's exec events name it (`exec_start: sh -c true`).
+fn exec_command(config: &ExecConfig) -> String {
+    config.cmd.clone().unwrap_or_default().join(" ")
+}
+
+/// An exec's event on its container.
+fn publish_exec(docker: &super::Docker, exec: &ExecRecord, action: &str) {
+    if let Ok(record) = docker.core.container(NAMESPACE, &exec.container_id) {
+        docker.publish_container(&exec.docker_container_id, action, &record.spec.name, &record.spec.image);
+    }
 }
 
 fn user_ids(user: &str) -> DockerResult<Option<(u32, u32)>> {
@@ -182,7 +196,30 @@ async fn start(State(docker): State<super::State>, Path(id): Path<String>, mut r
         working_dir: config.working_dir.clone().unwrap_or_default(),
         privileged: config.privileged.unwrap_or(false),
     };
-    let pid = docker.core.exec_start(NAMESPACE, &exec.container_id, &exec.id, &process, &pipes.io).await.map_err(|error| match error {
+    if detach {
+        launch(&docker, &exec, &process, &pipes).await?;
+        tokio::spawn(run_session(docker.clone(), exec.clone(), pipes, None, None));
+        return Ok(StatusCode::OK.into_response());
+    }
+    // Attached, the process starts once the connection is upgraded, as with dockerd: a
+    // client that reads the 101 answer through a buffer (docker-py) would otherwise
+    // swallow output sent with it.
+    Ok(hijack::respond(&mut request, tty, move |output, input| async move {
+        match launch(&docker, &exec, &process, &pipes).await {
+            Ok(()) => run_session(docker, exec, pipes, Some(output), input).await,
+            Err(error) => {
+                if let Ok(mut status) = exec.status.lock() {
+                    status.exit_code = Some(126);
+                }
+                let _ = output.send(frame(tty, STDOUT, format!("{}\r\n", error.message).as_bytes())).await;
+            }
+        }
+    }))
+}
+
+/// Starts the exec's process in the container and records its pid.
+async fn launch(docker: &super::State, exec: &ExecRecord, process: &ExecProcess, pipes: &ExecPipes) -> DockerResult<()> {
+    let pid = docker.core.exec_start(NAMESPACE, &exec.container_id, &exec.id, process, &pipes.io).await.map_err(|error| match error {
         CoreError::FailedPrecondition(message) => DockerError::conflict(message),
         other => DockerError::internal(format!("OCI runtime exec failed: {other}")),
     })?;
@@ -190,11 +227,8 @@ async fn start(State(docker): State<super::State>, Path(id): Path<String>, mut r
         status.running = true;
         status.pid = pid;
     }
-    if detach {
-        tokio::spawn(run_session(docker.clone(), exec.clone(), pipes, None, None));
-        return Ok(StatusCode::OK.into_response());
-    }
-    Ok(hijack::respond(&mut request, tty, move |output, input| run_session(docker, exec, pipes, Some(output), input)))
+    publish_exec(docker, exec, &format!("exec_start: {}", exec_command(&exec.config)));
+    Ok(())
 }
 
 /// Copies the exec's output to the client (or drops it, detached), feeds its stdin,
@@ -224,6 +258,7 @@ async fn run_session(docker: super::State, exec: Arc<ExecRecord>, mut pipes: Exe
         status.running = false;
         status.exit_code = Some(code);
     }
+    publish_exec(&docker, &exec, "exec_die");
     drop(pipes);
     drop(output);
 }

@@ -194,6 +194,8 @@ async fn post_dispatch(State(docker): State<super::State>, Path(rest): Path<Stri
 }
 
 async fn remove(State(docker): State<super::State>, Path(name): Path<String>, Query(query): Query<RefQuery>) -> DockerResult<Json<Vec<Value>>> {
+    // `noprune` keeps untagged parent images; berth's images have no parents (each is its
+    // own manifest and layers), so there is nothing to prune either way.
     let _ = query.noprune;
     let image = find_image(&docker, &name)?;
     let force = truthy(query.force.as_deref());
@@ -256,7 +258,10 @@ fn progress_line(progress: &PullProgress) -> Value {
 
 fn pull_error(reference: &str, error: ImageError) -> DockerError {
     match error {
-        ImageError::NotFound(_) | ImageError::Unauthorized(_) => {
+        // A registry that refuses the credentials: its error, as dockerd passes it on, but not
+        // as a 401, on which the docker CLI would prompt for a login.
+        ImageError::Unauthorized(_) => DockerError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        ImageError::NotFound(_) => {
             let repo = reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(reference);
             DockerError::not_found(format!("pull access denied for {repo}, repository does not exist or may require 'docker login'"))
         }
@@ -376,7 +381,10 @@ async fn push(docker: super::State, target: String, auth: Option<Credentials>) -
                     let _ = output.send(line(json!({"status": "Pushed", "progressDetail": {}, "id": short_digest(&layer.digest)}))).await;
                 }
                 let size = image.size;
-                let _ = output.send(line(json!({"status": format!("{tag}: digest: {digest} size: {size}"), "progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}}))).await;
+                // Two messages, as dockerd sends them: the CLI prints a status but hands one
+                // with `aux` to its callback without printing it.
+                let _ = output.send(line(json!({"status": format!("{tag}: digest: {digest} size: {size}")}))).await;
+                let _ = output.send(line(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}}))).await;
                 docker.publish_image(&image.id, "push", &familiar(&target));
             }
             Err(error) => {

@@ -2,17 +2,22 @@
 //! routes grouped by resource, translating to calls of the core and the images
 //! service. Docker's objects live in the core's `docker` namespace, each container in
 //! a sandbox of its own on the default bridge; the Docker id is the sandbox's id.
+pub mod archive;
 pub mod attach;
+pub mod changes;
 pub mod containers;
 pub mod create;
 pub mod error;
 pub mod exec;
+pub mod extras;
 pub mod hijack;
 pub mod images;
+pub mod login;
 pub mod logs;
 pub mod mounts;
-pub mod stdio;
 pub mod restart;
+pub mod rootview;
+pub mod stdio;
 pub mod system;
 pub mod volume_copy;
 pub mod volume_store;
@@ -120,9 +125,11 @@ fn routes(state: State) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
-        .route("/auth", post(system::auth))
+        .route("/auth", post(login::auth))
         .route("/system/df", get(system::disk_usage))
         .merge(containers::routes())
+        .merge(archive::routes())
+        .merge(changes::routes())
         .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())

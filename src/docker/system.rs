@@ -97,11 +97,6 @@ pub async fn disk_usage(State(docker): State<super::State>) -> DockerResult<Json
     Ok(Json(json!({"LayersSize": bytes, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": []})))
 }
 
-pub async fn auth(body: Bytes) -> DockerResult<Json<Value>> {
-    let _: Value = serde_json::from_slice(&body).map_err(|e| DockerError::bad_request(format!("invalid JSON: {e}")))?;
-    Err(DockerError::new(axum::http::StatusCode::NOT_IMPLEMENTED, "login is not supported by berthd yet; pass credentials with each pull and push"))
-}
-
 /// One Docker event, as `/events` streams it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DockerEvent {

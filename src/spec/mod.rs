@@ -148,9 +148,13 @@ fn process_section(inputs: &SpecInputs, caps: &[String]) -> Result<Value, SpecEr
         .into_iter()
         .find(|dir| !dir.is_empty())
         .unwrap_or("/");
+    let mut args = command_line(container, inputs.image)?;
+    if container.extras.init_binary.is_some() {
+        args.splice(0..0, [INIT_DESTINATION.to_string(), "--".to_string()]);
+    }
     let mut process = json!({
         "terminal": container.tty,
-        "args": command_line(container, inputs.image)?,
+        "args": args,
         "env": environment(container, inputs.image),
         "cwd": cwd,
         "user": user_section(inputs)?,
@@ -162,6 +166,10 @@ fn process_section(inputs: &SpecInputs, caps: &[String]) -> Result<Value, SpecEr
     }
     if !container.security.apparmor.is_empty() && apparmor_enabled() {
         process["apparmorProfile"] = json!(container.security.apparmor);
+    }
+    if !container.extras.rlimits.is_empty() {
+        let limits: Vec<Value> = container.extras.rlimits.iter().map(|l| json!({ "type": l.kind, "soft": l.soft, "hard": l.hard })).collect();
+        process["rlimits"] = json!(limits);
     }
     Ok(process)
 }
@@ -267,8 +275,19 @@ fn mounts_section(inputs: &SpecInputs) -> Vec<Value> {
         options.push(propagation);
         mounts.push(bind_mount(&mount.container_path, &mount.host_path, &options));
     }
+    for tmpfs in &container.extras.tmpfs {
+        let mut options: Vec<String> = ["nosuid", "nodev", "noexec"].iter().map(|o| o.to_string()).collect();
+        options.extend(tmpfs.options.iter().cloned());
+        mounts.push(json!({ "destination": tmpfs.container_path, "type": "tmpfs", "source": "tmpfs", "options": options }));
+    }
+    if let Some(init) = &container.extras.init_binary {
+        mounts.push(bind_mount(INIT_DESTINATION, init, &["ro", "rprivate"]));
+    }
     mounts
 }
+
+/// Where a container's init (`docker run --init`) is mounted.
+pub const INIT_DESTINATION: &str = "/sbin/docker-init";
 
 /// A bidirectional mount needs the container's root mounts shared with the host's, a
 /// host-to-container one at least slaves of them (as containerd sets it).

@@ -23,9 +23,16 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// `field` of /proc/PID/status, in KiB (VmRSS, RssAnon, RssFile).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// berthd's RSS after `settle` idle, with its anonymous and file-backed parts.
+fn idle_rss(pid: u32, settle: Duration) -> String {
+    std::thread::sleep(settle);
+    format!("{} KiB (anon {} KiB, file {} KiB)", status_kib(pid, "VmRSS"), status_kib(pid, "RssAnon"), status_kib(pid, "RssFile"))
 }
 
 fn concurrent_runs(docker: &DockerWorld, count: usize) -> Duration {
@@ -41,6 +48,8 @@ fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(10);
     let docker = DockerWorld::new();
     docker.docker(&["pull", "-q", "busybox"]).ok();
+    let pid = docker.world.daemon.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let idle_at_start = idle_rss(pid, Duration::from_secs(6));
     docker.docker(&["run", "-d", "--name", "bench-exec", "busybox", "sleep", "100000"]).ok();
     let (mut run, mut lifecycle, mut exec, mut concurrent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -54,12 +63,12 @@ fn main() {
         concurrent.push(concurrent_runs(&docker, 10));
     }
     docker.docker(&["rm", "-f", "bench-exec"]).ok();
-    std::thread::sleep(Duration::from_secs(1));
-    let pid = docker.world.daemon.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let idle_after = idle_rss(pid, Duration::from_secs(6));
     println!("docker CLI against berthd, {rounds} rounds, medians (dockerd 20.10 on this machine per issue 15):");
     println!("  run --rm busybox true        {:>8.1} ms   (dockerd ~330 ms)", median(run).as_secs_f64() * 1e3);
     println!("  create + start + rm -f       {:>8.1} ms", median(lifecycle).as_secs_f64() * 1e3);
     println!("  exec true                    {:>8.1} ms   (dockerd ~65 ms)", median(exec).as_secs_f64() * 1e3);
     println!("  10 concurrent run --rm       {:>8.1} ms", median(concurrent).as_secs_f64() * 1e3);
-    println!("  berthd RSS, idle after the runs: {} KiB (dockerd ~76 MB)", rss_kib(pid));
+    println!("  berthd RSS, idle after the pull: {idle_at_start}");
+    println!("  berthd RSS, idle after the runs: {idle_after} (dockerd ~76 MB)");
 }
