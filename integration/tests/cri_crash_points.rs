@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::{cgroup_tree, pids_with_cmdline_containing, Berthd};
+use berth_integration::bins::bin_path;
 use berth_integration::command::sh;
 use berth_integration::cri::*;
 use k8s_cri::v1 as cri;
@@ -269,6 +270,10 @@ fn a_daemon_killed_at_every_crash_point_recovers_to_a_clean_state() {
     use std::os::unix::process::ExitStatusExt;
     let crash_binary = crash_berthd();
     let mut world = World::new();
+    // The crash build's own directory may hold no helpers, or stale ones: both daemons
+    // run the workspace's shim and pod init (top-level keys, so before the tables).
+    let helpers = format!("shim_binary = {:?}\npod_init_binary = {:?}\n", bin_path("berth-shim"), bin_path("berth-pod-init"));
+    world.daemon.extra_config = format!("{helpers}{}", world.daemon.extra_config);
     // Each block gets its own runtime: dropping it closes the block's connections, or
     // the daemon's graceful stop would wait for them.
     let survivor = runtime().block_on(async {
