@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins
-# berthd with its named crash points, for tests/cri_crash_points.rs (kept apart from the normal build)
 cargo build --release --features crash-points --bin berthd --target-dir target/crash
 shims/runtime/build-static.sh
 cargo test --release --workspace -- --test-threads=2
