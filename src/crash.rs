@@ -36,6 +36,9 @@ pub const POINTS: &[&str] = &[
     "remove_pod_sandbox.after_remove_containers",
     "remove_pod_sandbox.after_shims",
     "remove_pod_sandbox.after_teardown",
+    "pull.after_layer_download",
+    "pull.after_layer_commit",
+    "pull.after_manifests",
 ];
 
 /// Marks a crash point (a string literal from [`POINTS`]).

@@ -1,6 +1,6 @@
 //! berthd killed at every named crash point (`berth::crash::POINTS`) of every operation,
-//! then started again: recovery must undo a creation or a start that was cut short and
-//! finish a stop or a removal, so that the kernel's view (mounts, pinned namespaces,
+//! then started again: recovery must undo a creation, a start or a pull that was cut
+//! short and finish a stop or a removal, so that the kernel's view (mounts, pinned namespaces,
 //! cgroup directories in every hierarchy, links, nftables, processes, the daemon's
 //! directories and its IPAM records) holds exactly what the records say; a pod and its
 //! container that ran before keep running through every crash, and the interrupted
@@ -34,7 +34,12 @@ enum Operation {
     StopPod,
     RemoveContainer,
     RemovePod,
+    Pull,
 }
+
+/// The image whose pull crashes: busybox with a file of its own (no blob in common with
+/// the survivor's image).
+const CRASH_IMAGE: &str = "docker.io/library/crashpull:latest";
 
 fn operation_of(point: &str) -> Operation {
     match point.split('.').next().unwrap_or_default() {
@@ -44,6 +49,7 @@ fn operation_of(point: &str) -> Operation {
         "stop_pod_sandbox" => Operation::StopPod,
         "remove_container" => Operation::RemoveContainer,
         "remove_pod_sandbox" => Operation::RemovePod,
+        "pull" => Operation::Pull,
         other => panic!("crash point {point}: no operation {other} in this test"),
     }
 }
@@ -86,7 +92,8 @@ impl KernelView {
         let others = |pid: &i32| *pid != std::process::id() as i32 && Some(*pid) != daemon_pid;
         let processes = pids_with_cmdline_containing(&dir).into_iter().filter(others).collect();
         let mut entries = BTreeSet::new();
-        for (base, sub) in [(daemon.state(), "netns"), (daemon.state(), "sandboxes"), (daemon.root(), "containers"), (daemon.root(), "snapshots")] {
+        let places = [(daemon.state(), "netns"), (daemon.state(), "sandboxes"), (daemon.root(), "containers"), (daemon.root(), "snapshots"), (daemon.root(), "content/ingest"), (daemon.root(), "content/blobs/sha256")];
+        for (base, sub) in places {
             for entry in std::fs::read_dir(base.join(sub)).into_iter().flatten().flatten() {
                 entries.insert(format!("{sub}/{}", entry.file_name().to_string_lossy()));
             }
@@ -168,7 +175,7 @@ struct Setup {
 }
 
 async fn set_up(client: &mut Client, operation: Operation) -> Setup {
-    if operation == Operation::RunPod {
+    if matches!(operation, Operation::RunPod | Operation::Pull) {
         return Setup::default();
     }
     let pod = run_pod(client, &crash_pod_config()).await;
@@ -183,8 +190,12 @@ async fn set_up(client: &mut Client, operation: Operation) -> Setup {
 }
 
 /// Runs the operation; Ok means it completed.
-async fn perform(client: &mut Client, operation: Operation, setup: &Setup) -> Result<(), tonic::Status> {
+async fn perform(daemon: &Berthd, client: &mut Client, operation: Operation, setup: &Setup) -> Result<(), tonic::Status> {
     match operation {
+        Operation::Pull => {
+            let request = cri::PullImageRequest { image: Some(cri::ImageSpec { image: CRASH_IMAGE.into(), ..Default::default() }), ..Default::default() };
+            daemon.images().await.pull_image(request).await.map(drop)
+        }
         Operation::RunPod => {
             let request = cri::RunPodSandboxRequest { config: Some(crash_pod_config()), runtime_handler: String::new() };
             client.run_pod_sandbox(request).await.map(drop)
@@ -227,15 +238,29 @@ async fn check_settled(client: &mut Client, daemon: &Berthd, operation: Operatio
         Operation::RemovePod => {
             assert!(pods_named(client, "crashing").await.is_empty(), "{point}: the removal was not finished");
         }
+        Operation::Pull => {
+            assert!(crash_image_status(daemon).await.is_none(), "{point}: the interrupted pull's image is listed");
+        }
     }
-    if matches!(operation, Operation::RunPod | Operation::CreateContainer | Operation::StartContainer) {
+    if matches!(operation, Operation::RunPod | Operation::CreateContainer | Operation::StartContainer | Operation::Pull) {
         KernelView::take(daemon).assert_same(before, &format!("{point}: after recovery"));
     }
 }
 
-/// Tries the operation again (it must succeed), then removes the crashing pod.
-async fn retry_and_clean(client: &mut Client, operation: Operation, setup: &Setup, point: &str) {
-    perform(client, operation, setup).await.unwrap_or_else(|e| panic!("{point}: retrying the operation: {e}"));
+async fn crash_image_status(daemon: &Berthd) -> Option<cri::Image> {
+    let request = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: CRASH_IMAGE.into(), ..Default::default() }), verbose: false };
+    daemon.images().await.image_status(request).await.expect("image status").into_inner().image
+}
+
+/// Tries the operation again (it must succeed), then removes the crashing pod (or the
+/// pulled image).
+async fn retry_and_clean(daemon: &Berthd, client: &mut Client, operation: Operation, setup: &Setup, point: &str) {
+    perform(daemon, client, operation, setup).await.unwrap_or_else(|e| panic!("{point}: retrying the operation: {e}"));
+    if operation == Operation::Pull {
+        assert!(crash_image_status(daemon).await.is_some(), "{point}: the retried pull's image is not listed");
+        let request = cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: CRASH_IMAGE.into(), ..Default::default() }) };
+        daemon.images().await.remove_image(request).await.expect("remove the pulled image");
+    }
     if operation == Operation::StartContainer {
         let current = status(client, &setup.container).await;
         assert_eq!(current.state, cri::ContainerState::ContainerRunning as i32, "{point}: retried start: {current:?}");
@@ -276,6 +301,7 @@ fn a_daemon_killed_at_every_crash_point_recovers_to_a_clean_state() {
     world.daemon.extra_config = format!("{helpers}{}", world.daemon.extra_config);
     // Each block gets its own runtime: dropping it closes the block's connections, or
     // the daemon's graceful stop would wait for them.
+    busybox_image_with(|layer| layer.file("crash-pull", b"a layer of its own", 0o644)).push(&world.registry, "library/crashpull", "latest");
     let survivor = runtime().block_on(async {
         let mut client = world.daemon.runtime().await;
         pull(&world.daemon).await;
@@ -297,7 +323,7 @@ fn a_daemon_killed_at_every_crash_point_recovers_to_a_clean_state() {
             let mut client = world.daemon.runtime().await;
             let setup = set_up(&mut client, operation).await;
             let before = KernelView::take(&world.daemon);
-            let outcome = perform(&mut client, operation, &setup).await;
+            let outcome = perform(&world.daemon, &mut client, operation, &setup).await;
             (setup, before, outcome)
         });
         assert!(outcome.is_err(), "{point}: the operation completed: the point was never reached");
@@ -308,7 +334,7 @@ fn a_daemon_killed_at_every_crash_point_recovers_to_a_clean_state() {
             let mut client = world.daemon.runtime().await;
             survivor.check(&mut client, point).await;
             check_settled(&mut client, &world.daemon, operation, &setup, &before, point).await;
-            retry_and_clean(&mut client, operation, &setup, point).await;
+            retry_and_clean(&world.daemon, &mut client, operation, &setup, point).await;
             survivor.check(&mut client, point).await;
         });
         KernelView::take(&world.daemon).assert_same(&baseline, &format!("{point}: after the retry and the pod's removal"));

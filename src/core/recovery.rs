@@ -5,7 +5,7 @@
 //! connection closed. Operations that a dead daemon left under way (their intent
 //! records, see `intents.rs`) are settled: a start is undone (its task killed and
 //! deleted, its shim shut down if idle, the container left created, ready for another
-//! start), a stop or a removal is finished.
+//! start), a stop or a removal is finished; what interrupted pulls left is collected.
 use containerd_shim_protos::api::{DeleteRequest, KillRequest, StateRequest, Status, WaitRequest};
 
 use super::intents::{Intent, Operation};
@@ -40,7 +40,20 @@ impl Core {
         for intent in &others {
             self.settle_intent(intent).await;
         }
+        self.collect_pull_leftovers();
         Ok(())
+    }
+
+    /// A pull cut short leaves blobs and layers that no image names (its partial
+    /// downloads and unpacked directories went when the stores opened): garbage.
+    fn collect_pull_leftovers(&self) {
+        match self.images.gc() {
+            Ok(report) if report.blobs_removed + report.snapshots_removed > 0 => {
+                tracing::info!(blobs = report.blobs_removed, snapshots = report.snapshots_removed, "removed what interrupted pulls left")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "collecting what interrupted pulls left"),
+        }
     }
 
     /// Undoes or finishes what `intent` says was under way, then erases it.
