@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/packages.sh test
 cargo build --release --workspace --bins
+cargo build --release --features crash-points --bin berthd --target-dir target/crash
 shims/runtime/build-static.sh
 # What an earlier, interrupted run left on this machine is reported, not blamed on this one.
 baseline=$(mktemp)

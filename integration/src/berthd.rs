@@ -23,6 +23,11 @@ pub struct Berthd {
     pub dir: TempDir,
     pub child: Option<Child>,
     pub extra_config: String,
+    /// The daemon's executable when not the workspace's `berthd` (a build with other
+    /// features, say).
+    pub binary: Option<PathBuf>,
+    /// Environment variables the next [`Berthd::spawn`] gives the daemon.
+    pub env: Vec<(String, String)>,
 }
 
 impl Berthd {
@@ -63,7 +68,7 @@ impl Berthd {
     }
 
     fn start_with(own_netns: Option<NetNs>, netns_path: String, extra_config: &str) -> Berthd {
-        let mut daemon = Berthd { own_netns, netns_path, dir: TempDir::new("berthd"), child: None, extra_config: extra_config.to_string() };
+        let mut daemon = Berthd { own_netns, netns_path, dir: TempDir::new("berthd"), child: None, extra_config: extra_config.to_string(), binary: None, env: Vec::new() };
         daemon.spawn();
         daemon
     }
@@ -84,7 +89,8 @@ impl Berthd {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("berthd log");
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.netns_path))
-            .arg(bin_path("berthd"))
+            .arg(self.binary.clone().unwrap_or_else(|| bin_path("berthd")))
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -137,6 +143,20 @@ impl Berthd {
         let mut pids = pids_with_cmdline_containing(&marker);
         pids.extend(pids_in_cgroup_tree(&self.cgroup_parent()));
         pids.into_iter().filter(|pid| !is_zombie(*pid)).count()
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its exit status.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGTERM, and waits for the daemon to exit.
@@ -217,7 +237,7 @@ pub fn pids_with_cmdline_containing(text: &str) -> Vec<i32> {
 }
 
 /// The directories of `/sys/fs/cgroup/*/<name>` and below, parents first.
-fn cgroup_tree(name: &str) -> Vec<PathBuf> {
+pub fn cgroup_tree(name: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if name.is_empty() {
         return dirs;

@@ -140,3 +140,15 @@ pub async fn pid_of(client: &mut RuntimeServiceClient<Channel>, id: &str) -> i32
     let verbose: serde_json::Value = serde_json::from_str(&info["info"]).expect("verbose info");
     verbose["pid"].as_i64().expect("pid") as i32
 }
+
+/// busybox with only `sleep`, whose command sleeps, as `busybox:bench` and
+/// `pause:bench`: the benchmarks' container image and containerd's sandbox ("pause")
+/// image. (The tests' busybox image carries a hard link whose tar header mode
+/// containerd applies to /bin/busybox, leaving it 0644.)
+pub fn push_bench_images(world: &World) {
+    let layer = LayerBuilder::new().dir("bin", 0o755).file("bin/busybox", &std::fs::read("/bin/busybox").expect("busybox-static"), 0o755).symlink("bin/sleep", "busybox");
+    let mut image = TestImage::new(vec![Layer::gzip(layer)]);
+    image.config["config"] = serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sleep", "1000000"], "WorkingDir": "/" });
+    image.push(&world.registry, "library/busybox", "bench");
+    image.push(&world.registry, "library/pause", "bench");
+}

@@ -96,3 +96,25 @@ pub fn pid_gone(pid: i32) -> bool {
             .unwrap_or(true),
     }
 }
+
+/// A benchmark's cgroup parent: removed (with what is left below it) when dropped.
+pub struct CgroupParent(String);
+
+impl CgroupParent {
+    pub fn new(name: String) -> CgroupParent {
+        CgroupParent(name)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let stuck = remove_cgroup_dirs(std::slice::from_ref(&self.0));
+        if !stuck.is_empty() {
+            println!("cgroups left behind: {stuck:?}");
+        }
+    }
+}

@@ -9,6 +9,7 @@ use containerd_shim_protos::types::mount::Mount;
 use protobuf::MessageField;
 
 use super::events::{ContainerEvent, LifecycleEvent};
+use super::intents::{Intent, Operation};
 use super::*;
 use crate::private_fs;
 use crate::spec::{self, SpecInputs};
@@ -65,8 +66,9 @@ impl Core {
             return Err(CoreError::FailedPrecondition(format!("sandbox {} is not ready", sandbox.id)));
         }
         let id = ids::new_id()?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_pod(namespace, &sandbox.id).await;
         let mut record = self.reserve_container(namespace, &id, spec, &sandbox)?;
+        crash_point!("create_container.after_reserve");
         match self.build_container(&mut record, &sandbox).await {
             Ok(()) => {
                 record.complete = true;
@@ -114,6 +116,7 @@ impl Core {
             self.open_way_for_user_namespace(&bundle, &sandbox.id)?;
         }
         let prepared = self.prepare_rootfs(&record.spec.image, &record.snapshot_key, sandbox.spec.user_namespace.as_ref()).await?;
+        crash_point!("create_container.after_snapshot");
         record.image_id = prepared.image_id.clone();
         record.image_ref = prepared.image_ref.clone();
         let pid_namespace_path = self.pid_namespace_of(record, sandbox)?;
@@ -145,6 +148,7 @@ impl Core {
         let mounts = serde_json::to_vec(&prepared.mounts).map_err(|e| CoreError::Internal(e.to_string()))?;
         private_fs::write_private_file(&bundle.join("config.json"), &text).map_err(io_error("writing config.json"))?;
         private_fs::write_private_file(&bundle.join("rootfs.json"), &mounts).map_err(io_error("writing rootfs.json"))?;
+        crash_point!("create_container.after_bundle");
         Ok(())
     }
 
@@ -180,6 +184,7 @@ impl Core {
         if let Err(error) = self.release_rootfs(&record.snapshot_key).await {
             tracing::warn!(container = %record.id, %error, "releasing the container's snapshot");
         }
+        crash_point!("remove_container.after_snapshot");
         let _ = std::fs::remove_dir_all(&record.bundle);
         let forget = self.release_name(CONTAINERS, &record.namespace, "container", &record.spec.name, &record.id);
         if let Err(error) = forget {
@@ -194,11 +199,16 @@ impl Core {
 
     /// Starts a created container whose stdio goes to the FIFOs that `io` names.
     pub async fn start_container_with_io(&self, namespace: &str, id: &str, io: &super::task_io::TaskIo) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut record = self.container(namespace, id)?;
+        let (_guard, record) = self.lock_pod_of(namespace, id).await?;
         if record.state != ContainerState::Created {
             return Err(CoreError::FailedPrecondition(format!("container {} is not in the created state", record.id)));
         }
+        let intent = Intent::new(Operation::StartContainer, namespace, &record.id);
+        self.with_intent(intent, self.start_created(record, io)).await
+    }
+
+    async fn start_created(&self, mut record: ContainerRecord, io: &super::task_io::TaskIo) -> CoreResult<()> {
+        crash_point!("start_container.after_intent");
         match self.start_task(&mut record, io).await {
             Ok(()) => {
                 self.save_container(&record)?;
@@ -233,6 +243,7 @@ impl Core {
         let sandbox = self.sandbox(&record.namespace, &record.spec.sandbox_id)?;
         let options = self.runtime_options(&sandbox)?;
         let (address, client) = self.connect_shim(&record.id, bundle).await?;
+        crash_point!("start_container.after_shim");
         record.shim_address = address.clone();
         if !sandbox.shims.contains(&address) {
             self.remember_shim(&sandbox, &address)?;
@@ -258,6 +269,7 @@ impl Core {
         if let Err(error) = created {
             return Err(error.into());
         }
+        crash_point!("start_container.after_create_task");
         let start = StartRequest { id: record.id.clone(), ..Default::default() };
         let started = client.start(context(), &start).await;
         let started = match started {
@@ -270,6 +282,7 @@ impl Core {
         record.pid = started.pid;
         record.state = ContainerState::Running;
         record.started_at = now_nanos();
+        crash_point!("start_container.after_start_task");
         Ok(())
     }
 
@@ -346,10 +359,14 @@ impl Core {
     }
 
     /// The shim no longer has the task: the exit event's handler deleted it (under the
-    /// write lock, recording the exit). Once that is done, a record still running means
+    /// pod's lock, recording the exit). Once that is done, a record still running means
     /// the task went another way, and the shim's own record of the exit is used.
     async fn settle_deleted_task(&self, namespace: &str, id: &str) -> CoreResult<()> {
-        drop(self.write_lock.lock().await);
+        match self.lock_pod_of(namespace, id).await {
+            Ok((guard, _)) => drop(guard),
+            Err(CoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        }
         match self.container(namespace, id) {
             Ok(record) if record.state == ContainerState::Running => self.reap_lost_container(&record).await,
             Ok(_) | Err(CoreError::NotFound(_)) => Ok(()),
@@ -367,9 +384,8 @@ impl Core {
     /// The OOM killer struck in a running container: its exit, reported next, gets the
     /// reason `OOMKilled`. A container of another namespace, or gone, is ignored.
     pub async fn mark_out_of_memory(&self, namespace: &str, id: &str) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut record = match self.container(namespace, id) {
-            Ok(record) => record,
+        let (_guard, mut record) = match self.lock_pod_of(namespace, id).await {
+            Ok(locked) => locked,
             Err(CoreError::NotFound(_)) => return Ok(()),
             Err(error) => return Err(error),
         };
@@ -382,9 +398,8 @@ impl Core {
 
     /// Records an init's exit (once) and deletes its task from the shim.
     pub async fn record_exit(&self, namespace: &str, id: &str, status: u32, at_nanos: i64) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut record = match self.container(namespace, id) {
-            Ok(record) => record,
+        let (_guard, mut record) = match self.lock_pod_of(namespace, id).await {
+            Ok(locked) => locked,
             Err(CoreError::NotFound(_)) => return Ok(()),
             Err(error) => return Err(error),
         };
@@ -436,9 +451,15 @@ impl Core {
             Err(CoreError::NotFound(_)) => return Ok(()),
             Err(error) => return Err(error),
         };
-        self.stop_container(namespace, &record.id, 0).await?;
-        let _guard = self.write_lock.lock().await;
-        let record = self.container(namespace, &record.id)?;
+        let intent = Intent::new(Operation::RemoveContainer, namespace, &record.id);
+        self.with_intent(intent, self.remove_container_steps(namespace, &record.id)).await
+    }
+
+    async fn remove_container_steps(&self, namespace: &str, id: &str) -> CoreResult<()> {
+        crash_point!("remove_container.after_intent");
+        self.stop_container(namespace, id, 0).await?;
+        crash_point!("remove_container.after_stop");
+        let (_guard, record) = self.lock_pod_of(namespace, id).await?;
         self.discard_container(&record).await;
         self.publish(&record, LifecycleEvent::Deleted);
         Ok(())

@@ -4,9 +4,9 @@ use super::*;
 
 impl Core {
     /// Applies `change` to the container's `front` and stores it, in one transaction
-    /// under the write lock, so no concurrent update of the record is lost.
+    /// under its pod's lock, so no concurrent update of the record is lost.
     pub async fn update_front(&self, namespace: &str, id: &str, change: impl FnOnce(&mut serde_json::Value)) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
+        let (_guard, _) = self.lock_pod_of(namespace, id).await?;
         let key = record_key(namespace, id);
         self.store.write(|txn| {
             let mut record: ContainerRecord = txn.get(CONTAINERS, &key)?.ok_or_else(|| CoreError::NotFound(format!("container {id}")))?;

@@ -7,7 +7,9 @@ pub mod exec;
 pub mod front;
 pub mod handlers;
 pub mod ids;
+pub mod intents;
 pub mod limits;
+pub mod locks;
 pub mod pin;
 pub mod pod_init;
 pub mod port_forward;
@@ -115,8 +117,9 @@ pub struct Core {
     pub images: crate::image::ImageService,
     pub network: crate::network::NetworkManager,
     pub events: events::EventBus,
-    /// Serializes changes to the records (creation, state changes, removal).
-    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// One lock per pod: changes to a pod's records (its creation, its containers'
+    /// creations, starts, exits, stops and removals) are ordered; pods are independent.
+    pub(crate) pod_locks: locks::KeyedLocks,
     /// Each runtime handler's features, found on first use.
     pub(crate) handler_features: tokio::sync::OnceCell<std::collections::BTreeMap<String, handlers::HandlerFeatures>>,
 }
@@ -124,6 +127,20 @@ pub struct Core {
 pub type SharedCore = Arc<Core>;
 
 impl Core {
+    /// Waits for the lock of the pod `sandbox_id`.
+    pub(crate) async fn lock_pod(&self, namespace: &str, sandbox_id: &str) -> locks::KeyGuard {
+        self.pod_locks.lock(&record_key(namespace, sandbox_id)).await
+    }
+
+    /// Waits for the lock of the pod of the container `id` (id or unique prefix), and
+    /// reads the container's record again under it.
+    pub(crate) async fn lock_pod_of(&self, namespace: &str, id: &str) -> CoreResult<(locks::KeyGuard, ContainerRecord)> {
+        let found = self.container(namespace, id)?;
+        let guard = self.lock_pod(namespace, &found.spec.sandbox_id).await;
+        let record = self.container(namespace, &found.id)?;
+        Ok((guard, record))
+    }
+
     /// Claims a unique name for `id` and writes its first record, in one transaction.
     pub(crate) fn claim_name<T: serde::Serialize>(&self, table: crate::store::Table<T>, namespace: &str, kind: &str, name: &str, id: &str, record: &T) -> CoreResult<()> {
         let name_entry = name_key(namespace, kind, name);

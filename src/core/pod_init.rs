@@ -83,6 +83,38 @@ impl PodInit {
     }
 }
 
+/// Kills every `berth-pod-init` started with `root` as its root (its first argument):
+/// the init of a pod whose creation was cut short before its pid was recorded, and the
+/// starter that would have printed it. Waits, a little, for them to go.
+pub async fn kill_strays(root: &Path) {
+    let strays = processes_with_first_argument(root);
+    for pid in &strays {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    for _ in 0..STOP_POLLS {
+        if strays.iter().all(|pid| is_zombie(*pid)) {
+            return;
+        }
+        tokio::time::sleep(STOP_POLL_INTERVAL).await;
+    }
+}
+
+fn processes_with_first_argument(argument: &Path) -> Vec<u32> {
+    let wanted = argument.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let mut arguments = cmdline.split(|byte| *byte == 0);
+        let program = arguments.next().unwrap_or_default();
+        let is_pod_init = program.ends_with(b"berth-pod-init") || program.starts_with(b"/proc/");
+        if is_pod_init && arguments.next() == Some(wanted) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

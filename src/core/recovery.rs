@@ -2,16 +2,27 @@
 //! checked with its shim (all shims at once): still running, exited while the daemon
 //! was down (its exit is recorded), or its shim is gone (cleaned up, reported exited).
 //! The same check runs while the daemon serves, for the containers of a shim whose
-//! connection closed.
-use containerd_shim_protos::api::StateRequest;
-use containerd_shim_protos::api::Status;
+//! connection closed. Operations that a dead daemon left under way (their intent
+//! records, see `intents.rs`) are settled: a start is undone (its task killed and
+//! deleted, its shim shut down if idle, the container left created, ready for another
+//! start), a stop or a removal is finished; what interrupted pulls left is collected.
+use containerd_shim_protos::api::{DeleteRequest, KillRequest, StateRequest, Status, WaitRequest};
 
+use super::intents::{Intent, Operation};
 use super::*;
 use crate::task::context;
+
+/// How long an undone start waits for its killed task to exit.
+const UNDO_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Core {
     pub async fn recover(&self) -> CoreResult<()> {
         self.drop_incomplete().await?;
+        let intents = self.pending_intents()?;
+        let (starts, others): (Vec<Intent>, Vec<Intent>) = intents.into_iter().partition(|i| i.operation == Operation::StartContainer);
+        for intent in &starts {
+            self.settle_intent(intent).await;
+        }
         self.reconcile_network().await?;
         let namespaces = ["k8s", "docker"];
         let mut running = Vec::new();
@@ -26,6 +37,62 @@ impl Core {
             }
         }
         tracing::info!(containers = running.len(), "recovered running containers");
+        for intent in &others {
+            self.settle_intent(intent).await;
+        }
+        self.collect_pull_leftovers();
+        Ok(())
+    }
+
+    /// A pull cut short leaves blobs and layers that no image names (its partial
+    /// downloads and unpacked directories went when the stores opened): garbage.
+    fn collect_pull_leftovers(&self) {
+        match self.images.gc() {
+            Ok(report) if report.blobs_removed + report.snapshots_removed > 0 => {
+                tracing::info!(blobs = report.blobs_removed, snapshots = report.snapshots_removed, "removed what interrupted pulls left")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "collecting what interrupted pulls left"),
+        }
+    }
+
+    /// Undoes or finishes what `intent` says was under way, then erases it.
+    async fn settle_intent(&self, intent: &Intent) {
+        tracing::info!(operation = ?intent.operation, id = %intent.id, "settling an operation a crash interrupted");
+        let outcome = match intent.operation {
+            Operation::StartContainer => self.undo_start(intent).await,
+            Operation::StopSandbox => self.stop_sandbox(&intent.namespace, &intent.id).await,
+            Operation::RemoveSandbox => self.remove_sandbox(&intent.namespace, &intent.id).await,
+            Operation::RemoveContainer => self.remove_container(&intent.namespace, &intent.id).await,
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(operation = ?intent.operation, id = %intent.id, %error, "settling an interrupted operation");
+        }
+        if let Err(error) = self.clear_intent(intent) {
+            tracing::warn!(id = %intent.id, %error, "erasing an intent record");
+        }
+    }
+
+    /// A start cut short: the container's record still says created, so its task (if
+    /// the shim got that far) is killed and deleted, which unmounts its root and
+    /// removes its cgroups, and its shim is asked to exit if it serves nothing else.
+    async fn undo_start(&self, intent: &Intent) -> CoreResult<()> {
+        let Some(record) = self.store.get(CONTAINERS, &record_key(&intent.namespace, &intent.id))? else { return Ok(()) };
+        if record.state != ContainerState::Created {
+            return Ok(());
+        }
+        let bundle = std::path::Path::new(&record.bundle);
+        // `berth-shim start` writes the shim's address into the bundle.
+        let Ok(address) = std::fs::read_to_string(bundle.join("address")) else { return Ok(()) };
+        match self.shims.client(address.trim()).await {
+            Ok(client) => remove_task(&client, &record.id).await,
+            Err(_) => {
+                if let Err(error) = self.shims.delete_dead(&record.id, bundle).await {
+                    tracing::warn!(container = %record.id, %error, "cleaning up the task of an interrupted start");
+                }
+            }
+        }
+        self.shutdown_shim_if_idle(address.trim()).await;
         Ok(())
     }
 
@@ -94,3 +161,20 @@ impl Core {
     }
 }
 
+
+/// Deletes the task `id` from its shim; a started one is killed first.
+async fn remove_task(client: &containerd_shim_protos::shim_async::TaskClient, id: &str) {
+    let delete = DeleteRequest { id: id.to_string(), ..Default::default() };
+    if client.delete(context(), &delete).await.is_ok() {
+        return;
+    }
+    let kill = KillRequest { id: id.to_string(), signal: libc::SIGKILL as u32, all: true, ..Default::default() };
+    if client.kill(context(), &kill).await.is_err() {
+        return;
+    }
+    let wait = WaitRequest { id: id.to_string(), ..Default::default() };
+    let _ = tokio::time::timeout(UNDO_WAIT, client.wait(context(), &wait)).await;
+    if let Err(error) = client.delete(context(), &delete).await {
+        tracing::warn!(container = %id, %error, "deleting the task of an interrupted start");
+    }
+}

@@ -7,8 +7,7 @@ impl Core {
         if new_name.is_empty() {
             return Err(CoreError::InvalidArgument("the new name must not be empty".into()));
         }
-        let _guard = self.write_lock.lock().await;
-        let mut record = self.container(namespace, id)?;
+        let (_guard, mut record) = self.lock_pod_of(namespace, id).await?;
         let sandbox_key = record_key(namespace, &record.spec.sandbox_id);
         let old_name = record.spec.name.clone();
         self.store.write(|txn| {

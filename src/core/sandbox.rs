@@ -1,6 +1,7 @@
 //! Pod sandboxes: a name, pinned namespaces (network, IPC, UTS) and a shared /dev/shm,
 //! with no process of their own; their containers join them.
 use super::pin::{self, PinPlan};
+use super::intents::{Intent, Operation};
 use super::pod_init;
 use super::*;
 use crate::network::{write_name_files, AttachRequest, DnsConfig, Protocol};
@@ -10,6 +11,9 @@ const SHM_BYTES: u64 = 64 << 20;
 
 /// Under the state directory: the init roots of pods with their own user namespace.
 const USERNS_INIT_ROOTS: &str = "userns-init-roots";
+
+/// In the pod's directory: the pin of its shared PID namespace.
+const POD_INIT_PIN: &str = "pid";
 
 impl Core {
     fn pin_plan(&self, id: &str, spec: &SandboxSpec) -> PinPlan {
@@ -39,8 +43,9 @@ impl Core {
         }
         limits::check_labels("labels", &spec.labels)?;
         limits::check_labels("annotations", &spec.annotations)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_pod(namespace, &id).await;
         let mut record = self.reserve_sandbox(namespace, &id, spec)?;
+        crash_point!("run_pod_sandbox.after_reserve");
         match self.build_sandbox(&mut record).await {
             Ok(()) => {
                 record.complete = true;
@@ -82,6 +87,7 @@ impl Core {
         let dir = self.paths.sandbox_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
         tokio::task::block_in_place(|| pin::pin(&plan))?;
+        crash_point!("run_pod_sandbox.after_pin");
         record.netns = plan.network.as_ref().map(|p| p.display().to_string());
         record.ipcns = plan.ipc.as_ref().map(|p| p.display().to_string());
         record.utsns = plan.uts.as_ref().map(|p| p.display().to_string());
@@ -90,17 +96,20 @@ impl Core {
             let shm = dir.join("shm");
             pin::mount_shm(&shm, SHM_BYTES)?;
             record.shm = Some(shm.display().to_string());
+            crash_point!("run_pod_sandbox.after_shm");
         }
         if record.spec.pid == NamespaceMode::Pod {
             let userns = plan.user.as_ref().map(|(path, _)| path.as_path());
             let root = self.pod_init_root(&record.id, userns.is_some())?;
-            let init = pod_init::start(&self.paths.pod_init_binary, &root, &dir.join("pid"), userns).await?;
+            let init = pod_init::start(&self.paths.pod_init_binary, &root, &dir.join(POD_INIT_PIN), userns).await?;
             record.pod_init = Some(init);
+            crash_point!("run_pod_sandbox.after_pod_init");
         }
         match &plan.network {
             Some(netns) => self.attach_network(record, netns).await?,
             None => self.write_host_network_files(record)?,
         }
+        crash_point!("run_pod_sandbox.after_network");
         record.state = SandboxState::Ready;
         Ok(())
     }
@@ -147,7 +156,10 @@ impl Core {
         if let Some(init) = &record.pod_init {
             init.release().await;
         }
+        // An init started by a run that died before recording it.
+        pod_init::kill_strays(&self.pod_init_root_path(&record.id, record.spec.user_namespace.is_some())).await;
         let dir = self.paths.sandbox_dir(&record.id);
+        pin::unpin_path(&dir.join(POD_INIT_PIN));
         pin::unmount_shm(&dir.join("shm"));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir(self.paths.state.join(USERNS_INIT_ROOTS).join(&record.id));
@@ -158,13 +170,20 @@ impl Core {
     /// namespace's root, an unprivileged id on the host) could not reach it there: its
     /// directory sits in one that others may pass through but not list.
     fn pod_init_root(&self, id: &str, in_user_namespace: bool) -> CoreResult<std::path::PathBuf> {
-        if !in_user_namespace {
-            return Ok(self.paths.sandbox_dir(id).join("init-root"));
+        let root = self.pod_init_root_path(id, in_user_namespace);
+        if let (true, Some(parent)) = (in_user_namespace, root.parent()) {
+            std::fs::create_dir_all(parent).map_err(io_error(format!("creating {}", parent.display())))?;
+            berth_runtime::private_fs::set_mode(parent, 0o711).map_err(io_error(format!("setting the mode of {}", parent.display())))?;
         }
-        let parent = self.paths.state.join(USERNS_INIT_ROOTS);
-        std::fs::create_dir_all(&parent).map_err(io_error(format!("creating {}", parent.display())))?;
-        berth_runtime::private_fs::set_mode(&parent, 0o711).map_err(io_error(format!("setting the mode of {}", parent.display())))?;
-        Ok(parent.join(id))
+        Ok(root)
+    }
+
+    /// Where [`Self::pod_init_root`] puts the init's root (the init's first argument).
+    fn pod_init_root_path(&self, id: &str, in_user_namespace: bool) -> std::path::PathBuf {
+        match in_user_namespace {
+            false => self.paths.sandbox_dir(id).join("init-root"),
+            true => self.paths.state.join(USERNS_INIT_ROOTS).join(id),
+        }
     }
 
     /// Notes the shim serving one of the pod's containers, so that removing the pod
@@ -210,10 +229,17 @@ impl Core {
             Err(CoreError::NotFound(_)) => return Ok(()),
             Err(error) => return Err(error),
         };
+        let intent = Intent::new(Operation::StopSandbox, namespace, &record.id);
+        self.with_intent(intent, self.stop_sandbox_steps(namespace, record)).await
+    }
+
+    async fn stop_sandbox_steps(&self, namespace: &str, record: SandboxRecord) -> CoreResult<()> {
+        crash_point!("stop_pod_sandbox.after_intent");
         for container in self.containers_of_sandbox(namespace, &record.id)? {
             self.stop_container(namespace, &container.id, 0).await?;
         }
-        let _guard = self.write_lock.lock().await;
+        crash_point!("stop_pod_sandbox.after_stop_containers");
+        let _guard = self.lock_pod(namespace, &record.id).await;
         let key = record_key(namespace, &record.id);
         let Some(mut record) = self.store.read(|txn| txn.get(SANDBOXES, &key))? else {
             return Ok(());
@@ -222,12 +248,15 @@ impl Core {
             return Ok(());
         }
         self.network.detach(&record.id).await?;
+        crash_point!("stop_pod_sandbox.after_network");
         if let Some(init) = &record.pod_init {
             init.stop().await;
         }
+        crash_point!("stop_pod_sandbox.after_pod_init");
         if let Some(netns) = record.netns.take() {
             pin::unpin_path(std::path::Path::new(&netns));
         }
+        crash_point!("stop_pod_sandbox.after_unpin");
         record.state = SandboxState::NotReady;
         self.store.write(|txn| txn.put(SANDBOXES, &key, &record))?;
         Ok(())
@@ -240,11 +269,18 @@ impl Core {
             Err(CoreError::NotFound(_)) => return Ok(()),
             Err(error) => return Err(error),
         };
+        let intent = Intent::new(Operation::RemoveSandbox, namespace, &record.id);
+        self.with_intent(intent, self.remove_sandbox_steps(namespace, record)).await
+    }
+
+    async fn remove_sandbox_steps(&self, namespace: &str, record: SandboxRecord) -> CoreResult<()> {
+        crash_point!("remove_pod_sandbox.after_intent");
         self.stop_sandbox(namespace, &record.id).await?;
         let containers = self.containers_of_sandbox(namespace, &record.id)?;
         for container in &containers {
             self.remove_container(namespace, &container.id).await?;
         }
+        crash_point!("remove_pod_sandbox.after_remove_containers");
         let mut shims: Vec<&str> = containers.iter().map(|c| c.shim_address.as_str()).filter(|a| !a.is_empty()).collect();
         shims.extend(record.shims.iter().map(String::as_str));
         shims.sort_unstable();
@@ -252,8 +288,10 @@ impl Core {
         for address in shims {
             self.shutdown_shim_if_idle(address).await;
         }
-        let _guard = self.write_lock.lock().await;
+        crash_point!("remove_pod_sandbox.after_shims");
+        let _guard = self.lock_pod(namespace, &record.id).await;
         self.teardown_sandbox(&record).await;
+        crash_point!("remove_pod_sandbox.after_teardown");
         self.forget_sandbox(&record)
     }
 }

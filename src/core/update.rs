@@ -12,8 +12,7 @@ const REOPEN_LOG_ANNOTATION: &str = "io.berth.cri.reopen-log";
 
 impl Core {
     pub async fn update_container_resources(&self, namespace: &str, id: &str, resources: Resources) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut record = self.container(namespace, id)?;
+        let (_guard, mut record) = self.lock_pod_of(namespace, id).await?;
         if record.state == ContainerState::Running {
             let spec = ContainerSpec { resources: resources.clone(), ..record.spec.clone() };
             let mut linux = crate::spec::resources_section(&spec);

@@ -106,7 +106,7 @@ pub async fn build_core(config: Config) -> Result<(Arc<Core>, EventsServer, mpsc
         images,
         network,
         events: Default::default(),
-        write_lock: Default::default(),
+        pod_locks: Default::default(),
         handler_features: Default::default(),
     });
     core.recover().await?;

@@ -120,6 +120,7 @@ impl ImageService {
         });
         futures_util::future::try_join_all(fetches).await?;
         self.store_manifests(&resolved, lease)?;
+        crash_point!("pull.after_manifests");
         self.record_image(parsed, &resolved, config, layers)
     }
 
@@ -183,6 +184,7 @@ impl ImageService {
             let snapshots = self.inner.snapshots.clone();
             let (chain_id, parent) = (layer.chain_id.clone(), parent.map(str::to_string));
             run_blocking(move || Ok(snapshots.commit_layer(new_layer, &chain_id, parent.as_deref())?)).await?;
+            crash_point!("pull.after_layer_commit");
         }
         report(progress, layer, LayerState::Done, layer.size).await;
         Ok(())
@@ -223,6 +225,7 @@ impl ImageService {
             }
         }
         drop(sender);
+        crash_point!("pull.after_layer_download");
         report(progress, layer, LayerState::Extracting, blob.written()).await;
         let committed = blob.commit().await;
         let unpacked = match worker {

@@ -270,10 +270,12 @@ impl BridgeDriver {
                 return Err(e);
             }
         };
+        crash_point!("network.attach.after_endpoints");
         if let Err(e) = self.connect(&endpoints, &networks).await {
             self.rollback(&request.sandbox_id, &endpoints).await;
             return Err(e);
         }
+        crash_point!("network.attach.after_plumb");
         hostfiles::refresh_for(&self.store, &request.sandbox_id)?;
         let interfaces = endpoints.iter().map(interface_of).collect();
         Ok(Attachment { sandbox_id: request.sandbox_id.clone(), interfaces })

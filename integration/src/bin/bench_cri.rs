@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use berth_integration::bins::bin_path;
 use berth_integration::containerd_cri::{CriContainerd, RUNC_SHIM};
-use berth_integration::cri::{container_config, pod_config, World};
-use berth_integration::images::{Layer, LayerBuilder, TestImage};
+use berth_integration::cri::{container_config, pod_config, push_bench_images, World};
+use berth_integration::leak::CgroupParent;
 use berth_integration::tempdir::{unique_name, TempDir};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -274,17 +274,6 @@ fn print_memory(daemon: &Daemon, pods: &PodMemory) {
     }
 }
 
-/// busybox with only `sleep`, whose command sleeps: both daemons' container image and
-/// containerd's sandbox ("pause") image. (The tests' busybox image carries a hard link
-/// whose tar header mode containerd applies to /bin/busybox, leaving it 0644.)
-fn push_bench_images(world: &World) {
-    let layer = LayerBuilder::new().dir("bin", 0o755).file("bin/busybox", &std::fs::read("/bin/busybox").expect("busybox-static"), 0o755).symlink("bin/sleep", "busybox");
-    let mut image = TestImage::new(vec![Layer::gzip(layer)]);
-    image.config["config"] = serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sleep", "1000000"], "WorkingDir": "/" });
-    image.push(&world.registry, "library/busybox", "bench");
-    image.push(&world.registry, "library/pause", "bench");
-}
-
 async fn berth_daemon(world: &World) -> Outcome<Daemon> {
     let pid = world.daemon.child.as_ref().expect("berthd runs").id() as i32;
     let mut images = world.daemon.images().await;
@@ -321,28 +310,16 @@ async fn run(world: &World, containerd: Option<&CriContainerd>, settings: &PodSe
     Ok(())
 }
 
-/// Removes the run's cgroup parent (and what is left below it) when dropped, last.
-struct CgroupParent(String);
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        let stuck = berth_integration::leak::remove_cgroup_dirs(std::slice::from_ref(&self.0));
-        if !stuck.is_empty() {
-            println!("cgroups left behind: {stuck:?}");
-        }
-    }
-}
-
 fn main() {
     let rounds: usize = std::env::args().nth(1).map(|a| a.parse().expect("ROUNDS is a number")).unwrap_or(20);
-    let cgroup_parent = CgroupParent(unique_name("bench-cri"));
+    let cgroup_parent = CgroupParent::new(unique_name("bench-cri"));
     let world = World::new();
     push_bench_images(&world);
     let containerd = CriContainerd::start_in(&world.registry.netns.path(), PAUSE_IMAGE);
     if containerd.is_none() {
         println!("containerd, runc or containerd-shim-runc-v2 is not installed: berth only");
     }
-    let settings = PodSettings { logs: TempDir::new("cri-logs"), cgroup_parent: format!("/{}", cgroup_parent.0) };
+    let settings = PodSettings { logs: TempDir::new("cri-logs"), cgroup_parent: format!("/{}", cgroup_parent.name()) };
     let outcome = berth_integration::cri::runtime().block_on(run(&world, containerd.as_ref(), &settings, rounds));
     if let Err(message) = outcome {
         eprintln!("bench_cri failed: {message}");

@@ -364,8 +364,7 @@ impl Core {
     /// Makes an exited container startable again (Docker's start of a stopped
     /// container, and restart): the same bundle and writable layer, a new task.
     pub async fn rearm_container(&self, namespace: &str, id: &str) -> CoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut record = self.container(namespace, id)?;
+        let (_guard, mut record) = self.lock_pod_of(namespace, id).await?;
         if record.state != ContainerState::Exited {
             return Ok(());
         }
