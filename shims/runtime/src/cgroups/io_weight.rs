@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn maps_the_blkio_range_onto_io_weight_as_runc_does() {
         assert_eq!(io_weight_from_blkio(10), 1);
-        assert_eq!(io_weight_from_blkio(300), 2929);
+        assert_eq!(io_weight_from_blkio(300), 2930);
         assert_eq!(io_weight_from_blkio(500), 4950);
         assert_eq!(io_weight_from_blkio(1000), 10000);
     }
