@@ -148,7 +148,7 @@ fn io_weight_and_io_max() {
             // mapping of [10, 1000] onto [1, 10000].
             match std::fs::read_to_string(dir.join("io.bfq.weight")) {
                 Ok(bfq) => assert!(bfq.lines().next().is_some_and(|l| l.ends_with(" 300")), "io.bfq.weight: {bfq}"),
-                Err(_) => assert_eq!(read(dir, "io.weight").lines().next(), Some("default 2929")),
+                Err(_) => assert_eq!(read(dir, "io.weight").lines().next(), Some("default 2930")),
             }
             let max = read(dir, "io.max");
             assert_eq!(max, format!("{major}:{minor} rbps=1048576 wbps=max riops=max wiops=100"));
