@@ -46,7 +46,19 @@ async fn start_pod(world: &World, config: &cri::PodSandboxConfig) -> (RuntimeSer
 /// Removes the pod and checks that the slice made for it went with it.
 async fn remove_pod(client: &mut RuntimeServiceClient<Channel>, pod: String, uid: &str) {
     client.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("remove the pod");
-    assert!(!slice_dir(uid).exists(), "the pod's slice is left: {}", slice_dir(uid).display());
+    let left: Vec<String> = walkdir_names(&slice_dir(uid));
+    assert!(!slice_dir(uid).exists(), "the pod's slice is left: {} with {left:?}", slice_dir(uid).display());
+}
+
+/// The directories at and below `dir` (for a failure's message).
+fn walkdir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names = vec![dir.display().to_string()];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            names.extend(walkdir_names(&entry.path()));
+        }
+    }
+    names
 }
 
 #[track_caller]

@@ -6,6 +6,7 @@
 mod io_weight;
 mod path;
 mod stats;
+mod swap_v2;
 
 use std::ffi::CString;
 use std::fs;
@@ -656,9 +657,13 @@ impl ContainerCgroup {
             }
         }
         let weight = io_weight::take(&mut rest);
+        let no_swap = swap_v2::wants_no_swap(&rest);
         self.v2_manager()?
             .apply(&Self::controller_opt(&rest))
             .map_err(|e| library("applying linux.resources", &self.path, e))?;
+        if no_swap {
+            swap_v2::apply(&self.first()?.dir)?;
+        }
         match weight {
             Some(weight) => io_weight::apply(&self.first()?.dir, weight),
             None => Ok(()),
