@@ -39,7 +39,7 @@ pub async fn populate(lowerdirs: Vec<PathBuf>, scratch: PathBuf, image_path: Str
 fn copy_in_private_namespace(lowerdirs: &[PathBuf], scratch: &Path, image_path: &str, data: &Path) -> io::Result<()> {
     unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
-    mount_layers(lowerdirs, scratch)?;
+    crate::snapshot::mount_layers_read_only(lowerdirs, scratch)?;
     let image_root = open_directory(scratch)?;
     let source = match open_in_root(&image_root, image_path) {
         Ok(source) => source,
@@ -52,22 +52,6 @@ fn copy_in_private_namespace(lowerdirs: &[PathBuf], scratch: &Path, image_path: 
 }
 
 /// The layers, read-only: an overlay of them, or a bind mount of a single one.
-fn mount_layers(lowerdirs: &[PathBuf], target: &Path) -> io::Result<()> {
-    let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    match lowerdirs {
-        [] => Ok(()),
-        [single] => {
-            mount(Some(single.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
-            Ok(mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | read_only, None::<&str>)?)
-        }
-        several => {
-            let lower: Vec<String> = several.iter().map(|dir| dir.display().to_string()).collect();
-            let options = format!("lowerdir={}", lower.join(":"));
-            Ok(mount(Some("overlay"), target, Some("overlay"), read_only, Some(options.as_str()))?)
-        }
-    }
-}
-
 fn open_directory(path: &Path) -> io::Result<OwnedFd> {
     let fd = nix::fcntl::open(path, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

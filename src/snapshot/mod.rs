@@ -96,6 +96,25 @@ impl OverlayMount {
     }
 }
 
+/// Mounts image layers (`lowerdirs` top first) read-only at `target`: an overlay of
+/// them, a read-only bind mount of a single one, nothing for none.
+pub fn mount_layers_read_only(lowerdirs: &[PathBuf], target: &Path) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    match lowerdirs {
+        [] => Ok(()),
+        [single] => {
+            mount(Some(single.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            Ok(mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | read_only, None::<&str>)?)
+        }
+        several => {
+            let lower: Vec<String> = several.iter().map(|dir| dir.display().to_string()).collect();
+            let options = format!("lowerdir={}", lower.join(":"));
+            Ok(mount(Some("overlay"), target, Some("overlay"), read_only, Some(options.as_str()))?)
+        }
+    }
+}
+
 /// A layer directory being filled; removed on drop unless committed.
 pub struct NewLayer {
     dir: PathBuf,
