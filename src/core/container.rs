@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use containerd_shim_protos::api::{CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, WaitRequest};
+use containerd_shim_protos::api::{ConnectRequest, CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, WaitRequest};
 use containerd_shim_protos::types::mount::Mount;
 use protobuf::MessageField;
 
@@ -13,7 +13,10 @@ use super::intents::{Intent, Operation};
 use super::*;
 use crate::private_fs;
 use crate::spec::{self, SpecInputs};
-use crate::task::context;
+use crate::task::{context, ProcessExit};
+
+/// How long a removal waits for a shim it asked to exit to be gone.
+const SHIM_EXIT_GRACE: Duration = Duration::from_secs(2);
 
 impl Core {
     fn publish(&self, record: &ContainerRecord, kind: LifecycleEvent) {
@@ -306,11 +309,23 @@ impl Core {
     /// Asks the shim to exit if it serves no container any more (a pod's shim lives as
     /// long as the pod, so that no start races with its exit). The cached connection is
     /// dropped either way.
+    /// When the shim goes, this returns once its process is gone (or after
+    /// `SHIM_EXIT_GRACE`), so that a removed pod leaves no process behind.
     pub(crate) async fn shutdown_shim_if_idle(&self, address: &str) {
-        if let Ok(client) = self.shims.client(address).await {
-            let _ = client.shutdown(context(), &ShutdownRequest::default()).await;
-        }
+        let Ok(client) = self.shims.client(address).await else {
+            self.shims.forget(address).await;
+            return;
+        };
+        let connected = client.connect(context(), &ConnectRequest::default()).await;
+        let shim_exit = connected.ok().and_then(|answer| ProcessExit::watch(answer.shim_pid).ok());
+        let asked = client.shutdown(context(), &ShutdownRequest::default()).await;
+        drop(client);
         self.shims.forget(address).await;
+        if let (Ok(_), Some(shim_exit)) = (asked, shim_exit) {
+            if !shim_exit.wait(SHIM_EXIT_GRACE).await {
+                tracing::warn!(%address, "the shim was asked to exit and is still there");
+            }
+        }
     }
 
     /// Signals the container with SIGTERM, then SIGKILL after `timeout_seconds`; waits

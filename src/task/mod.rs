@@ -2,6 +2,9 @@
 //! sandbox annotation groups them), talks the containerd Task API to it over ttrpc, and
 //! cleans up after shims that died. The daemon never owns a container process.
 pub mod events;
+mod process_exit;
+
+pub use process_exit::ProcessExit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
