@@ -123,6 +123,8 @@ impl Core {
         record.image_id = prepared.image_id.clone();
         record.image_ref = prepared.image_ref.clone();
         let pid_namespace_path = self.pid_namespace_of(record, sandbox)?;
+        let cgroups_path = cgroups_path(&sandbox.spec.cgroup_parent, &self.config.cgroup_parent, &record.id)?;
+        self.claim_cgroup_parent(sandbox, &cgroups_path)?;
         let sandbox_dir = self.paths.sandbox_dir(&sandbox.id);
         let etc_files = ["hosts", "hostname", "resolv.conf"]
             .iter()
@@ -133,7 +135,7 @@ impl Core {
             container: &record.spec,
             sandbox,
             image: &prepared.defaults,
-            cgroups_path: cgroups_path(&sandbox.spec.cgroup_parent, &self.config.cgroup_parent, &record.id)?,
+            cgroups_path: cgroups_path.clone(),
             etc_files,
             pid_namespace_path,
         };

@@ -1,6 +1,7 @@
 //! The core both front doors share: pod sandboxes and containers, their records in the
 //! metadata store, their shims, and the events they raise. A front door translates its
 //! requests into these calls and maps [`CoreError`] to its own status codes.
+pub mod cgroup_parent;
 pub mod container;
 pub mod events;
 pub mod exec;

@@ -151,6 +151,9 @@ pub struct SandboxRecord {
     pub ips: Vec<String>,
     /// Whether creation finished (a record without it is cleaned up at start-up).
     pub complete: bool,
+    /// The pod's cgroup parent directory when berth made it (removed with the pod).
+    #[serde(default)]
+    pub owned_cgroup_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -76,6 +76,7 @@ impl Core {
             shims: Vec::new(),
             ips: Vec::new(),
             complete: false,
+            owned_cgroup_parent: None,
             spec,
         };
         self.claim_name(SANDBOXES, namespace, "sandbox", &record.spec.name, id, &record)?;
@@ -290,6 +291,7 @@ impl Core {
         }
         crash_point!("remove_pod_sandbox.after_shims");
         let _guard = self.lock_pod(namespace, &record.id).await;
+        self.remove_cgroup_parent(&record);
         self.teardown_sandbox(&record).await;
         crash_point!("remove_pod_sandbox.after_teardown");
         self.forget_sandbox(&record)

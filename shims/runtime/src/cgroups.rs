@@ -5,8 +5,11 @@
 
 mod io_weight;
 mod path;
+mod shared_parent;
 mod stats;
 mod swap_v2;
+
+pub use shared_parent::SharedParent;
 
 use std::ffi::CString;
 use std::fs;
@@ -304,6 +307,30 @@ fn anchor(found: &[Mounted]) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// Resolves `cgroupsPath` as runc's cgroupfs driver does and places it in every
+/// hierarchy (nothing is made): the version, the resolved path and the hierarchies.
+fn locate(cgroups_path: Option<&Path>, container_id: &str) -> Result<(CgroupVersion, PathBuf, Vec<Hierarchy>), CgroupError> {
+    let requested = path::resolve(cgroups_path, container_id)?;
+    let (version, found) = discover()?;
+    let own = match version {
+        CgroupVersion::V1 => anchor(&found),
+        CgroupVersion::V2 => found.first().and_then(|m| m.own.parent()).map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let resolved = path::place(&requested, &own);
+    if resolved == Path::new("/") {
+        let path = cgroups_path.map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(CgroupError::InvalidPath { path, reason: "resolves to the hierarchy root".into() });
+    }
+    let hierarchies = found
+        .into_iter()
+        .map(|m| {
+            let dir = m.mount.join(resolved.strip_prefix("/").unwrap_or(&resolved));
+            Hierarchy { controllers: m.controllers, mount: m.mount, dir }
+        })
+        .collect();
+    Ok((version, resolved, hierarchies))
+}
+
 impl ContainerCgroup {
     /// Resolves `cgroupsPath` as runc's cgroupfs driver does (absolute; relative to the
     /// caller's cgroup on v1 or its parent on v2; empty -> the container id; systemd
@@ -344,38 +371,7 @@ impl ContainerCgroup {
         making_dirs: impl FnOnce(),
         dirs_made: impl FnOnce(),
     ) -> Result<Self, CgroupError> {
-        let requested = path::resolve(cgroups_path, container_id)?;
-        let (version, found) = discover()?;
-        let own = match version {
-            CgroupVersion::V1 => anchor(&found),
-            CgroupVersion::V2 => found
-                .first()
-                .and_then(|m| m.own.parent())
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-        };
-        let resolved = path::place(&requested, &own);
-        if resolved == Path::new("/") {
-            return Err(CgroupError::InvalidPath {
-                path: cgroups_path
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                reason: "resolves to the hierarchy root".into(),
-            });
-        }
-        let hierarchies = found
-            .into_iter()
-            .map(|m| {
-                let dir = m
-                    .mount
-                    .join(resolved.strip_prefix("/").unwrap_or(&resolved));
-                Hierarchy {
-                    controllers: m.controllers,
-                    mount: m.mount,
-                    dir,
-                }
-            })
-            .collect();
+        let (version, resolved, hierarchies) = locate(cgroups_path, container_id)?;
         let devices = resources
             .and_then(|r| r.devices().clone())
             .unwrap_or_default();
