@@ -18,6 +18,10 @@ fn ip_on(docker: &DockerWorld, container: &str, network: &str) -> String {
     inspect(docker, &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"), container)
 }
 
+fn networks_of(docker: &DockerWorld, container: &str) -> String {
+    inspect(docker, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", container)
+}
+
 fn network_names(docker: &DockerWorld, filter: &[&str]) -> Vec<String> {
     let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
     args.extend_from_slice(filter);
@@ -176,6 +180,14 @@ fn none_host_and_attachments_survive_a_restart() {
     assert_eq!(host_links.lines().count(), docker.in_netns("ip -o link").ok().stdout.lines().count(), "{host_links}");
     assert_eq!(inspect(&docker, "{{range $k, $v := .Containers}}{{$k}}{{end}}", "none"), "");
 
+    docker.docker(&["run", "-d", "--name", "plain", "busybox", "sleep", "300"]).ok();
+    docker.docker(&["network", "disconnect", "bridge", "plain"]).ok();
+    assert_eq!(networks_of(&docker, "plain"), "");
+    assert!(!exec_ok(&docker, "plain", "busybox ip link show eth0"), "eth0 stayed");
+    docker.docker(&["network", "connect", "bridge", "plain"]).ok();
+    assert_eq!(networks_of(&docker, "plain"), "bridge");
+    assert!(exec_ok(&docker, "plain", "busybox ip route | grep -q default"), "no way out after connecting the bridge again");
+    docker.docker(&["rm", "-f", "plain"]).ok();
     docker.docker(&["network", "create", "front"]).ok();
     docker.docker(&["network", "create", "back"]).ok();
     docker.docker(&["run", "-d", "--name", "a", "--network", "front", "busybox", "sleep", "300"]).ok();
@@ -201,6 +213,13 @@ fn none_host_and_attachments_survive_a_restart() {
     assert!(exec_ok(&docker, "b", "busybox ping -c1 -W2 a"), "the connect did not survive the restart");
     docker.docker(&["network", "disconnect", "back", "a"]).ok();
     assert!(!exec_ok(&docker, "b", "busybox ping -c1 -W1 a"), "disconnect after a restart left the endpoint");
+    // The way out moves to the network left when the one holding the default route goes.
+    docker.docker(&["network", "connect", "back", "a"]).ok();
+    docker.docker(&["network", "disconnect", "front", "a"]).ok();
+    let back_gateway = inspect(&docker, "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "back");
+    let routes = docker.docker(&["exec", "a", "busybox", "ip", "route"]).ok().stdout;
+    assert!(routes.contains(&format!("default via {back_gateway}")), "{routes}");
+    assert_eq!(networks_of(&docker, "a"), "back");
     docker.docker(&["rm", "-f", "a", "b"]).ok();
     docker.docker(&["network", "rm", "front", "back"]).ok();
     assert_nothing_left(&docker);

@@ -31,14 +31,7 @@ impl Core {
             dns: super::sandbox::dns_config(&record.spec),
         };
         let interface = self.network.connect(&request).await?;
-        let default = self.network.config().default_network.clone();
-        self.record_networks(&record, move |networks| {
-            if networks.is_empty() {
-                networks.push(SandboxNetwork { name: default, ..SandboxNetwork::default() });
-            }
-            networks.push(network);
-        })
-        .await?;
+        self.record_networks(&record, move |networks| networks.push(network)).await?;
         Ok(interface)
     }
 
@@ -63,7 +56,8 @@ impl Core {
     async fn record_networks(&self, record: &SandboxRecord, change: impl FnOnce(&mut Vec<SandboxNetwork>)) -> CoreResult<()> {
         let interfaces = self.network.status(&record.id).await?.map(|a| a.interfaces).unwrap_or_default();
         let key = record_key(&record.namespace, &record.id);
-        let mut networks = record.spec.networks.clone().unwrap_or_default();
+        let default = || vec![SandboxNetwork { name: self.network.config().default_network.clone(), ..SandboxNetwork::default() }];
+        let mut networks = record.spec.networks.clone().unwrap_or_else(default);
         change(&mut networks);
         self.store.write(|txn| {
             if let Some(mut stored) = txn.get(SANDBOXES, &key)? {

@@ -234,16 +234,16 @@ async fn inspect(State(docker): State<super::State>, Path(id): Path<String>) -> 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default, rename_all = "PascalCase")]
 struct IpamConfig {
-    subnet: String,
+    subnet: Option<String>,
     #[serde(rename = "IPRange")]
-    ip_range: String,
-    gateway: String,
+    ip_range: Option<String>,
+    gateway: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default, rename_all = "PascalCase")]
 struct Ipam {
-    driver: String,
+    driver: Option<String>,
     config: Option<Vec<IpamConfig>>,
 }
 
@@ -251,11 +251,11 @@ struct Ipam {
 #[serde(default, rename_all = "PascalCase")]
 struct CreateBody {
     name: String,
-    driver: String,
+    driver: Option<String>,
     #[serde(rename = "IPAM")]
     ipam: Option<Ipam>,
-    internal: bool,
-    attachable: bool,
+    internal: Option<bool>,
+    attachable: Option<bool>,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     labels: Option<BTreeMap<String, String>>,
@@ -266,16 +266,16 @@ fn check_create(body: &CreateBody) -> DockerResult<()> {
     if body.name.is_empty() {
         return Err(DockerError::bad_request("invalid name: name is empty"));
     }
-    match body.driver.as_str() {
+    match body.driver.as_deref().unwrap_or_default() {
         "" | "bridge" => {}
-        "host" | "null" => return Err(DockerError::new(StatusCode::FORBIDDEN, format!("only one instance of \"{}\" network is allowed", body.driver))),
+        builtin @ ("host" | "null") => return Err(DockerError::new(StatusCode::FORBIDDEN, format!("only one instance of \"{builtin}\" network is allowed"))),
         other => return Err(DockerError::not_found(format!("plugin \"{other}\" not found"))),
     }
     if body.enable_ipv6 == Some(true) {
         return Err(DockerError::bad_request("IPv6 is not supported by berth's bridge networks: create the network without --ipv6"));
     }
     let ipam = body.ipam.as_ref();
-    if let Some(driver) = ipam.map(|i| i.driver.as_str()).filter(|d| !d.is_empty() && *d != "default") {
+    if let Some(driver) = ipam.and_then(|i| i.driver.as_deref()).filter(|d| !d.is_empty() && *d != "default") {
         return Err(DockerError::not_found(format!("plugin \"{driver}\" not found")));
     }
     let pools = ipam.and_then(|i| i.config.as_ref()).map(Vec::len).unwrap_or(0);
@@ -287,14 +287,14 @@ fn check_create(body: &CreateBody) -> DockerResult<()> {
 
 fn create_request(body: CreateBody) -> CreateNetwork {
     let pool = body.ipam.and_then(|i| i.config).and_then(|c| c.into_iter().next()).unwrap_or_default();
-    let text = |t: String| (!t.is_empty()).then_some(t);
+    let text = |t: Option<String>| t.filter(|t| !t.is_empty());
     CreateNetwork {
         name: body.name,
         subnet: text(pool.subnet),
         gateway: text(pool.gateway),
         ip_range: text(pool.ip_range),
-        internal: body.internal,
-        attachable: body.attachable,
+        internal: body.internal.unwrap_or(false),
+        attachable: body.attachable.unwrap_or(false),
         labels: body.labels.unwrap_or_default(),
     }
 }
@@ -390,5 +390,9 @@ mod tests {
         assert_eq!(check_create(&body(r#"{"Name":"n","Driver":"overlay"}"#)).unwrap_err().status, StatusCode::NOT_FOUND);
         assert_eq!(check_create(&body(r#"{"Name":"n","EnableIPv6":true}"#)).unwrap_err().status, StatusCode::BAD_REQUEST);
         assert!(check_create(&body(r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}"#)).is_ok());
+        // docker-py sends nulls for what it leaves unset.
+        let nulls = body(r#"{"Name":"n","Driver":null,"Options":null,"IPAM":{"Driver":"default","Config":[{"Subnet":null,"IPRange":null,"Gateway":null}]},"Internal":null}"#);
+        assert!(check_create(&nulls).is_ok());
+        assert_eq!(create_request(nulls).subnet, None);
     }
 }

@@ -1,12 +1,14 @@
 //! One network more or less for a sandbox that is attached already (`docker network
 //! connect` / `disconnect`): the endpoint is recorded with its address in one store
 //! transaction, then its veth is plumbed as the next free `ethN`; a disconnect deletes
-//! the veth and gives the address back. Either way the hosts files of the sandbox and of
+//! the veth, gives the address back and puts the default route on an interface left
+//! with a way out. Either way the hosts files of the sandbox and of
 //! its peers on user-defined networks are rewritten. The caller serializes calls per
 //! sandbox, as for attach and detach.
 use super::bridge::{interface_of, new_endpoint, BridgeDriver, Owner};
 use super::driver::{ConnectRequest, InterfaceInfo};
 use super::error::{NetworkError, Result};
+use super::links::set_default_route;
 use super::records::{endpoint_key, EndpointRecord, NetworkRecord, ENDPOINTS, NETWORKS};
 use super::{hostfiles, ipam};
 
@@ -79,12 +81,25 @@ impl BridgeDriver {
         if !endpoint.port_mappings.is_empty() {
             self.apply_rules().await?;
         }
-        if self.endpoints_of(sandbox_id)?.is_empty() {
+        let left = self.endpoints_of(sandbox_id)?;
+        if left.is_empty() {
             self.release_ports(sandbox_id);
         }
+        self.restore_way_out(&left).await?;
         hostfiles::write_for(&self.store, sandbox_id)?;
         for peer in peers {
             hostfiles::write_for(&self.store, &peer)?;
+        }
+        Ok(())
+    }
+
+    /// After a disconnect: the default route via the first endpoint left on a network
+    /// with a way out (the one gone may have held it).
+    async fn restore_way_out(&self, left: &[EndpointRecord]) -> Result<()> {
+        for endpoint in left {
+            if self.store.get(NETWORKS, &endpoint.network)?.is_some_and(|n| !n.internal) {
+                return set_default_route(&endpoint.netns_path, &endpoint.interface, endpoint.gateway).await;
+            }
         }
         Ok(())
     }
