@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::error::{NetworkError, Result};
+use super::records::NetworkRecord;
 use crate::store::{Table, WriteTxn};
 
 /// `<network>/<ip>` -> the sandbox holding the address.
@@ -36,6 +37,25 @@ pub(crate) fn allocate(
         subnet: subnet.to_string(),
     })?;
     txn.put(ALLOCATIONS, &key(network, ip), &owner.to_string())?;
+    Ok(ip)
+}
+
+/// Takes `wanted` for `owner` when given (it must be a free host address of the
+/// network's subnet, not its gateway), else the lowest free address of its pool.
+pub(crate) fn allocate_for(txn: &WriteTxn, network: &NetworkRecord, wanted: Option<Ipv4Addr>, owner: &str) -> Result<Ipv4Addr> {
+    let Some(ip) = wanted else {
+        return allocate(txn, &network.name, network.pool(), network.gateway, owner);
+    };
+    let subnet = network.subnet;
+    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+        return Err(NetworkError::InvalidArgument(format!(
+            "no configured subnet or ip-range contain the IP address {ip}"
+        )));
+    }
+    if ip == network.gateway || txn.get(ALLOCATIONS, &key(&network.name, ip))?.is_some() {
+        return Err(NetworkError::AddressInUse(ip));
+    }
+    txn.put(ALLOCATIONS, &key(&network.name, ip), &owner.to_string())?;
     Ok(ip)
 }
 
@@ -88,6 +108,33 @@ mod tests {
         let gateway: Ipv4Addr = "10.1.0.1".parse().unwrap();
         let taken = |ip: Ipv4Addr| ip == Ipv4Addr::new(10, 1, 0, 2);
         assert_eq!(first_free(subnet, gateway, taken), None);
+    }
+
+    #[test]
+    fn fixed_addresses_and_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("meta.redb")).unwrap();
+        let network = NetworkRecord {
+            name: "n".into(),
+            id: "n".into(),
+            bridge: "br-n".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+            mtu: 1500,
+            user_defined: true,
+            internal: false,
+            ip_range: Some("10.1.0.128/25".parse().unwrap()),
+            labels: Default::default(),
+            attachable: false,
+            created_nanos: 0,
+        };
+        let take = |wanted: Option<Ipv4Addr>| store.write(|txn| allocate_for(txn, &network, wanted, "s"));
+        assert_eq!(take(None).unwrap(), Ipv4Addr::new(10, 1, 0, 129));
+        assert_eq!(take(Some(Ipv4Addr::new(10, 1, 0, 7))).unwrap(), Ipv4Addr::new(10, 1, 0, 7));
+        assert!(matches!(take(Some(Ipv4Addr::new(10, 1, 0, 7))), Err(NetworkError::AddressInUse(_))));
+        assert!(matches!(take(Some(Ipv4Addr::new(10, 1, 0, 1))), Err(NetworkError::AddressInUse(_))));
+        assert!(matches!(take(Some(Ipv4Addr::new(10, 2, 0, 7))), Err(NetworkError::InvalidArgument(_))));
+        assert!(matches!(take(Some(Ipv4Addr::new(10, 1, 0, 255))), Err(NetworkError::InvalidArgument(_))));
     }
 
     #[test]

@@ -163,19 +163,49 @@ impl HostLinks {
 /// Addresses `sandbox`'s interface, brings `lo` up and adds the default route, from a
 /// thread inside the sandbox's namespace.
 pub(crate) async fn configure_sandbox(sandbox: &SandboxInterface<'_>) -> Result<()> {
-    let netns = std::fs::File::open(sandbox.netns_path)
-        .map_err(|e| NetworkError::io(format!("open {}", sandbox.netns_path.display()), e))?;
     let (name, ip, prefix, gateway, default_route) =
         (sandbox.name.to_string(), sandbox.ip, sandbox.prefix, sandbox.gateway, sandbox.default_route);
+    inside_sandbox(sandbox.netns_path, move |handle| async move {
+        configure_inside(&handle, &name, ip, prefix, gateway, default_route).await
+    })
+    .await
+}
+
+/// Makes `gateway` on the sandbox's interface `name` its default route (replacing one
+/// there was), as after the interface that held it went away.
+pub(crate) async fn set_default_route(netns_path: &Path, name: &str, gateway: Ipv4Addr) -> Result<()> {
+    let name = name.to_string();
+    inside_sandbox(netns_path, move |handle| async move {
+        let index = index_inside(&handle, &name).await?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(index).build();
+        handle.route().add(route).replace().execute().await.map_err(failed(format!("default route via {gateway}")))
+    })
+    .await
+}
+
+/// Runs `work` with a netlink handle of the namespace at `netns_path`, on a thread of its own.
+async fn inside_sandbox<F, Fut>(netns_path: &Path, work: F) -> Result<()>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let netns = std::fs::File::open(netns_path).map_err(|e| NetworkError::io(format!("open {}", netns_path.display()), e))?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let result = in_namespace(&netns, || async move {
-            let handle = connect()?;
-            configure_inside(&handle, &name, ip, prefix, gateway, default_route).await
-        });
+        let result = in_namespace(&netns, || async move { work(connect()?).await });
         let _ = sender.send(result);
     });
     receiver.await.map_err(|_| NetworkError::Netlink("sandbox configuration thread died".into()))?
+}
+
+async fn index_inside(handle: &Handle, name: &str) -> Result<u32> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    links
+        .try_next()
+        .await
+        .map_err(failed(format!("find {name}")))?
+        .map(|l| l.header.index)
+        .ok_or_else(|| NetworkError::not_found("interface", name))
 }
 
 /// Runs `work` to completion on a fresh current-thread runtime after `setns` into `netns`.
@@ -196,13 +226,7 @@ where
 async fn configure_inside(handle: &Handle, name: &str, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr, default_route: bool) -> Result<()> {
     let lo_up = LinkUnspec::new_with_index(1).up().build();
     handle.link().set(lo_up).execute().await.map_err(failed("set lo up"))?;
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    let index = links
-        .try_next()
-        .await
-        .map_err(failed(format!("find {name}")))?
-        .map(|l| l.header.index)
-        .ok_or_else(|| NetworkError::not_found("interface", name))?;
+    let index = index_inside(handle, name).await?;
     let add = handle.address().add(index, IpAddr::V4(ip), prefix).execute().await;
     add.map_err(failed(format!("add {ip}/{prefix} to {name}")))?;
     let up = LinkUnspec::new_with_index(index).up().build();
