@@ -128,6 +128,7 @@ impl Core {
             port_mappings,
             hostname: record.spec.hostname.clone(),
             aliases: Vec::new(),
+            links: Vec::new(),
             files_dir: Some(self.paths.sandbox_dir(&record.id)),
             dns: record.spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() }),
         };
