@@ -127,3 +127,65 @@ fn encode(message: Message) -> Option<Vec<u8>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::error::NetworkError;
+    use crate::network::records::{NetworkRecord, ENDPOINTS, NETWORKS};
+
+    /// Sandbox alpha (alias db) alone on user network app, with no upstream server.
+    fn resolver(dir: &std::path::Path) -> Arc<Resolver> {
+        let store = Store::open(&dir.join("meta.redb")).unwrap();
+        let network = NetworkRecord {
+            name: "app".into(),
+            id: "app".into(),
+            bridge: "br-app".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+            mtu: 1500,
+            user_defined: true,
+        };
+        let alpha = super::super::names::tests::endpoint("alpha", "app", [10, 1, 0, 2], &["db"]);
+        store
+            .write(|txn| {
+                txn.put(NETWORKS, "app", &network)?;
+                txn.put(ENDPOINTS, "alpha/app", &alpha)?;
+                Ok::<_, NetworkError>(())
+            })
+            .unwrap();
+        Arc::new(Resolver { store, sandbox_id: "alpha".into(), searches: Vec::new(), upstreams: Upstreams::default() })
+    }
+
+    fn ask(resolver: &Arc<Resolver>, query: &[u8]) -> Message {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = runtime.block_on(resolver.answer(query, Transport::Udp)).expect("an answer");
+        Message::from_vec(&answer).unwrap()
+    }
+
+    fn query(name: &str, kind: RecordType) -> Vec<u8> {
+        let mut message = Message::query();
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+        message.to_vec().unwrap()
+    }
+
+    #[test]
+    fn known_names_are_answered_and_the_rest_fails_without_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = resolver(dir.path());
+        let request = query("db.", RecordType::A);
+        let reply = ask(&resolver, &request);
+        assert_eq!(reply.metadata.id, u16::from_be_bytes([request[0], request[1]]));
+        assert_eq!(reply.metadata.message_type, MessageType::Response);
+        assert_eq!(reply.answers.len(), 1);
+        assert_eq!(reply.answers[0].data, RData::A(A(Ipv4Addr::new(10, 1, 0, 2))));
+        let reply = ask(&resolver, &query("alpha.app.", RecordType::AAAA));
+        assert_eq!((reply.metadata.response_code, reply.answers.len()), (ResponseCode::NoError, 0));
+        let reply = ask(&resolver, &query("2.0.1.10.in-addr.arpa.", RecordType::PTR));
+        assert_eq!(reply.answers[0].data, RData::PTR(PTR(Name::from_ascii("alpha.app.").unwrap())));
+        let reply = ask(&resolver, &query("example.org.", RecordType::A));
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail, "no upstream");
+        let reply = ask(&resolver, &[0x12, 0x34, 0xff]);
+        assert_eq!((reply.metadata.id, reply.metadata.response_code), (0x1234, ResponseCode::FormErr));
+    }
+}

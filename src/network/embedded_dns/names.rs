@@ -81,11 +81,11 @@ impl NameTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::network::LinkAlias;
 
-    fn endpoint(sandbox: &str, network: &str, ip: [u8; 4], aliases: &[&str]) -> EndpointRecord {
+    pub(in super::super) fn endpoint(sandbox: &str, network: &str, ip: [u8; 4], aliases: &[&str]) -> EndpointRecord {
         EndpointRecord {
             sandbox_id: sandbox.into(),
             network: network.into(),
