@@ -14,12 +14,22 @@ use std::time::{Duration, Instant};
 use berth::network::{AttachRequest, CreateNetwork, DnsConfig, LinkAlias, NetworkManager};
 use berth::store::Store;
 use berth_integration::command::{run_command, CmdOutput};
-use berth_integration::dns_responder::{query_tcp, time_udp_queries, DnsResponder};
+use berth_integration::dns_responder::{query_tcp, query_udp, time_udp_queries, DnsResponder, Reply};
 use berth_integration::networld::*;
 use hickory_proto::op::ResponseCode;
 
 const OUTSIDE_NAME: &str = "outside.test";
 const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+/// A name whose 60 addresses make an answer over 512 bytes.
+const BIG_NAME: &str = "big.test";
+
+fn big_addresses() -> Vec<Ipv4Addr> {
+    (1..=60).map(|n| Ipv4Addr::new(10, 98, 0, n)).collect()
+}
+
+fn found(addresses: &[Ipv4Addr]) -> Reply {
+    Reply { code: ResponseCode::NoError, truncated: false, addresses: addresses.to_vec() }
+}
 
 /// The network library on a runtime whose threads are in the world's host namespace.
 struct Daemon {
@@ -113,7 +123,9 @@ fn threads() -> usize {
 /// The test's upstream server on 127.0.0.1:53 of the world's host namespace.
 fn upstream(world: &NetWorld) -> DnsResponder {
     let (udp, tcp) = world.in_host(|| (UdpSocket::bind("127.0.0.1:53").unwrap(), TcpListener::bind("127.0.0.1:53").unwrap()));
-    DnsResponder::serve(udp, tcp, &[(OUTSIDE_NAME, OUTSIDE_ADDRESS)])
+    let mut names = vec![(OUTSIDE_NAME, OUTSIDE_ADDRESS)];
+    names.extend(big_addresses().into_iter().map(|ip| (BIG_NAME, ip)));
+    DnsResponder::serve(udp, tcp, &names)
 }
 
 /// Prints the median and 99th percentile of 2000 lookups one after the other (a
@@ -168,7 +180,7 @@ fn sandboxes_on_a_user_network_resolve_each_other_through_127_0_0_11() {
     let ptr = nslookup(&beta, "-type=ptr 2.0.18.172.in-addr.arpa");
     assert!(ptr.stdout.contains("name = alpha.app"), "{ptr}");
     assert_eq!(responder.queries(), forwarded_before, "known names never go upstream");
-    assert_eq!(query_tcp(beta.netns(), "127.0.0.11", "db").unwrap(), (ResponseCode::NoError, vec![alpha_ip.parse().unwrap()]));
+    assert_eq!(query_tcp(beta.netns(), "127.0.0.11", "db").unwrap(), found(&[alpha_ip.parse().unwrap()]));
 
     // Not on a shared network, or a link alias of someone else: unknown, and forwarded.
     let from_gamma = nslookup(&gamma, "alpha");
@@ -178,7 +190,14 @@ fn sandboxes_on_a_user_network_resolve_each_other_through_127_0_0_11() {
 
     // External names through the upstream, over UDP and TCP, from the sandbox's view.
     assert!(resolves(&beta, OUTSIDE_NAME, "10.99.0.1"), "{}", nslookup(&beta, OUTSIDE_NAME));
-    assert_eq!(query_tcp(beta.netns(), "127.0.0.11", OUTSIDE_NAME).unwrap(), (ResponseCode::NoError, vec![OUTSIDE_ADDRESS]));
+    assert_eq!(query_tcp(beta.netns(), "127.0.0.11", OUTSIDE_NAME).unwrap(), found(&[OUTSIDE_ADDRESS]));
+    // A large answer: truncated over UDP upstream, fetched again over TCP; relayed whole
+    // to a client that takes 4096 bytes, truncated to one that takes 512.
+    let many = big_addresses();
+    assert_eq!(query_udp(beta.netns(), "127.0.0.11", BIG_NAME, Some(4096)).unwrap(), found(&many));
+    assert_eq!(query_tcp(beta.netns(), "127.0.0.11", BIG_NAME).unwrap(), found(&many));
+    let small = query_udp(beta.netns(), "127.0.0.11", BIG_NAME, None).unwrap();
+    assert!(small.truncated && small.addresses.len() < many.len(), "{small:?}");
 
     // As a container sees it: the C library's resolver through resolv.conf.
     let _httpd = world.httpd(alpha.netns(), 80);
