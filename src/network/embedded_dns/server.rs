@@ -14,6 +14,9 @@ use super::socket::Sockets;
 
 /// The largest UDP query accepted (EDNS0 clients advertise up to 4096).
 const MAX_UDP_QUERY: usize = 4096;
+/// Queries and connections in flight per sandbox; a sandbox flooding its server has
+/// further queries dropped (clients retry) rather than tying up the daemon.
+const MAX_IN_FLIGHT: usize = 256;
 /// An idle TCP client is dropped after this long.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -41,6 +44,7 @@ async fn serve(udp: Arc<UdpSocket>, tcp: TcpListener, resolver: Arc<Resolver>) {
     loop {
         tokio::select! {
             received = udp.recv_from(&mut buffer) => match received {
+                Ok(_) if queries.len() >= MAX_IN_FLIGHT => tracing::debug!("embedded DNS: too many queries in flight, one dropped"),
                 Ok((length, client)) => {
                     let (udp, resolver, query) = (udp.clone(), resolver.clone(), buffer[..length].to_vec());
                     queries.spawn(async move {
@@ -49,9 +53,13 @@ async fn serve(udp: Arc<UdpSocket>, tcp: TcpListener, resolver: Arc<Resolver>) {
                         }
                     });
                 }
-                Err(error) => tracing::debug!(%error, "embedded DNS: udp receive"),
+                Err(error) => {
+                    tracing::debug!(%error, "embedded DNS: udp receive");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             },
             accepted = tcp.accept() => match accepted {
+                Ok(_) if queries.len() >= MAX_IN_FLIGHT => tracing::debug!("embedded DNS: too many connections, one refused"),
                 Ok((stream, _)) => {
                     queries.spawn(serve_connection(stream, resolver.clone()));
                 }
