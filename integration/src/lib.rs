@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod containerd;
 pub mod containerd_cri;
 pub mod cri;
+pub mod dns_responder;
 pub mod docker;
 pub mod command;
 pub mod console;

@@ -24,7 +24,7 @@ fn request(sandbox: &Sandbox, networks: &[&str], host_port: Option<u16>) -> Atta
 }
 
 fn net(name: &str, subnet: &str) -> CreateNetwork {
-    CreateNetwork { name: name.into(), subnet: Some(subnet.into()), gateway: None }
+    CreateNetwork { name: name.into(), subnet: Some(subnet.into()), gateway: None, ..Default::default() }
 }
 
 #[test]
@@ -67,15 +67,15 @@ fn bad_input_gets_precise_errors_and_leaves_running_containers_alone() {
             let e = manager.create_network(&net("bad", "10.300.0.0/16")).await.unwrap_err();
             assert!(matches!(e, NetworkError::InvalidArgument(ref m) if m.contains("10.300.0.0/16")), "{e}");
             let e = manager.create_network(&net("up", "192.168.200.0/25")).await.unwrap_err();
-            assert!(matches!(e, NetworkError::Conflict(ref m) if m.contains("host route 192.168.200.0/24")), "{e}");
+            assert!(matches!(e, NetworkError::SubnetOverlap(ref m) if m.contains("host route 192.168.200.0/24")), "{e}");
             manager.create_network(&net("n1", "10.10.0.0/24")).await.unwrap();
             let e = manager.create_network(&net("n2", "10.10.0.128/25")).await.unwrap_err();
-            assert!(matches!(e, NetworkError::Conflict(ref m) if m.contains("overlaps network n1")), "{e}");
+            assert!(matches!(e, NetworkError::SubnetOverlap(ref m) if m.contains("overlaps network n1")), "{e}");
             let e = manager.create_network(&net("n1", "10.11.0.0/24")).await.unwrap_err();
             assert!(matches!(e, NetworkError::AlreadyExists { what: "network", .. }), "{e}");
             manager.attach(&rx).await.unwrap();
             let e = manager.remove_network("n1").await.unwrap_err();
-            assert!(matches!(e, NetworkError::Conflict(ref m) if m.contains("in use") && m.contains('x')), "{e}");
+            assert!(matches!(e, NetworkError::InUse { ref sandboxes, .. } if sandboxes.iter().any(|s| s == "x")), "{e}");
             let e = manager.attach(&ry).await.unwrap_err();
             assert!(matches!(e, NetworkError::Conflict(ref m) if m.contains("allocated to sandbox web")), "{e}");
             let e = manager.attach(&rz).await.unwrap_err();

@@ -140,6 +140,7 @@ impl Core {
             // Peers on user-defined networks know the sandbox by its name too (Docker's
             // container name).
             aliases: vec![record.spec.name.clone()],
+            links: Vec::new(),
             files_dir: Some(self.paths.sandbox_dir(&record.id)),
             dns: dns_config(&record.spec),
         };

@@ -22,6 +22,7 @@ use super::links::{configure_sandbox, write_sysctl, HostLinks, SandboxInterface}
 use super::ports::{check_against, PortReservations};
 use super::records::PortMapping;
 use super::records::{endpoint_key, EndpointRecord, NetworkRecord, ENDPOINTS, NETWORKS};
+use super::embedded_dns::EmbeddedDns;
 use super::{hostfiles, ipam, nat, pod_cidr};
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub(crate) struct BridgeDriver {
     rules: tokio::sync::Mutex<()>,
     /// Serializes changes to the networks themselves (create, remove, pod CIDR).
     pub(crate) admin: tokio::sync::Mutex<()>,
+    /// The 127.0.0.11 servers of sandboxes on user-defined networks.
+    pub(crate) name_service: EmbeddedDns,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,6 +85,7 @@ pub(crate) fn new_endpoint(network: &NetworkRecord, ip: Ipv4Addr, interface: Str
         port_mappings: Vec::new(),
         hostname: owner.hostname.into(),
         aliases,
+        links: Vec::new(),
         files_dir: owner.files_dir.clone(),
         dns: owner.dns.clone(),
     }
@@ -109,6 +113,7 @@ impl BridgeDriver {
             bridges: Mutex::default(),
             rules: tokio::sync::Mutex::new(()),
             admin: tokio::sync::Mutex::new(()),
+            name_service: EmbeddedDns::default(),
         };
         driver.ensure_default_network()?;
         write_sysctl("net/ipv4/ip_forward", "1")?;
@@ -197,6 +202,12 @@ impl BridgeDriver {
         locked(&self.ports).release(sandbox);
     }
 
+    /// Starts or stops the sandbox's embedded DNS server to match its user-defined
+    /// networks; call after any change to its endpoints.
+    pub(crate) async fn sync_name_service(&self, sandbox_id: &str) -> Result<()> {
+        self.name_service.sync(&self.store, sandbox_id).await
+    }
+
     pub(crate) fn endpoints_of(&self, sandbox_id: &str) -> Result<Vec<EndpointRecord>> {
         let endpoints = self.store.read(|txn| txn.list_prefix(ENDPOINTS, &format!("{sandbox_id}/")))?;
         let mut endpoints: Vec<EndpointRecord> = endpoints.into_iter().map(|(_, e)| e).collect();
@@ -239,6 +250,7 @@ impl BridgeDriver {
                 let owner = Owner { sandbox_id: sandbox, netns_path: &request.netns_path, hostname: &request.hostname, files_dir: &request.files_dir, dns: &request.dns };
                 let aliases = request.aliases.iter().chain(&options.aliases).cloned().collect();
                 let mut endpoint = new_endpoint(network, ip, format!("eth{n}"), &owner, aliases);
+                endpoint.links = request.links.clone();
                 if n == 0 {
                     endpoint.port_mappings = request.port_mappings.clone();
                 }
@@ -307,6 +319,10 @@ impl BridgeDriver {
             return Err(e);
         }
         crash_point!("network.attach.after_plumb");
+        if let Err(e) = self.sync_name_service(&request.sandbox_id).await {
+            self.rollback(&request.sandbox_id, &endpoints).await;
+            return Err(e);
+        }
         hostfiles::refresh_for(&self.store, &request.sandbox_id)?;
         let interfaces = endpoints.iter().map(interface_of).collect();
         Ok(Attachment { sandbox_id: request.sandbox_id.clone(), interfaces })
@@ -343,6 +359,7 @@ impl BridgeDriver {
             self.release_ports(sandbox_id);
             return Ok(());
         }
+        self.name_service.stop(sandbox_id);
         self.unplumb(&endpoints).await?;
         let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
         self.forget_endpoints(&endpoints)?;

@@ -27,6 +27,9 @@ pub struct Peer {
     pub names: Vec<String>,
 }
 
+/// The host's resolver configuration.
+pub(crate) const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Docker's fallback when the host has no usable resolver.
 const FALLBACK_SERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
@@ -37,7 +40,7 @@ pub fn write_files(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Pe
     write_in_place(&dir.join("hosts"), &hosts(hostname, ip, peers))?;
     let dns = match dns {
         Some(dns) => dns.clone(),
-        None => host_resolvers(Path::new("/etc/resolv.conf")),
+        None => host_resolvers(Path::new(HOST_RESOLV_CONF)),
     };
     write_in_place(&dir.join("resolv.conf"), &resolv_conf(&dns))
 }
@@ -86,6 +89,20 @@ pub fn resolv_conf(dns: &DnsConfig) -> String {
     out
 }
 
+/// resolv.conf of a sandbox on a user-defined network: the embedded server only, the
+/// search domains and options of the sandbox's own config or else the host's, and
+/// `ndots:0` (as dockerd writes it) unless an ndots option is given.
+pub fn embedded_resolver_config(own: Option<&DnsConfig>, host_resolv_conf: &Path) -> DnsConfig {
+    let host = parse_resolv_conf(&std::fs::read_to_string(host_resolv_conf).unwrap_or_default());
+    let own = own.cloned().unwrap_or_default();
+    let searches = if own.searches.is_empty() { host.searches } else { own.searches };
+    let mut options = if own.options.is_empty() { host.options } else { own.options };
+    if !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0".into());
+    }
+    DnsConfig { servers: vec![super::embedded_dns::ADDRESS.to_string()], searches, options }
+}
+
 /// The host's resolv.conf without loopback nameservers; Docker's fallback if none is left.
 pub fn host_resolvers(path: &Path) -> DnsConfig {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -130,6 +147,19 @@ mod tests {
         assert_eq!(resolv_conf(&dns), "nameserver 10.0.0.2\nsearch corp\noptions ndots:2\n");
         std::fs::write(&path, "nameserver ::1\n").unwrap();
         assert_eq!(host_resolvers(&path).servers, vec!["8.8.8.8", "8.8.4.4"]);
+    }
+
+    #[test]
+    fn user_networks_name_the_embedded_server_with_the_host_search_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 127.0.0.53\nsearch corp\noptions edns0\n").unwrap();
+        let given = DnsConfig { servers: vec!["10.0.0.2".into()], ..Default::default() };
+        let conf = resolv_conf(&embedded_resolver_config(Some(&given), &path));
+        assert_eq!(conf, "nameserver 127.0.0.11\nsearch corp\noptions edns0 ndots:0\n");
+        let given = DnsConfig { searches: vec!["example".into()], options: vec!["ndots:3".into()], ..Default::default() };
+        let conf = resolv_conf(&embedded_resolver_config(Some(&given), &path));
+        assert_eq!(conf, "nameserver 127.0.0.11\nsearch example\noptions ndots:3\n");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct AttachRequest {
     pub hostname: String,
     /// Further names the sandbox answers to on user-defined networks.
     pub aliases: Vec<String>,
+    /// `--link` aliases: names that only this sandbox resolves, to a peer on a shared
+    /// user-defined network (served by the embedded DNS server).
+    pub links: Vec<LinkAlias>,
     /// When set, berth writes `hosts`, `hostname` and `resolv.conf` there and keeps
     /// `hosts` up to date as peers come and go.
     pub files_dir: Option<PathBuf>,
@@ -52,6 +55,14 @@ pub struct ConnectRequest {
     pub hostname: String,
     pub files_dir: Option<PathBuf>,
     pub dns: Option<DnsConfig>,
+}
+
+/// `--link target:alias`: `alias` resolves, for the linking sandbox only, to the
+/// address of sandbox `target` on a network both are on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkAlias {
+    pub target: String,
+    pub alias: String,
 }
 
 /// One interface of an attached sandbox.

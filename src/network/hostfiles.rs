@@ -1,18 +1,20 @@
 //! Keeps each sandbox's name files current: on attach the sandbox gets all three files,
 //! and every sandbox sharing a user-defined network with it gets its `hosts` rewritten;
-//! on detach the sharers are rewritten again without it.
+//! on detach the sharers are rewritten again without it. On a user-defined network the
+//! resolv.conf names the embedded DNS server (see `embedded_dns`).
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::dns::{self, Peer};
 use super::error::Result;
 use super::records::{EndpointRecord, ENDPOINTS, NETWORKS};
 use crate::store::Store;
 
-fn all_endpoints(store: &Store) -> Result<Vec<EndpointRecord>> {
+pub(crate) fn all_endpoints(store: &Store) -> Result<Vec<EndpointRecord>> {
     Ok(store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect())
 }
 
-fn user_networks(store: &Store) -> Result<BTreeSet<String>> {
+pub(crate) fn user_networks(store: &Store) -> Result<BTreeSet<String>> {
     let networks = store.list(NETWORKS)?;
     Ok(networks.into_iter().filter(|(_, n)| n.user_defined).map(|(name, _)| name).collect())
 }
@@ -61,9 +63,14 @@ pub(crate) fn write_files_of(store: &Store, sandbox_id: &str, all: bool) -> Resu
     let own = endpoints.iter().filter(|e| e.sandbox_id == sandbox_id);
     let Some(first) = own.min_by(|a, b| a.interface.cmp(&b.interface)) else { return Ok(()) };
     let Some(dir) = &first.files_dir else { return Ok(()) };
-    let peers = peers_of(&endpoints, &user_networks(store)?, sandbox_id);
+    let user = user_networks(store)?;
+    let peers = peers_of(&endpoints, &user, sandbox_id);
     match all {
-        true => dns::write_files(dir, &first.hostname, Some(first.ip), &peers, first.dns.as_ref()),
+        true => {
+            let on_user_network = endpoints.iter().any(|e| e.sandbox_id == sandbox_id && user.contains(&e.network));
+            let embedded = on_user_network.then(|| dns::embedded_resolver_config(first.dns.as_ref(), Path::new(dns::HOST_RESOLV_CONF)));
+            dns::write_files(dir, &first.hostname, Some(first.ip), &peers, embedded.as_ref().or(first.dns.as_ref()))
+        }
         false => dns::write_hosts(dir, &first.hostname, Some(first.ip), &peers),
     }
 }

@@ -29,7 +29,7 @@ impl BridgeDriver {
             self.undo_connect(&endpoint).await;
             return Err(error);
         }
-        self.rewrite_hosts_around(&request.sandbox_id)?;
+        self.refresh_names(&request.sandbox_id).await?;
         Ok(interface_of(&endpoint))
     }
 
@@ -86,7 +86,8 @@ impl BridgeDriver {
             self.release_ports(sandbox_id);
         }
         self.restore_way_out(&left).await?;
-        hostfiles::write_for(&self.store, sandbox_id)?;
+        self.refresh_names(sandbox_id).await?;
+        // Peers that no longer share a network with it.
         for peer in peers {
             hostfiles::write_for(&self.store, &peer)?;
         }
@@ -104,13 +105,12 @@ impl BridgeDriver {
         Ok(())
     }
 
-    /// The hosts file of `sandbox_id` and of every sandbox sharing a network with it.
-    fn rewrite_hosts_around(&self, sandbox_id: &str) -> Result<()> {
-        hostfiles::write_for(&self.store, sandbox_id)?;
-        for peer in hostfiles::sandboxes_sharing(&self.store, sandbox_id)? {
-            hostfiles::write_for(&self.store, &peer)?;
-        }
-        Ok(())
+    /// After a connect or disconnect: the sandbox's name files (resolv.conf names the
+    /// embedded server while it is on a user network) and its peers' hosts files, and
+    /// its embedded DNS server started or stopped to match.
+    async fn refresh_names(&self, sandbox_id: &str) -> Result<()> {
+        hostfiles::refresh_for(&self.store, sandbox_id)?;
+        self.sync_name_service(sandbox_id).await
     }
 }
 

@@ -1,7 +1,8 @@
 //! Networking for sandboxes and containers: the `docker0`-style bridge, veth pairs,
 //! IPAM persisted in the metadata store, NAT and port mapping with nftables (all over
 //! netlink, no process exec), user-defined bridge networks with name resolution through
-//! generated hosts files, CNI plugin mode, and pinned network namespaces.
+//! generated hosts files and the embedded DNS server at 127.0.0.11, CNI plugin mode, and
+//! pinned network namespaces.
 //!
 //! [`NetworkManager`] is what the daemon holds; it calls the driver the config chose
 //! (built-in bridge or CNI) without a lock of its own: CNI plugins for different pods
@@ -13,6 +14,7 @@ mod cni_exec;
 mod config;
 pub mod dns;
 mod driver;
+mod embedded_dns;
 mod error;
 mod hostfiles;
 mod hotplug;
@@ -34,7 +36,7 @@ use tracing::Instrument;
 
 pub use config::{NetworkConfig, NetworkMode};
 pub use dns::{write_files as write_name_files, DnsConfig, Peer};
-pub use driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, EndpointOptions, InterfaceInfo, NetworkDriver};
+pub use driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, EndpointOptions, InterfaceInfo, LinkAlias, NetworkDriver};
 pub use error::{NetworkError, Result};
 pub use netns::{create_pinned as create_pinned_netns, pin_path as netns_pin_path, remove_pinned as remove_pinned_netns};
 pub use records::{NetworkRecord, PortMapping, Protocol};

@@ -1,7 +1,8 @@
 //! Start-up reconciliation of the bridge driver: after a crash, endpoints and addresses
 //! of sandboxes that are gone are dropped (their veths deleted), bridges are adopted or
 //! re-created, the live sandboxes' host ports are reserved again and the nftables table
-//! is rebuilt from the surviving state, so it holds exactly what the live sandboxes need.
+//! is rebuilt from the surviving state, so it holds exactly what the live sandboxes need,
+//! and the live sandboxes on user-defined networks get their embedded DNS server back.
 use std::collections::HashSet;
 
 use super::bridge::BridgeDriver;
@@ -26,10 +27,21 @@ impl BridgeDriver {
         self.reserve_live_ports(&alive);
         self.apply_rules().await?;
         let sandboxes: HashSet<&str> = alive.iter().map(|e| e.sandbox_id.as_str()).collect();
-        for sandbox in sandboxes {
+        for sandbox in &sandboxes {
             hostfiles::write_for(&self.store, sandbox)?;
         }
+        self.restore_name_service(&sandboxes).await;
         Ok(())
+    }
+
+    /// Serves the live sandboxes on user-defined networks again, and only them.
+    async fn restore_name_service(&self, live: &HashSet<&str>) {
+        self.name_service.retain(live);
+        for sandbox in live {
+            if let Err(e) = self.sync_name_service(sandbox).await {
+                tracing::warn!(sandbox_id = %sandbox, error = %e, "reconcile: embedded DNS server");
+            }
+        }
     }
 
     /// Deletes dead endpoints and every allocation no live endpoint holds.

@@ -78,6 +78,9 @@ pub struct EndpointRecord {
     pub port_mappings: Vec<PortMapping>,
     pub hostname: String,
     pub aliases: Vec<String>,
+    /// Absent from records written before links existed.
+    #[serde(default)]
+    pub links: Vec<super::driver::LinkAlias>,
     /// Where this sandbox's hosts/hostname/resolv.conf live, when berth writes them.
     pub files_dir: Option<PathBuf>,
     pub dns: Option<super::dns::DnsConfig>,
