@@ -10,6 +10,7 @@ pub mod create;
 pub mod error;
 pub mod exec;
 pub mod extras;
+pub mod health;
 pub mod hijack;
 pub mod images;
 pub mod login;
@@ -56,6 +57,7 @@ pub struct Docker {
     /// takes its volumes, so that no volume in use goes.
     pub volume_lock: tokio::sync::Mutex<()>,
     pub restarts: restart::Restarts,
+    pub health: health::HealthBoard,
 }
 
 pub type State = Arc<Docker>;
@@ -73,6 +75,7 @@ impl Docker {
             volumes: volume_store::VolumeStore::new(&core.paths.root),
             volume_lock: Default::default(),
             restarts: Default::default(),
+            health: Default::default(),
             core,
         })
     }
@@ -144,6 +147,7 @@ pub async fn serve(core: SharedCore, listener: tokio::net::UnixListener, shutdow
     let state = Docker::new(core);
     state.volumes.recover();
     tokio::spawn(containers::watch_exits(state.clone()));
+    health::resume(&state);
     tokio::spawn(restart::resume(state.clone()));
     let app = axum::middleware::from_fn(strip_version).layer(routes(state));
     axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await
