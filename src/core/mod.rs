@@ -10,6 +10,7 @@ pub mod ids;
 pub mod intents;
 pub mod limits;
 pub mod locks;
+pub mod networks;
 pub mod pin;
 pub mod pod_init;
 pub mod port_forward;

@@ -42,6 +42,16 @@ pub struct PortMapping {
     pub host_ip: String,
 }
 
+/// One network a sandbox joins, and what its endpoint there asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxNetwork {
+    pub name: String,
+    /// Names the sandbox answers to on this network only.
+    pub aliases: Vec<String>,
+    /// A fixed IPv4 address; empty: the lowest free one.
+    pub ipv4: String,
+}
+
 /// What a pod sandbox was asked to be.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SandboxSpec {
@@ -55,6 +65,14 @@ pub struct SandboxSpec {
     pub port_mappings: Vec<PortMapping>,
     pub cgroup_parent: String,
     pub network: NamespaceMode,
+    /// The networks of a sandbox with its own network namespace, in interface order:
+    /// None is the default network, an empty list loopback only (Docker's `none`).
+    #[serde(default)]
+    pub networks: Option<Vec<SandboxNetwork>>,
+    /// Joins the network namespace of this other sandbox (of the same namespace) instead
+    /// of one of its own: Docker's `--network container:NAME`.
+    #[serde(default)]
+    pub network_of: Option<String>,
     pub ipc: NamespaceMode,
     /// The pod-level pid mode; containers may ask for their own.
     pub pid: NamespaceMode,
@@ -149,6 +167,9 @@ pub struct SandboxRecord {
     #[serde(default)]
     pub shims: Vec<String>,
     pub ips: Vec<String>,
+    /// The sandbox's interfaces, as the network module made them.
+    #[serde(default)]
+    pub interfaces: Vec<crate::network::InterfaceInfo>,
     /// Whether creation finished (a record without it is cleaned up at start-up).
     pub complete: bool,
 }

@@ -17,12 +17,13 @@ const POD_INIT_PIN: &str = "pid";
 
 impl Core {
     fn pin_plan(&self, id: &str, spec: &SandboxSpec) -> PinPlan {
-        let own_network = spec.network != NamespaceMode::Node;
+        let host_network = spec.network == NamespaceMode::Node;
+        let own_network = !host_network && spec.network_of.is_none();
         PinPlan {
             network: own_network.then(|| self.paths.netns(id)),
             ipc: (spec.ipc != NamespaceMode::Node).then(|| self.paths.sandbox_dir(id).join("ipc")),
             // A pod on the host's network also keeps the host's name, as with containerd.
-            uts: own_network.then(|| self.paths.sandbox_dir(id).join("uts")),
+            uts: (!host_network).then(|| self.paths.sandbox_dir(id).join("uts")),
             hostname: spec.hostname.clone(),
             user: spec.user_namespace.as_ref().map(|maps| (self.paths.sandbox_dir(id).join("user"), maps.clone())),
         }
@@ -75,6 +76,7 @@ impl Core {
             pod_init: None,
             shims: Vec::new(),
             ips: Vec::new(),
+            interfaces: Vec::new(),
             complete: false,
             spec,
         };
@@ -105,7 +107,12 @@ impl Core {
             record.pod_init = Some(init);
             crash_point!("run_pod_sandbox.after_pod_init");
         }
+        if let Some(other) = &record.spec.network_of {
+            record.netns = Some(self.join_network_of(record, other)?);
+        }
         match &plan.network {
+            None if record.spec.network_of.is_some() => {}
+            Some(_) if record.spec.networks.as_ref().is_some_and(|n| n.is_empty()) => self.write_loopback_network_files(record)?,
             Some(netns) => self.attach_network(record, netns).await?,
             None => self.write_host_network_files(record)?,
         }
@@ -121,18 +128,41 @@ impl Core {
         for mapping in &record.spec.port_mappings {
             port_mappings.push(port_mapping(mapping)?);
         }
+        let wanted = record.spec.networks.clone().unwrap_or_default();
         let request = AttachRequest {
             sandbox_id: record.id.clone(),
             netns_path: netns.to_path_buf(),
-            networks: Vec::new(),
+            networks: wanted.iter().map(|n| n.name.clone()).collect(),
+            endpoints: wanted.iter().map(|n| Ok((n.name.clone(), super::networks::endpoint_options(n)?))).collect::<CoreResult<_>>()?,
             port_mappings,
             hostname: record.spec.hostname.clone(),
-            aliases: Vec::new(),
+            // Peers on user-defined networks know the sandbox by its name too (Docker's
+            // container name).
+            aliases: vec![record.spec.name.clone()],
             files_dir: Some(self.paths.sandbox_dir(&record.id)),
-            dns: record.spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() }),
+            dns: dns_config(&record.spec),
         };
         let attachment = self.network.attach(&request).await?;
         record.ips = attachment.interfaces.iter().map(|i| i.ip.to_string()).collect();
+        record.interfaces = attachment.interfaces;
+        Ok(())
+    }
+
+    /// The network namespace of sandbox `other`, and copies of its name files.
+    fn join_network_of(&self, record: &SandboxRecord, other: &str) -> CoreResult<String> {
+        let target = self.sandbox(&record.namespace, other)?;
+        let netns = target.netns.clone().ok_or_else(|| CoreError::FailedPrecondition(format!("sandbox {} has no network namespace to join", target.id)))?;
+        let (from, to) = (self.paths.sandbox_dir(&target.id), self.paths.sandbox_dir(&record.id));
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            std::fs::copy(from.join(name), to.join(name)).map_err(io_error(format!("copying the {name} of sandbox {}", target.id)))?;
+        }
+        Ok(netns)
+    }
+
+    /// A pod with loopback only (Docker's `none`) knows only its own name.
+    fn write_loopback_network_files(&self, record: &SandboxRecord) -> CoreResult<()> {
+        let dns = dns_config(&record.spec);
+        write_name_files(&self.paths.sandbox_dir(&record.id), &record.spec.hostname, None, &[], dns.as_ref())?;
         Ok(())
     }
 
@@ -140,7 +170,7 @@ impl Core {
     fn write_host_network_files(&self, record: &SandboxRecord) -> CoreResult<()> {
         let dir = self.paths.sandbox_dir(&record.id);
         let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-        let dns = record.spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() });
+        let dns = dns_config(&record.spec);
         write_name_files(&dir, &hostname, None, &[], dns.as_ref())?;
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         std::fs::write(dir.join("hosts"), hosts).map_err(io_error("writing the pod's hosts file"))
@@ -253,7 +283,7 @@ impl Core {
             init.stop().await;
         }
         crash_point!("stop_pod_sandbox.after_pod_init");
-        if let Some(netns) = record.netns.take() {
+        if let Some(netns) = record.netns.take().filter(|_| record.spec.network_of.is_none()) {
             pin::unpin_path(std::path::Path::new(&netns));
         }
         crash_point!("stop_pod_sandbox.after_unpin");
@@ -304,6 +334,11 @@ fn with_live_state(mut record: SandboxRecord) -> SandboxRecord {
         record.state = SandboxState::NotReady;
     }
     record
+}
+
+/// The network module's form of the pod's DNS settings.
+pub(crate) fn dns_config(spec: &SandboxSpec) -> Option<DnsConfig> {
+    spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() })
 }
 
 fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {

@@ -117,6 +117,8 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         port_mappings,
         cgroup_parent: linux.cgroup_parent.clone(),
         network: namespace_mode(namespaces.network),
+        networks: None,
+        network_of: None,
         ipc: namespace_mode(namespaces.ipc),
         pid: namespace_mode(namespaces.pid),
         sysctls: labels(&linux.sysctls),

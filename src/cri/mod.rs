@@ -40,7 +40,7 @@ fn network_status(error: &crate::network::NetworkError, message: String) -> Stat
         NotFound { .. } => Status::not_found(message),
         AlreadyExists { .. } => Status::already_exists(message),
         InvalidArgument(_) => Status::invalid_argument(message),
-        Conflict(_) | SubnetFull { .. } => Status::failed_precondition(message),
+        Conflict(_) | SubnetOverlap(_) | InUse { .. } | AddressInUse(_) | SubnetFull { .. } => Status::failed_precondition(message),
         _ => Status::internal(message),
     }
 }

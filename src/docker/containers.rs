@@ -198,6 +198,7 @@ fn passes_filters(docker: &super::Docker, record: &ContainerRecord, filters: &Ha
             "label" => values.iter().all(|v| label_matches(&record.spec.labels, v)),
             "name" => values.iter().any(|v| record.spec.name.contains(v.trim_start_matches('/'))),
             "id" => values.iter().any(|v| docker_id(record).starts_with(v.as_str())),
+            "network" => values.iter().any(|v| super::network_attach::on_network(docker, record, v)),
             "ancestor" => values.iter().any(|v| record.spec.image == *v || familiar(&record.image_ref) == *v || record.image_id.contains(v.as_str())),
             "health" => values.iter().any(|v| *v == super::health::filter_word(docker, record)),
             "exited" => values.iter().any(|v| record.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(record.exit_code)),
@@ -238,19 +239,6 @@ async fn list(State(docker): State<super::State>, Query(query): Query<ListQuery>
     Ok(Json(listed))
 }
 
-fn network_json(docker: &super::Docker, front: &Front, sandbox: Option<&SandboxRecord>) -> Value {
-    let config = docker.core.network.config();
-    let ip = sandbox.and_then(|s| s.ips.first().cloned()).unwrap_or_default();
-    let gateway = config.gateway.map(|g| g.to_string()).unwrap_or_else(|| config.subnet.hosts().next().map(|g| g.to_string()).unwrap_or_default());
-    let mut networks = serde_json::Map::new();
-    let (ip, gateway, prefix) = if ip.is_empty() { (String::new(), String::new(), 0) } else { (ip, gateway, config.subnet.prefix_len()) };
-    networks.insert(front.network.clone(), json!({
-        "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": front.network, "EndpointID": sandbox.map(|s| s.id.as_str()).unwrap_or(""),
-        "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
-    }));
-    Value::Object(networks)
-}
-
 fn summary(docker: &super::Docker, record: &ContainerRecord, sandbox: Option<&SandboxRecord>) -> Value {
     let front = Front::of(record);
     json!({
@@ -265,7 +253,7 @@ fn summary(docker: &super::Docker, record: &ContainerRecord, sandbox: Option<&Sa
         "State": docker.state_word(record),
         "Status": docker.status_text(record),
         "HostConfig": {"NetworkMode": front.network},
-        "NetworkSettings": {"Networks": network_json(docker, &front, sandbox)},
+        "NetworkSettings": {"Networks": super::network_attach::networks_json(docker, record, sandbox)},
         "Mounts": mounts_json(docker, record),
     })
 }
@@ -305,8 +293,8 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let sandbox = docker.core.sandbox(NAMESPACE, &record.spec.sandbox_id).ok();
     let running = record.state == ContainerState::Running;
     let paused = docker.is_paused(docker_id(record));
-    let networks = network_json(docker, &front, sandbox.as_ref());
-    let primary = networks.get(&front.network).cloned().unwrap_or(Value::Null);
+    let networks = super::network_attach::networks_json(docker, record, sandbox.as_ref());
+    let primary = networks.as_object().and_then(|n| n.values().next()).cloned().unwrap_or(Value::Null);
     let log_path = if record.spec.log_path.is_empty() { super::logs::log_path(&docker.core.paths.root, docker_id(record)).display().to_string() } else { record.spec.log_path.clone() };
     let mut host_config = if front.host_config.is_object() { front.host_config.clone() } else { json!({}) };
     host_config["NetworkMode"] = json!(front.network);
@@ -346,7 +334,7 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
         "NetworkSettings": {
             "Bridge": "", "SandboxID": record.spec.sandbox_id, "SandboxKey": sandbox.as_ref().and_then(|s| s.netns.clone()).unwrap_or_default(),
             "Ports": port_map_json(&front),
-            "IPAddress": primary["IPAddress"], "IPPrefixLen": primary["IPPrefixLen"], "Gateway": primary["Gateway"], "MacAddress": "",
+            "IPAddress": primary["IPAddress"], "IPPrefixLen": primary["IPPrefixLen"], "Gateway": primary["Gateway"], "MacAddress": primary["MacAddress"],
             "Networks": networks,
         },
     })

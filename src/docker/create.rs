@@ -52,6 +52,7 @@ pub struct CreateBody {
     pub volumes: Option<HashMap<String, Value>>,
     pub healthcheck: Option<super::health::HealthConfig>,
     pub host_config: Option<HostConfig>,
+    pub networking_config: Option<super::network_attach::NetworkingConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,13 +249,18 @@ fn check_ports_free(core: &Core, name: &str, mappings: &[PortMapping]) -> Docker
     Ok(())
 }
 
-fn network_mode(core: &Core, mode: &str) -> DockerResult<NamespaceMode> {
-    match mode {
-        "" | "default" | "bridge" => Ok(NamespaceMode::Pod),
-        "host" => Ok(NamespaceMode::Node),
-        other if other == core.network.config().default_network => Ok(NamespaceMode::Pod),
-        other => Err(DockerError::not_found(format!("network {other} not found"))),
+/// What dockerd refuses beside `--network container:NAME`.
+fn check_joined_network(network: &super::network_attach::NetworkPlan, body: &CreateBody, host: &HostConfig) -> DockerResult<()> {
+    if network.network_of.is_none() {
+        return Ok(());
     }
+    if body.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
+        return Err(DockerError::bad_request("conflicting options: hostname and the network mode"));
+    }
+    if host.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || host.publish_all_ports == Some(true) {
+        return Err(DockerError::bad_request("conflicting options: port publishing and the container type network mode"));
+    }
+    Ok(())
 }
 
 pub fn resources_of(host: &HostConfig) -> Resources {
@@ -378,9 +384,10 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         return Err(DockerError::conflict(conflict_message(&name, &owner.spec.sandbox_id)));
     }
     let host = body.host_config.clone().unwrap_or_default();
-    let network = host.network_mode.clone().unwrap_or_default();
-    let network_namespace = network_mode(core, &network)?;
-    let ports = if network_namespace == NamespaceMode::Node { Vec::new() } else { port_mappings(&body, &host)? };
+    let network = super::network_attach::plan(&docker, host.network_mode.as_deref().unwrap_or_default(), &body.networking_config.clone().unwrap_or_default())?;
+    let own_ports = network.namespace != NamespaceMode::Node && network.networks.as_ref().is_none_or(|n| !n.is_empty());
+    let ports = if own_ports { port_mappings(&body, &host)? } else { Vec::new() };
+    check_joined_network(&network, &body, &host)?;
     check_ports_free(core, &name, &ports)?;
     let mount_plan = plan_mounts(&body, &host, &image)?;
     mount_plan.make_missing_bind_sources(host.binds.as_deref().unwrap_or_default())?;
@@ -395,7 +402,9 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         hostname: body.hostname.clone().unwrap_or_default(),
         labels: body.labels.clone().unwrap_or_default(),
         port_mappings: ports.clone(),
-        network: network_namespace,
+        network: network.namespace,
+        networks: network.networks.clone(),
+        network_of: network.network_of.clone(),
         ipc: NamespaceMode::Pod,
         pid: NamespaceMode::Container,
         sysctls: host.sysctls.clone().unwrap_or_default().into_iter().collect(),
@@ -407,9 +416,9 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         }),
         ..SandboxSpec::default()
     };
-    let sandbox_id = create_sandbox(core, sandbox_spec, body.hostname.clone()).await.map_err(|e| match e {
+    let sandbox_id = create_sandbox(core, sandbox_spec, network.hostname.clone().or(body.hostname.clone())).await.map_err(|e| match e {
         CoreError::AlreadyExists(_) => DockerError::conflict(conflict_message(&name, "")),
-        other => other.into(),
+        other => super::networks::core_network_error(other),
     })?;
     let volume_guard = docker.volume_lock.lock().await;
     let new_volumes = match super::volumes::provide(&docker, &mount_plan.volumes) {
@@ -427,7 +436,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         config: effective_config(raw.clone(), &image, &hostname),
         host_config: raw.get("HostConfig").cloned().unwrap_or(Value::Null),
         ports,
-        network: if network.is_empty() { "bridge".into() } else { network },
+        network: network.mode.clone(),
         auto_remove: host.auto_remove.unwrap_or(false),
         open_stdin: body.open_stdin.unwrap_or(false),
         stdin_once: body.stdin_once.unwrap_or(false),

@@ -16,6 +16,8 @@ pub mod images;
 pub mod login;
 pub mod logs;
 pub mod mounts;
+pub mod network_attach;
+pub mod networks;
 pub mod restart;
 pub mod rootview;
 pub mod stdio;
@@ -136,6 +138,7 @@ fn routes(state: State) -> Router {
         .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .fallback(not_found)
         .with_state(state)
 }

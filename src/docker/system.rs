@@ -70,7 +70,7 @@ pub async fn info(State(docker): State<super::State>) -> DockerResult<Json<Value
         "ID": "berth", "Containers": containers.len(), "ContainersRunning": count("running"), "ContainersPaused": count("paused"),
         "ContainersStopped": count("exited") + count("created"), "Images": images,
         "Driver": "overlayfs", "DriverStatus": [["Backing Filesystem", "overlay"]],
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host"], "Log": ["local"]},
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["local"]},
         "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true, "CPUShares": true, "CPUSet": true, "PidsLimit": true,
         "IPv4Forwarding": true, "Debug": false, "NFd": 0, "NGoroutines": 0, "SystemTime": super::logs::format_time(now_nanos()),
         "LoggingDriver": "local", "CgroupDriver": config.cgroup_driver, "CgroupVersion": cgroup_version, "NEventsListener": docker.events.receiver_count(),
@@ -192,6 +192,7 @@ fn event_passes(event: &DockerEvent, filters: &HashMap<String, Vec<String>>) -> 
             "container" => event.kind == "container" && (event.id.starts_with(value.as_str()) || attribute("name") == *value),
             "image" => attribute("image") == *value || attribute("name") == *value || event.id == *value,
             "volume" => event.kind == "volume" && event.id == *value,
+            "network" => event.kind == "network" && (event.id.starts_with(value.as_str()) || attribute("name") == *value),
             "label" => super::containers::label_matches(&attribute_labels(event), value),
             _ => false,
         })

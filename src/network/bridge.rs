@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::config::NetworkConfig;
-use super::driver::{AttachRequest, Attachment, CreateNetwork, InterfaceInfo, NetworkDriver};
+use super::driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, InterfaceInfo, NetworkDriver};
 use super::error::{NetworkError, Result};
 use super::links::{configure_sandbox, write_sysctl, HostLinks, SandboxInterface};
 use super::ports::{check_against, PortReservations};
@@ -56,6 +56,35 @@ fn mac_text(mac: [u8; 6]) -> String {
 /// The host end's name, unique because addresses are: `veth` + the address in hex.
 fn host_veth_name(ip: Ipv4Addr) -> String {
     format!("veth{:08x}", u32::from(ip))
+}
+
+/// The sandbox's side of an endpoint.
+pub(crate) struct Owner<'a> {
+    pub sandbox_id: &'a str,
+    pub netns_path: &'a std::path::Path,
+    pub hostname: &'a str,
+    pub files_dir: &'a Option<std::path::PathBuf>,
+    pub dns: &'a Option<super::dns::DnsConfig>,
+}
+
+/// The endpoint of `owner` on `network` at `ip`, as interface `interface`, no ports.
+pub(crate) fn new_endpoint(network: &NetworkRecord, ip: Ipv4Addr, interface: String, owner: &Owner, aliases: Vec<String>) -> EndpointRecord {
+    EndpointRecord {
+        sandbox_id: owner.sandbox_id.into(),
+        network: network.name.clone(),
+        interface,
+        host_veth: host_veth_name(ip),
+        ip,
+        prefix: network.subnet.prefix_len(),
+        gateway: network.gateway,
+        mac: mac_text(mac_of(ip)),
+        netns_path: owner.netns_path.to_path_buf(),
+        port_mappings: Vec::new(),
+        hostname: owner.hostname.into(),
+        aliases,
+        files_dir: owner.files_dir.clone(),
+        dns: owner.dns.clone(),
+    }
 }
 
 pub(crate) fn interface_of(endpoint: &EndpointRecord) -> InterfaceInfo {
@@ -104,6 +133,11 @@ impl BridgeDriver {
             gateway,
             mtu: config.mtu,
             user_defined: false,
+            internal: false,
+            ip_range: None,
+            labels: Default::default(),
+            attachable: false,
+            created_nanos: 0,
         };
         self.store.write(|txn| {
             if txn.get(NETWORKS, &record.name)?.as_ref() != Some(&record) {
@@ -200,23 +234,14 @@ impl BridgeDriver {
             }
             let mut endpoints = Vec::new();
             for (n, network) in networks.iter().enumerate() {
-                let ip = ipam::allocate(txn, &network.name, network.subnet, network.gateway, sandbox)?;
-                let endpoint = EndpointRecord {
-                    sandbox_id: sandbox.into(),
-                    network: network.name.clone(),
-                    interface: format!("eth{n}"),
-                    host_veth: host_veth_name(ip),
-                    ip,
-                    prefix: network.subnet.prefix_len(),
-                    gateway: network.gateway,
-                    mac: mac_text(mac_of(ip)),
-                    netns_path: request.netns_path.clone(),
-                    port_mappings: if n == 0 { request.port_mappings.clone() } else { Vec::new() },
-                    hostname: request.hostname.clone(),
-                    aliases: request.aliases.clone(),
-                    files_dir: request.files_dir.clone(),
-                    dns: request.dns.clone(),
-                };
+                let options = request.endpoints.get(&network.name).cloned().unwrap_or_default();
+                let ip = ipam::allocate_for(txn, network, options.ipv4, sandbox)?;
+                let owner = Owner { sandbox_id: sandbox, netns_path: &request.netns_path, hostname: &request.hostname, files_dir: &request.files_dir, dns: &request.dns };
+                let aliases = request.aliases.iter().chain(&options.aliases).cloned().collect();
+                let mut endpoint = new_endpoint(network, ip, format!("eth{n}"), &owner, aliases);
+                if n == 0 {
+                    endpoint.port_mappings = request.port_mappings.clone();
+                }
                 txn.put(ENDPOINTS, &endpoint_key(sandbox, &network.name), &endpoint)?;
                 endpoints.push(endpoint);
             }
@@ -225,7 +250,7 @@ impl BridgeDriver {
     }
 
     /// Deletes the records and gives the addresses back.
-    fn forget_endpoints(&self, endpoints: &[EndpointRecord]) -> Result<()> {
+    pub(crate) fn forget_endpoints(&self, endpoints: &[EndpointRecord]) -> Result<()> {
         self.store.write(|txn| {
             for endpoint in endpoints {
                 txn.delete(ENDPOINTS, &endpoint_key(&endpoint.sandbox_id, &endpoint.network))?;
@@ -236,6 +261,12 @@ impl BridgeDriver {
     }
 
     async fn plumb(&self, endpoint: &EndpointRecord, network: &NetworkRecord) -> Result<()> {
+        let default_route = endpoint.interface == "eth0" && !network.internal;
+        self.plumb_routed(endpoint, network, default_route).await
+    }
+
+    /// The veth pair of `endpoint`, addressed, with the default route via it if asked.
+    pub(crate) async fn plumb_routed(&self, endpoint: &EndpointRecord, network: &NetworkRecord, default_route: bool) -> Result<()> {
         let bridge = self.ensure_bridge(network).await?;
         let sandbox = SandboxInterface {
             netns_path: &endpoint.netns_path,
@@ -244,7 +275,7 @@ impl BridgeDriver {
             ip: endpoint.ip,
             prefix: endpoint.prefix,
             gateway: endpoint.gateway,
-            default_route: endpoint.interface == "eth0",
+            default_route,
         };
         self.links.create_veth(&endpoint.host_veth, bridge, network.mtu, &sandbox).await?;
         configure_sandbox(&sandbox).await
@@ -376,6 +407,14 @@ impl NetworkDriver for BridgeDriver {
 
     fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
         Ok(self.store.list(NETWORKS)?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    fn connect<'a>(&'a self, request: &'a ConnectRequest) -> BoxFuture<'a, Result<InterfaceInfo>> {
+        self.connect_inner(request).boxed()
+    }
+
+    fn disconnect<'a>(&'a self, sandbox_id: &'a str, network: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.disconnect_inner(sandbox_id, network).boxed()
     }
 
     fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>> {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::cni_exec::{run, Invocation};
 use super::config::NetworkConfig;
-use super::driver::{AttachRequest, Attachment, CreateNetwork, InterfaceInfo, NetworkDriver};
+use super::driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, InterfaceInfo, NetworkDriver};
 use super::error::{NetworkError, Result};
 use super::records::{NetworkRecord, PortMapping, Protocol};
 use crate::store::Store;
@@ -286,6 +286,16 @@ impl NetworkDriver for CniDriver {
 
     fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
         Ok(Vec::new())
+    }
+
+    fn connect<'a>(&'a self, _request: &'a ConnectRequest) -> BoxFuture<'a, Result<InterfaceInfo>> {
+        let error = self.unsupported();
+        async move { Err(error) }.boxed()
+    }
+
+    fn disconnect<'a>(&'a self, _sandbox_id: &'a str, _network: &'a str) -> BoxFuture<'a, Result<()>> {
+        let error = self.unsupported();
+        async move { Err(error) }.boxed()
     }
 
     fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>> {

@@ -1,5 +1,6 @@
 //! The one seam between the manager and the two ways berth connects sandboxes: its
 //! built-in bridge driver and CNI plugins. Also the request and answer types.
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -25,6 +26,31 @@ pub struct AttachRequest {
     /// `hosts` up to date as peers come and go.
     pub files_dir: Option<PathBuf>,
     /// DNS settings for resolv.conf; None: the host's resolvers.
+    pub dns: Option<DnsConfig>,
+    /// Per network: further aliases and a fixed address (Docker's EndpointSettings).
+    pub endpoints: BTreeMap<String, EndpointOptions>,
+}
+
+/// What one endpoint asks for beyond the sandbox-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointOptions {
+    /// Names this endpoint answers to on its network only.
+    pub aliases: Vec<String>,
+    /// A fixed address inside the network's subnet; None: the lowest free one.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+/// Plugs one more network into a sandbox that is attached already (`docker network
+/// connect` on a created or running container).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    pub sandbox_id: String,
+    pub network: String,
+    pub options: EndpointOptions,
+    /// As in [`AttachRequest`]: the sandbox's namespace, name and name files.
+    pub netns_path: PathBuf,
+    pub hostname: String,
+    pub files_dir: Option<PathBuf>,
     pub dns: Option<DnsConfig>,
 }
 
@@ -66,15 +92,24 @@ pub trait NetworkDriver: Send + Sync {
     fn create_network<'a>(&'a self, request: &'a CreateNetwork) -> BoxFuture<'a, Result<NetworkRecord>>;
     fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
     fn list_networks(&self) -> Result<Vec<NetworkRecord>>;
+    /// Adds one interface to an attached sandbox; its peers' hosts files learn of it.
+    fn connect<'a>(&'a self, request: &'a ConnectRequest) -> BoxFuture<'a, Result<InterfaceInfo>>;
+    /// Removes the sandbox's interface on `network`; its peers' hosts files forget it.
+    fn disconnect<'a>(&'a self, sandbox_id: &'a str, network: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Makes `cidr` the pod network's subnet; Ok(false) when nothing changed.
     fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>>;
 }
 
-/// `docker network create`: a name and, optionally, the subnet and gateway.
+/// `docker network create`: a name and, optionally, the subnet, gateway and range.
 #[derive(Debug, Clone, Default)]
 pub struct CreateNetwork {
     pub name: String,
     /// CIDR text, checked here: "10.5.0.0/24".
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    /// CIDR text inside the subnet that addresses are allocated from.
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
 }

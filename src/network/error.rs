@@ -13,6 +13,15 @@ pub enum NetworkError {
     /// Overlapping subnets, a host port already taken, a network still in use.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A subnet that overlaps another network's or a route of the host.
+    #[error("{0}")]
+    SubnetOverlap(String),
+    /// A network that sandboxes are still attached to.
+    #[error("network {network} id {id} has active endpoints")]
+    InUse { network: String, id: String, sandboxes: Vec<String> },
+    /// A fixed address that another endpoint (or the gateway) holds.
+    #[error("Address already in use: {0}")]
+    AddressInUse(std::net::Ipv4Addr),
     #[error("no free address left in subnet {subnet} of network {network}")]
     SubnetFull { network: String, subnet: String },
     #[error("CNI plugin {plugin}: {message}")]

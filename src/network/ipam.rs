@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::error::{NetworkError, Result};
+use super::records::NetworkRecord;
 use crate::store::{Table, WriteTxn};
 
 /// `<network>/<ip>` -> the sandbox holding the address.
@@ -36,6 +37,25 @@ pub(crate) fn allocate(
         subnet: subnet.to_string(),
     })?;
     txn.put(ALLOCATIONS, &key(network, ip), &owner.to_string())?;
+    Ok(ip)
+}
+
+/// Takes `wanted` for `owner` when given (it must be a free host address of the
+/// network's subnet, not its gateway), else the lowest free address of its pool.
+pub(crate) fn allocate_for(txn: &WriteTxn, network: &NetworkRecord, wanted: Option<Ipv4Addr>, owner: &str) -> Result<Ipv4Addr> {
+    let Some(ip) = wanted else {
+        return allocate(txn, &network.name, network.pool(), network.gateway, owner);
+    };
+    let subnet = network.subnet;
+    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+        return Err(NetworkError::InvalidArgument(format!(
+            "no configured subnet or ip-range contain the IP address {ip}"
+        )));
+    }
+    if ip == network.gateway || txn.get(ALLOCATIONS, &key(&network.name, ip))?.is_some() {
+        return Err(NetworkError::AddressInUse(ip));
+    }
+    txn.put(ALLOCATIONS, &key(&network.name, ip), &owner.to_string())?;
     Ok(ip)
 }
 

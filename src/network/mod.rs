@@ -15,6 +15,7 @@ pub mod dns;
 mod driver;
 mod error;
 mod hostfiles;
+mod hotplug;
 mod ipam;
 mod links;
 mod nat;
@@ -33,7 +34,7 @@ use tracing::Instrument;
 
 pub use config::{NetworkConfig, NetworkMode};
 pub use dns::{write_files as write_name_files, DnsConfig, Peer};
-pub use driver::{AttachRequest, Attachment, CreateNetwork, InterfaceInfo, NetworkDriver};
+pub use driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, EndpointOptions, InterfaceInfo, NetworkDriver};
 pub use error::{NetworkError, Result};
 pub use netns::{create_pinned as create_pinned_netns, pin_path as netns_pin_path, remove_pinned as remove_pinned_netns};
 pub use records::{NetworkRecord, PortMapping, Protocol};
@@ -115,6 +116,21 @@ impl NetworkManager {
 
     pub async fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
         self.driver.list_networks()
+    }
+
+    /// The networks, read from the store without waiting (for sync callers).
+    pub fn network_records(&self) -> Result<Vec<NetworkRecord>> {
+        self.driver.list_networks()
+    }
+
+    /// Adds a network to an attached sandbox (one call at a time per sandbox).
+    pub async fn connect(&self, request: &ConnectRequest) -> Result<InterfaceInfo> {
+        self.driver.connect(request).await
+    }
+
+    /// Takes a network from an attached sandbox (one call at a time per sandbox).
+    pub async fn disconnect(&self, sandbox_id: &str, network: &str) -> Result<()> {
+        self.driver.disconnect(sandbox_id, network).await
     }
 
     /// The kubelet's pod CIDR (UpdateRuntimeConfig; empty: nothing to do). See

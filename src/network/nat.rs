@@ -9,7 +9,8 @@
 //!   127.0.0.0/8 out of a bridge is masqueraded);
 //! - hairpin: DNATed traffic from a bridge's own subnet back into that bridge is
 //!   masqueraded, so a container reaches its own (and its neighbours') published ports;
-//! - isolation: forwarding between two different berth bridges is dropped.
+//! - isolation: forwarding between two different berth bridges is dropped;
+//! - internal networks: no masquerade, and nothing forwarded into or out of their bridge.
 use ipnet::Ipv4Net;
 
 use super::error::Result;
@@ -56,9 +57,15 @@ fn rules(networks: &[NetworkRecord], endpoints: &[EndpointRecord]) -> Vec<Rule> 
     rules
 }
 
-fn network_rules(network: &NetworkRecord) -> [Rule; 3] {
+fn network_rules(network: &NetworkRecord) -> Vec<Rule> {
     let bridge = network.bridge.as_str();
-    [
+    if network.internal {
+        return vec![
+            Rule::new("forward").iifname(true, bridge).oifname(false, bridge).drop(),
+            Rule::new("forward").oifname(true, bridge).iifname(false, bridge).drop(),
+        ];
+    }
+    vec![
         Rule::new("postrouting").saddr_in(network.subnet).oifname(false, bridge).masquerade(),
         Rule::new("postrouting").oifname(true, bridge).saddr_in(network.subnet).was_dnatted().masquerade(),
         Rule::new("postrouting").oifname(true, bridge).saddr_in(loopback()).masquerade(),

@@ -20,6 +20,11 @@ fn random_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+fn now_nanos() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+}
+
 fn parse_subnet(text: &str) -> Result<Ipv4Net> {
     let net: Ipv4Net = text
         .parse()
@@ -43,6 +48,18 @@ fn parse_gateway(text: Option<&str>, subnet: Ipv4Net) -> Result<Ipv4Addr> {
     Ok(gateway)
 }
 
+/// Docker's IPRange: a CIDR inside the subnet.
+fn parse_range(text: Option<&str>, subnet: Ipv4Net) -> Result<Option<Ipv4Net>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let range: Ipv4Net = text
+        .parse()
+        .map_err(|_| NetworkError::InvalidArgument(format!("invalid ip-range {text:?}: expected an IPv4 CIDR")))?;
+    if !subnet.contains(&range) {
+        return Err(NetworkError::InvalidArgument(format!("ip-range {range} is not inside subnet {subnet}")));
+    }
+    Ok(Some(range.trunc()))
+}
+
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -50,10 +67,10 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 impl BridgeDriver {
     async fn check_free(&self, subnet: Ipv4Net, networks: &[NetworkRecord]) -> Result<()> {
         if let Some(other) = networks.iter().find(|n| overlaps(n.subnet, subnet)) {
-            return Err(NetworkError::Conflict(format!("subnet {subnet} overlaps network {} ({})", other.name, other.subnet)));
+            return Err(NetworkError::SubnetOverlap(format!("subnet {subnet} overlaps network {} ({})", other.name, other.subnet)));
         }
         if let Some(route) = self.links.overlapping_route(subnet).await? {
-            return Err(NetworkError::Conflict(format!("subnet {subnet} overlaps the host route {route}")));
+            return Err(NetworkError::SubnetOverlap(format!("subnet {subnet} overlaps the host route {route}")));
         }
         Ok(())
     }
@@ -89,6 +106,7 @@ impl BridgeDriver {
             None => self.pick_subnet(&networks).await?,
         };
         let gateway = parse_gateway(request.gateway.as_deref(), subnet)?;
+        let ip_range = parse_range(request.ip_range.as_deref(), subnet)?;
         let id = random_id()?;
         let record = NetworkRecord {
             name: request.name.clone(),
@@ -98,6 +116,11 @@ impl BridgeDriver {
             gateway,
             mtu: self.config.mtu,
             user_defined: true,
+            internal: request.internal,
+            ip_range,
+            labels: request.labels.clone(),
+            attachable: request.attachable,
+            created_nanos: now_nanos(),
         };
         self.store.write(|txn| {
             if txn.get(NETWORKS, &record.name)?.is_some() {
@@ -136,7 +159,7 @@ impl BridgeDriver {
             .map(|(_, e)| e.sandbox_id)
             .collect();
         if !users.is_empty() {
-            return Err(NetworkError::Conflict(format!("network {name} is in use by sandboxes {}", users.join(", "))));
+            return Err(NetworkError::InUse { network: name.to_string(), id: record.id.clone(), sandboxes: users });
         }
         self.drop_network(&record).await
     }
@@ -170,5 +193,8 @@ mod tests {
         assert!(parse_gateway(Some("10.2.0.1"), subnet).is_err());
         assert!(overlaps(subnet, "10.1.0.128/25".parse().unwrap()));
         assert!(!overlaps(subnet, "10.1.1.0/24".parse().unwrap()));
+        assert_eq!(parse_range(Some("10.1.0.128/25"), subnet).unwrap(), Some("10.1.0.128/25".parse().unwrap()));
+        assert!(parse_range(Some("10.2.0.0/25"), subnet).is_err());
+        assert_eq!(parse_range(None, subnet).unwrap(), None);
     }
 }

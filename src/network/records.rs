@@ -23,6 +23,26 @@ pub struct NetworkRecord {
     pub mtu: u32,
     /// User-defined networks give their containers name resolution of each other.
     pub user_defined: bool,
+    /// No way out: no masquerade, no forwarding to other interfaces, no default route.
+    #[serde(default)]
+    pub internal: bool,
+    /// Addresses are handed out from this part of the subnet only (Docker's IPRange).
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub attachable: bool,
+    /// When it was created (0 for the default network).
+    #[serde(default)]
+    pub created_nanos: i64,
+}
+
+impl NetworkRecord {
+    /// The part of the subnet that addresses are allocated from.
+    pub fn pool(&self) -> Ipv4Net {
+        self.ip_range.unwrap_or(self.subnet)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

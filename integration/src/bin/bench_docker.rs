@@ -4,8 +4,9 @@
 //!
 //! Drives berthd through the real docker CLI, in the test registry's network namespace,
 //! with busybox pulled from that registry. For ROUNDS (default 10) it times
-//! `docker run --rm busybox true`, create + start + `rm -f`, `exec true` and 10
-//! concurrent `run --rm`, and prints medians; then berthd's RSS, idle with the façade
+//! `docker run --rm busybox true`, create + start + `rm -f`, `exec true`, 10
+//! concurrent `run --rm`, `docker network create` + `rm`, and `docker run --rm` on a
+//! user-defined network, and prints medians; then berthd's RSS, idle with the façade
 //! serving. Debian's dockerd is not on this machine (docker.io is not installed), so
 //! no side-by-side run is made; the issue's dockerd 20.10 figures are printed beside.
 use std::time::{Duration, Instant};
@@ -51,7 +52,9 @@ fn main() {
     let pid = docker.world.daemon.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let idle_at_start = idle_rss(pid, Duration::from_secs(6));
     docker.docker(&["run", "-d", "--name", "bench-exec", "busybox", "sleep", "100000"]).ok();
+    docker.docker(&["network", "create", "bench-net"]).ok();
     let (mut run, mut lifecycle, mut exec, mut concurrent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut network, mut run_on_network) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         run.push(timed(&docker, &["run", "--rm", "busybox", "true"]));
         let started = Instant::now();
@@ -61,14 +64,22 @@ fn main() {
         lifecycle.push(started.elapsed());
         exec.push(timed(&docker, &["exec", "bench-exec", "true"]));
         concurrent.push(concurrent_runs(&docker, 10));
+        let started = Instant::now();
+        docker.docker(&["network", "create", "bench-round"]).ok();
+        docker.docker(&["network", "rm", "bench-round"]).ok();
+        network.push(started.elapsed());
+        run_on_network.push(timed(&docker, &["run", "--rm", "--network", "bench-net", "busybox", "true"]));
     }
     docker.docker(&["rm", "-f", "bench-exec"]).ok();
+    docker.docker(&["network", "rm", "bench-net"]).ok();
     let idle_after = idle_rss(pid, Duration::from_secs(6));
     println!("docker CLI against berthd, {rounds} rounds, medians (dockerd 20.10 on this machine per issue 15):");
     println!("  run --rm busybox true        {:>8.1} ms   (dockerd ~330 ms)", median(run).as_secs_f64() * 1e3);
     println!("  create + start + rm -f       {:>8.1} ms", median(lifecycle).as_secs_f64() * 1e3);
     println!("  exec true                    {:>8.1} ms   (dockerd ~65 ms)", median(exec).as_secs_f64() * 1e3);
     println!("  10 concurrent run --rm       {:>8.1} ms", median(concurrent).as_secs_f64() * 1e3);
+    println!("  network create + rm          {:>8.1} ms", median(network).as_secs_f64() * 1e3);
+    println!("  run --rm on a user network   {:>8.1} ms", median(run_on_network).as_secs_f64() * 1e3);
     println!("  berthd RSS, idle after the pull: {idle_at_start}");
     println!("  berthd RSS, idle after the runs: {idle_after} (dockerd ~76 MB)");
 }

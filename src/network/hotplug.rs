@@ -1,0 +1,128 @@
+//! One network more or less for a sandbox that is attached already (`docker network
+//! connect` / `disconnect`): the endpoint is recorded with its address in one store
+//! transaction, then its veth is plumbed as the next free `ethN`; a disconnect deletes
+//! the veth and gives the address back. Either way the hosts files of the sandbox and of
+//! its peers on user-defined networks are rewritten. The caller serializes calls per
+//! sandbox, as for attach and detach.
+use super::bridge::{interface_of, new_endpoint, BridgeDriver, Owner};
+use super::driver::{ConnectRequest, InterfaceInfo};
+use super::error::{NetworkError, Result};
+use super::records::{endpoint_key, EndpointRecord, NetworkRecord, ENDPOINTS, NETWORKS};
+use super::{hostfiles, ipam};
+
+/// The lowest `ethN` that none of `endpoints` uses.
+fn next_interface(endpoints: &[EndpointRecord]) -> String {
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !endpoints.iter().any(|e| &e.interface == name))
+        .unwrap_or_default()
+}
+
+impl BridgeDriver {
+    pub(crate) async fn connect_inner(&self, request: &ConnectRequest) -> Result<InterfaceInfo> {
+        let existing = self.endpoints_of(&request.sandbox_id)?;
+        let (endpoint, network) = self.record_endpoint(request, &existing)?;
+        let default_route = !network.internal && !self.has_way_out(&existing)?;
+        if let Err(error) = self.plumb_routed(&endpoint, &network, default_route).await {
+            self.undo_connect(&endpoint).await;
+            return Err(error);
+        }
+        self.rewrite_hosts_around(&request.sandbox_id)?;
+        Ok(interface_of(&endpoint))
+    }
+
+    /// Whether one of `endpoints` is on a network with a way out (and so holds the
+    /// default route).
+    fn has_way_out(&self, endpoints: &[EndpointRecord]) -> Result<bool> {
+        for endpoint in endpoints {
+            if self.store.get(NETWORKS, &endpoint.network)?.is_some_and(|n| !n.internal) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The new endpoint and its address, in one transaction.
+    fn record_endpoint(&self, request: &ConnectRequest, existing: &[EndpointRecord]) -> Result<(EndpointRecord, NetworkRecord)> {
+        let sandbox = request.sandbox_id.as_str();
+        let key = endpoint_key(sandbox, &request.network);
+        self.store.write(|txn| {
+            let network = txn.get(NETWORKS, &request.network)?.ok_or_else(|| NetworkError::not_found("network", &request.network))?;
+            if txn.get(ENDPOINTS, &key)?.is_some() {
+                return Err(NetworkError::AlreadyExists { what: "endpoint", name: format!("{sandbox} in network {}", network.name) });
+            }
+            let ip = ipam::allocate_for(txn, &network, request.options.ipv4, sandbox)?;
+            let owner = Owner { sandbox_id: sandbox, netns_path: &request.netns_path, hostname: &request.hostname, files_dir: &request.files_dir, dns: &request.dns };
+            let endpoint = new_endpoint(&network, ip, next_interface(existing), &owner, request.options.aliases.clone());
+            txn.put(ENDPOINTS, &key, &endpoint)?;
+            Ok((endpoint, network))
+        })
+    }
+
+    async fn undo_connect(&self, endpoint: &EndpointRecord) {
+        if let Err(error) = self.links.delete(&endpoint.host_veth).await {
+            tracing::warn!(sandbox_id = %endpoint.sandbox_id, %error, "connect rollback: removing the veth");
+        }
+        if let Err(error) = self.forget_endpoints(std::slice::from_ref(endpoint)) {
+            tracing::warn!(sandbox_id = %endpoint.sandbox_id, %error, "connect rollback: releasing the address");
+        }
+    }
+
+    pub(crate) async fn disconnect_inner(&self, sandbox_id: &str, network: &str) -> Result<()> {
+        let endpoint = self
+            .store
+            .get(ENDPOINTS, &endpoint_key(sandbox_id, network))?
+            .ok_or_else(|| NetworkError::not_found("endpoint", format!("of {sandbox_id} in network {network}")))?;
+        let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
+        self.links.delete(&endpoint.host_veth).await?;
+        self.forget_endpoints(std::slice::from_ref(&endpoint))?;
+        if !endpoint.port_mappings.is_empty() {
+            self.apply_rules().await?;
+        }
+        if self.endpoints_of(sandbox_id)?.is_empty() {
+            self.release_ports(sandbox_id);
+        }
+        hostfiles::write_for(&self.store, sandbox_id)?;
+        for peer in peers {
+            hostfiles::write_for(&self.store, &peer)?;
+        }
+        Ok(())
+    }
+
+    /// The hosts file of `sandbox_id` and of every sandbox sharing a network with it.
+    fn rewrite_hosts_around(&self, sandbox_id: &str) -> Result<()> {
+        hostfiles::write_for(&self.store, sandbox_id)?;
+        for peer in hostfiles::sandboxes_sharing(&self.store, sandbox_id)? {
+            hostfiles::write_for(&self.store, &peer)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_interface_fills_the_first_gap() {
+        let network = NetworkRecord {
+            name: "n".into(),
+            id: "n".into(),
+            bridge: "br-n".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: std::net::Ipv4Addr::new(10, 1, 0, 1),
+            mtu: 1500,
+            user_defined: true,
+            internal: false,
+            ip_range: None,
+            labels: Default::default(),
+            attachable: false,
+            created_nanos: 0,
+        };
+        let owner = Owner { sandbox_id: "s", netns_path: std::path::Path::new("/x"), hostname: "h", files_dir: &None, dns: &None };
+        let endpoint = |name: &str| new_endpoint(&network, std::net::Ipv4Addr::new(10, 1, 0, 2), name.into(), &owner, Vec::new());
+        assert_eq!(next_interface(&[]), "eth0");
+        assert_eq!(next_interface(&[endpoint("eth0"), endpoint("eth2")]), "eth1");
+        assert_eq!(next_interface(&[endpoint("eth0"), endpoint("eth1")]), "eth2");
+    }
+}
