@@ -12,6 +12,7 @@ pub mod containerd_cri;
 pub mod cri;
 pub mod docker;
 pub mod command;
+pub mod compose;
 pub mod console;
 pub mod fake_registry;
 pub mod images;

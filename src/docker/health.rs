@@ -34,12 +34,23 @@ const KEPT_OUTPUT: usize = 4096;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthConfig {
+    #[serde(deserialize_with = "null_as_default")]
     pub test: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub interval: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub timeout: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub start_period: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub start_interval: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub retries: i64,
+}
+
+/// docker-py (and so compose 1.29) sends the fields it was not given as null.
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl HealthConfig {
@@ -383,6 +394,8 @@ mod tests {
         let merged = HealthConfig::merged(Some(HealthConfig { interval: 9, ..HealthConfig::default() }), Some(image)).unwrap();
         assert_eq!((merged.test[1].as_str(), merged.interval, merged.retries), ("true", 9, 7));
         assert!(HealthConfig { interval: 10, ..HealthConfig::default() }.validate().is_err());
+        let from_docker_py: HealthConfig = serde_json::from_str(r#"{"Test":["CMD","true"],"Interval":1000000000,"Timeout":null,"StartPeriod":null}"#).unwrap();
+        assert_eq!((from_docker_py.interval, from_docker_py.timeout), (1_000_000_000, 0));
     }
 
     #[test]
