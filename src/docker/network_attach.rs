@@ -161,8 +161,7 @@ fn endpoint_json(docker: &super::Docker, record: &ContainerRecord, sandbox: &San
     endpoint["Aliases"] = if asked.aliases.is_empty() { Value::Null } else { json!(asked.aliases) };
     if user_defined && super::request_api_minor() < 45 {
         // For API versions before 1.45 dockerd lists the short id among the aliases;
-        // compose 1.29 (API 1.38) looks for it, and without it disconnects and
-        // reconnects every container it creates.
+        // compose 1.29 (API 1.38) looks for it before reconnecting a container.
         let mut aliases = asked.aliases.clone();
         aliases.push(short(&sandbox.id).to_string());
         endpoint["Aliases"] = json!(aliases);
