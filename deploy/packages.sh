@@ -17,7 +17,7 @@ run_packages=(iproute2 nftables iptables containernetworking-plugins util-linux 
 # the tools the tests check the kernel's view with.
 test_packages=(
   busybox-static runc crun containerd docker-registry curl jq python3 python3-venv
-  openssl qemu-system-x86 tini
+  openssl qemu-system-x86 tini docker-compose
 )
 
 packages_for() {

@@ -66,6 +66,23 @@ impl DockerWorld {
         run_command(command, Duration::from_secs(60))
     }
 
+    /// `docker inspect -f FORMAT NAME`, trimmed.
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        self.docker(&["inspect", "-f", format, name]).ok().stdout.trim().to_string()
+    }
+
+    /// Polls [`DockerWorld::inspect`] until it prints `wanted` or `limit` passes; what it printed last.
+    pub fn wait_for_inspect(&self, name: &str, format: &str, wanted: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let seen = self.inspect(name, format);
+            if seen == wanted || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Runs a shell snippet in berthd's network namespace (the host side of it).
     pub fn in_netns(&self, script: &str) -> CmdOutput {
         let mut command = Command::new("nsenter");

@@ -13,6 +13,7 @@ pub mod cri;
 pub mod dns_responder;
 pub mod docker;
 pub mod command;
+pub mod compose;
 pub mod console;
 pub mod fake_registry;
 pub mod images;

@@ -82,6 +82,7 @@ pub async fn discard_sandbox(docker: &super::Docker, sandbox_id: &str) {
     if let Ok(mut paused) = docker.paused.lock() {
         paused.remove(sandbox_id);
     }
+    docker.health.forget(sandbox_id);
     if let Ok(mut execs) = docker.execs.lock() {
         execs.retain(|_, exec| exec.docker_container_id != sandbox_id);
     }
@@ -130,7 +131,7 @@ impl super::Docker {
         match record.state {
             ContainerState::Created => "Created".into(),
             ContainerState::Running if self.is_paused(docker_id(record)) => format!("Up {} (Paused)", human_duration(now - record.started_at)),
-            ContainerState::Running => format!("Up {}", human_duration(now - record.started_at)),
+            ContainerState::Running => format!("Up {}{}", human_duration(now - record.started_at), super::health::status_suffix(self, record)),
             ContainerState::Exited if super::restart::is_restarting(record) => format!("Restarting ({}) {} ago", record.exit_code, human_duration(now - record.finished_at)),
             _ => format!("Exited ({}) {} ago", record.exit_code, human_duration(now - record.finished_at)),
         }
@@ -199,6 +200,7 @@ fn passes_filters(docker: &super::Docker, record: &ContainerRecord, filters: &Ha
             "id" => values.iter().any(|v| docker_id(record).starts_with(v.as_str())),
             "network" => values.iter().any(|v| super::network_attach::on_network(docker, record, v)),
             "ancestor" => values.iter().any(|v| record.spec.image == *v || familiar(&record.image_ref) == *v || record.image_id.contains(v.as_str())),
+            "health" => values.iter().any(|v| *v == super::health::filter_word(docker, record)),
             "exited" => values.iter().any(|v| record.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(record.exit_code)),
             "before" | "since" => {
                 let other = find(&docker.core, values.first().map(String::as_str).unwrap_or(""))?;
@@ -301,17 +303,21 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
         // The logs are served as json-file's are (docker-py reads only those).
         host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
     }
+    let mut state = json!({
+        "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": super::restart::is_restarting(record),
+        "OOMKilled": record.reason == "OOMKilled", "Dead": false, "Pid": if running { record.pid } else { 0 },
+        "ExitCode": record.exit_code, "Error": if record.reason == "StartError" { record.message.as_str() } else { "" },
+        "StartedAt": time_or_zero(record.started_at), "FinishedAt": time_or_zero(record.finished_at),
+    });
+    if let Some(health) = super::health::inspect_json(docker, record) {
+        state["Health"] = health;
+    }
     json!({
         "Id": docker_id(record),
         "Created": time_or_zero(record.created_at),
         "Path": command_line(&front).split(' ').next().unwrap_or(""),
         "Args": command_line(&front).split(' ').skip(1).collect::<Vec<_>>(),
-        "State": {
-            "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": super::restart::is_restarting(record),
-            "OOMKilled": record.reason == "OOMKilled", "Dead": false, "Pid": if running { record.pid } else { 0 },
-            "ExitCode": record.exit_code, "Error": if record.reason == "StartError" { record.message.as_str() } else { "" },
-            "StartedAt": time_or_zero(record.started_at), "FinishedAt": time_or_zero(record.finished_at),
-        },
+        "State": state,
         "Image": record.image_id,
         "ResolvConfPath": docker.core.paths.sandbox_dir(docker_id(record)).join("resolv.conf"),
         "HostnamePath": docker.core.paths.sandbox_dir(docker_id(record)).join("hostname"),
@@ -719,8 +725,12 @@ pub async fn watch_exits(docker: super::State) {
         }
         let Ok(record) = docker.core.container(NAMESPACE, &event.container_id) else { continue };
         match event.kind {
-            LifecycleEvent::Started => docker.publish_container(docker_id(&record), "start", &record.spec.name, &record.spec.image),
+            LifecycleEvent::Started => {
+                docker.publish_container(docker_id(&record), "start", &record.spec.name, &record.spec.image);
+                super::health::start_checker(&docker, &record);
+            }
             LifecycleEvent::Stopped => {
+                docker.health.stop(docker_id(&record));
                 docker.publish_die(&record);
                 if Front::of(&record).auto_remove {
                     let docker = docker.clone();

@@ -50,6 +50,7 @@ pub struct CreateBody {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
     pub volumes: Option<HashMap<String, Value>>,
+    pub healthcheck: Option<super::health::HealthConfig>,
     pub host_config: Option<HostConfig>,
     pub networking_config: Option<super::network_attach::NetworkingConfig>,
 }
@@ -347,6 +348,10 @@ fn effective_config(mut raw: Value, image: &crate::image::Image, hostname: &str)
     if empty(object.get("Hostname")) {
         object.insert("Hostname".into(), serde_json::json!(hostname));
     }
+    let health = |v: Option<&Value>| v.and_then(|v| serde_json::from_value(v.clone()).ok());
+    if let Some(merged) = super::health::HealthConfig::merged(health(object.get("Healthcheck")), health(image_config.healthcheck.as_ref())) {
+        object.insert("Healthcheck".into(), serde_json::json!(merged));
+    }
     raw
 }
 
@@ -360,6 +365,9 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let image_name = body.image.clone().unwrap_or_default();
     if image_name.is_empty() {
         return Err(DockerError::bad_request("config cannot be empty in order to create a container"));
+    }
+    if let Some(check) = &body.healthcheck {
+        check.validate()?;
     }
     let image = core.images.get(&image_name).map_err(|_| DockerError::no_such_image(&with_tag(&image_name)))?;
     let existing = docker_containers(core)?;

@@ -261,6 +261,10 @@ fn pull_error(reference: &str, error: ImageError) -> DockerError {
         // A registry that refuses the credentials: its error, as dockerd passes it on, but not
         // as a 401, on which the docker CLI would prompt for a login.
         ImageError::Unauthorized(_) => DockerError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        ImageError::NotFound(message) if message.contains("ManifestUnknown") || message.contains("manifest unknown") => {
+            let name = super::create::familiar(reference);
+            DockerError::not_found(format!("manifest for {name} not found: manifest unknown: manifest unknown"))
+        }
         ImageError::NotFound(_) => {
             let repo = reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(reference);
             DockerError::not_found(format!("pull access denied for {repo}, repository does not exist or may require 'docker login'"))

@@ -10,6 +10,7 @@ pub mod create;
 pub mod error;
 pub mod exec;
 pub mod extras;
+pub mod health;
 pub mod hijack;
 pub mod images;
 pub mod login;
@@ -58,6 +59,7 @@ pub struct Docker {
     /// takes its volumes, so that no volume in use goes.
     pub volume_lock: tokio::sync::Mutex<()>,
     pub restarts: restart::Restarts,
+    pub health: health::HealthBoard,
 }
 
 pub type State = Arc<Docker>;
@@ -75,6 +77,7 @@ impl Docker {
             volumes: volume_store::VolumeStore::new(&core.paths.root),
             volume_lock: Default::default(),
             restarts: Default::default(),
+            health: Default::default(),
             core,
         })
     }
@@ -88,16 +91,32 @@ impl Docker {
 async fn strip_version(mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let versioned = path.strip_prefix("/v").and_then(|rest| rest.split_once('/')).filter(|(version, _)| api_minor(version).is_some());
+    let mut minor = API_MINOR;
     if let Some((version, tail)) = versioned {
         if let Some(error) = version_error(version) {
             return error.into_response();
         }
+        minor = api_minor(version).unwrap_or(API_MINOR);
         let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         if let Ok(uri) = format!("/{tail}{query}").parse() {
             *request.uri_mut() = uri;
         }
     }
-    next.run(request).await
+    REQUEST_API_MINOR.scope(minor, next.run(request)).await
+}
+
+/// The minor of [`API_VERSION`].
+const API_MINOR: u32 = 50;
+
+tokio::task_local! {
+    /// The API version's minor the request being served named (1.NN), for the answers
+    /// whose shape changed between versions.
+    static REQUEST_API_MINOR: u32;
+}
+
+/// The minor API version of the request being served (the newest outside a request).
+pub fn request_api_minor() -> u32 {
+    REQUEST_API_MINOR.try_with(|minor| *minor).unwrap_or(API_MINOR)
 }
 
 fn api_minor(version: &str) -> Option<u32> {
@@ -147,6 +166,7 @@ pub async fn serve(core: SharedCore, listener: tokio::net::UnixListener, shutdow
     let state = Docker::new(core);
     state.volumes.recover();
     tokio::spawn(containers::watch_exits(state.clone()));
+    health::resume(&state);
     tokio::spawn(restart::resume(state.clone()));
     let app = axum::middleware::from_fn(strip_version).layer(routes(state));
     axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await

@@ -159,6 +159,13 @@ fn endpoint_json(docker: &super::Docker, record: &ContainerRecord, sandbox: &San
     let mut endpoint = empty_endpoint(&network.map(|n| n.id).unwrap_or_default(), &sandbox.id, &interface.network);
     endpoint["IPAMConfig"] = if asked.ipv4.is_empty() { Value::Null } else { json!({"IPv4Address": asked.ipv4}) };
     endpoint["Aliases"] = if asked.aliases.is_empty() { Value::Null } else { json!(asked.aliases) };
+    if user_defined && super::request_api_minor() < 45 {
+        // For API versions before 1.45 dockerd lists the short id among the aliases;
+        // compose 1.29 (API 1.38) looks for it before reconnecting a container.
+        let mut aliases = asked.aliases.clone();
+        aliases.push(short(&sandbox.id).to_string());
+        endpoint["Aliases"] = json!(aliases);
+    }
     endpoint["MacAddress"] = json!(interface.mac);
     endpoint["Gateway"] = json!(interface.gateway.map(|g| g.to_string()).unwrap_or_default());
     endpoint["IPAddress"] = json!(interface.ip.to_string());

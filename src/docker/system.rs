@@ -138,13 +138,25 @@ impl super::Docker {
         let _ = self.events.send(event);
     }
 
+    /// An event whose attributes carry `labels` too, as dockerd's container events do.
+    pub(super) fn publish_with(&self, kind: &str, action: &str, id: &str, mut attributes: Value, labels: &Labels, from: &str) {
+        if let Some(object) = attributes.as_object_mut() {
+            for (key, value) in labels {
+                object.entry(key.clone()).or_insert_with(|| json!(value));
+            }
+        }
+        self.publish(kind, action, id, attributes, from);
+    }
+
+    /// A container event, with the container's labels while it exists.
     pub fn publish_container(&self, id: &str, action: &str, name: &str, image: &str) {
-        self.publish("container", action, id, json!({"name": name, "image": image}), image);
+        let labels = super::containers::find(&self.core, id).map(|record| record.spec.labels).unwrap_or_default();
+        self.publish_with("container", action, id, json!({"name": name, "image": image}), &labels, image);
     }
 
     pub fn publish_die(&self, record: &ContainerRecord) {
         let attributes = json!({"name": record.spec.name, "image": record.spec.image, "exitCode": record.exit_code.to_string()});
-        self.publish("container", "die", &record.spec.sandbox_id, attributes, &record.spec.image);
+        self.publish_with("container", "die", &record.spec.sandbox_id, attributes, &record.spec.labels, &record.spec.image);
     }
 
     pub fn publish_image(&self, id: &str, action: &str, name: &str) {
@@ -174,15 +186,23 @@ fn event_passes(event: &DockerEvent, filters: &HashMap<String, Vec<String>>) -> 
         let attribute = |name: &str| event.actor["Attributes"][name].as_str().unwrap_or("").to_string();
         values.iter().any(|value| match key.as_str() {
             "type" => event.kind == *value,
+            // As dockerd: these three match their actions with a detail (`health_status: healthy`).
+            "event" if matches!(value.as_str(), "health_status" | "exec_create" | "exec_start") => event.action.starts_with(value.as_str()),
             "event" => event.action == *value,
             "container" => event.kind == "container" && (event.id.starts_with(value.as_str()) || attribute("name") == *value),
             "image" => attribute("image") == *value || attribute("name") == *value || event.id == *value,
             "volume" => event.kind == "volume" && event.id == *value,
             "network" => event.kind == "network" && (event.id.starts_with(value.as_str()) || attribute("name") == *value),
-            "label" => true,
+            "label" => super::containers::label_matches(&attribute_labels(event), value),
             _ => false,
         })
     })
+}
+
+/// An event's attributes as labels, for the `label` filter.
+fn attribute_labels(event: &DockerEvent) -> Labels {
+    let attributes = event.actor["Attributes"].as_object().into_iter().flatten();
+    attributes.filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string()))).collect()
 }
 
 pub async fn events(State(docker): State<super::State>, Query(query): Query<EventsQuery>, _headers: HeaderMap) -> DockerResult<Response> {

@@ -82,6 +82,9 @@ pub struct ImageConfig {
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Docker's `HEALTHCHECK` (Test, Interval, Timeout, StartPeriod, StartInterval, Retries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

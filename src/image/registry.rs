@@ -81,7 +81,8 @@ impl RegistrySession {
     }
 
     /// Resolves `reference` at the first endpoint that has it: mirrors in order, then
-    /// the registry itself (whose error is the one reported).
+    /// the registry itself (whose error is the one reported, unless it could not be
+    /// reached and a mirror said the image does not exist).
     pub async fn resolve_for_pull(
         config: &RegistryConfig,
         reference: &Reference,
@@ -99,7 +100,11 @@ impl RegistrySession {
                 Ok(found) => return Ok(found),
                 Err(error) => {
                     tracing::warn!(endpoint = %endpoint.host, %error, "endpoint failed");
-                    last_error = Some(error);
+                    // A mirror's "not found" says more than a registry that cannot be reached.
+                    let unreachable = matches!(error, ImageError::Registry { .. } | ImageError::Timeout { .. });
+                    if !(unreachable && matches!(last_error, Some(ImageError::NotFound(_)))) {
+                        last_error = Some(error);
+                    }
                 }
             }
         }

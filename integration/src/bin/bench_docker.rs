@@ -6,11 +6,13 @@
 //! with busybox pulled from that registry. For ROUNDS (default 10) it times
 //! `docker run --rm busybox true`, create + start + `rm -f`, `exec true`, 10
 //! concurrent `run --rm`, `docker network create` + `rm`, and `docker run --rm` on a
-//! user-defined network, and prints medians; then berthd's RSS, idle with the façade
+//! user-defined network, `docker compose up -d` + `down -v` of the compose test project
+//! (`berth_integration::compose`, compose v2 as the CLI plugin), and prints medians; then berthd's RSS, idle with the façade
 //! serving. Debian's dockerd is not on this machine (docker.io is not installed), so
 //! no side-by-side run is made; the dockerd 20.10 figures are printed beside.
 use std::time::{Duration, Instant};
 
+use berth_integration::compose::{compose, install_plugin, project_dir, push_image, Compose, COMPOSE_FILE};
 use berth_integration::docker::DockerWorld;
 
 fn timed(docker: &DockerWorld, args: &[&str]) -> Duration {
@@ -54,7 +56,11 @@ fn main() {
     docker.docker(&["run", "-d", "--name", "bench-exec", "busybox", "sleep", "100000"]).ok();
     docker.docker(&["network", "create", "bench-net"]).ok();
     let (mut run, mut lifecycle, mut exec, mut concurrent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut network, mut run_on_network) = (Vec::new(), Vec::new());
+    let (mut network, mut run_on_network, mut project) = (Vec::new(), Vec::new(), Vec::new());
+    install_plugin(&docker);
+    push_image(&docker);
+    let project_dir = project_dir(&docker, COMPOSE_FILE);
+    docker.docker(&["pull", "-q", "busybox:compose"]).ok();
     for _ in 0..rounds {
         run.push(timed(&docker, &["run", "--rm", "busybox", "true"]));
         let started = Instant::now();
@@ -69,6 +75,10 @@ fn main() {
         docker.docker(&["network", "rm", "bench-round"]).ok();
         network.push(started.elapsed());
         run_on_network.push(timed(&docker, &["run", "--rm", "--network", "bench-net", "busybox", "true"]));
+        let started = Instant::now();
+        compose(&docker, Compose::V2, &project_dir, &["up", "-d"]).ok();
+        compose(&docker, Compose::V2, &project_dir, &["down", "-v"]).ok();
+        project.push(started.elapsed());
     }
     docker.docker(&["rm", "-f", "bench-exec"]).ok();
     docker.docker(&["network", "rm", "bench-net"]).ok();
@@ -80,6 +90,7 @@ fn main() {
     println!("  10 concurrent run --rm       {:>8.1} ms", median(concurrent).as_secs_f64() * 1e3);
     println!("  network create + rm          {:>8.1} ms", median(network).as_secs_f64() * 1e3);
     println!("  run --rm on a user network   {:>8.1} ms", median(run_on_network).as_secs_f64() * 1e3);
+    println!("  compose up -d + down -v      {:>8.1} ms   (2 services, healthcheck at 1 s)", median(project).as_secs_f64() * 1e3);
     println!("  berthd RSS, idle after the pull: {idle_at_start}");
     println!("  berthd RSS, idle after the runs: {idle_after} (dockerd ~76 MB)");
 }
