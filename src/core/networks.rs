@@ -29,6 +29,7 @@ impl Core {
             hostname: record.spec.hostname.clone(),
             files_dir: Some(self.paths.sandbox_dir(&record.id)),
             dns: super::sandbox::dns_config(&record.spec),
+            port_mappings: record.spec.port_mappings.iter().map(super::sandbox::port_mapping).collect::<CoreResult<_>>()?,
         };
         let interface = self.network.connect(&request).await?;
         self.record_networks(&record, move |networks| networks.push(network)).await?;

@@ -344,7 +344,7 @@ pub(crate) fn dns_config(spec: &SandboxSpec) -> Option<DnsConfig> {
     spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() })
 }
 
-fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {
+pub(super) fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {
     let protocol = match mapping.protocol.as_str() {
         "tcp" | "" => Protocol::Tcp,
         "udp" => Protocol::Udp,

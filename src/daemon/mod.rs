@@ -172,6 +172,10 @@ pub fn bind_socket(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixL
     Ok(listener)
 }
 
+/// How long a stop waits for clients to finish their requests and close their
+/// connections (a watch or an events stream never ends by itself).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -206,12 +210,22 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = stopped.wait_for(|s| *s).await;
     }));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let result = crate::cri::server(core, streaming)
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        })
-        .await;
+    let serving = crate::cri::server(core, streaming).serve_with_incoming_shutdown(incoming, async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut draining = stopped.clone();
+    let drain_limit = async move {
+        let _ = draining.wait_for(|s| *s).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = drain_limit => {
+            tracing::warn!(limit = ?DRAIN_LIMIT, "clients kept connections open after the signal: stopping anyway");
+            Ok(())
+        }
+    };
     drop(stopped);
     docker.abort();
     let _ = std::fs::remove_file(&socket);

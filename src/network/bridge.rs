@@ -198,6 +198,16 @@ impl BridgeDriver {
         }
     }
 
+    /// Reserves the sandbox's host ports unless it holds them already; Ok(true) when
+    /// they were reserved now.
+    pub(crate) fn hold_ports(&self, sandbox: &str, mappings: &[PortMapping]) -> Result<bool> {
+        if locked(&self.ports).holds(sandbox) {
+            return Ok(false);
+        }
+        self.reserve_ports(sandbox, mappings)?;
+        Ok(true)
+    }
+
     pub(crate) fn release_ports(&self, sandbox: &str) {
         locked(&self.ports).release(sandbox);
     }

@@ -55,6 +55,10 @@ pub struct ConnectRequest {
     pub hostname: String,
     pub files_dir: Option<PathBuf>,
     pub dns: Option<DnsConfig>,
+    /// The sandbox's published ports: the new endpoint carries them when no other
+    /// endpoint of the sandbox does (its network's was disconnected) and its network
+    /// has a way out.
+    pub port_mappings: Vec<PortMapping>,
 }
 
 /// `--link target:alias`: `alias` resolves, for the linking sandbox only, to the

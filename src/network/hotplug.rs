@@ -2,14 +2,15 @@
 //! connect` / `disconnect`): the endpoint is recorded with its address in one store
 //! transaction, then its veth is plumbed as the next free `ethN`; a disconnect deletes
 //! the veth, gives the address back and puts the default route on an interface left
-//! with a way out. Either way the hosts files of the sandbox and of
+//! with a way out. The sandbox's published ports go with the endpoint that carries
+//! them, and come back on the next one connected to a network with a way out. Either way the hosts files of the sandbox and of
 //! its peers on user-defined networks are rewritten. The caller serializes calls per
 //! sandbox, as for attach and detach.
 use super::bridge::{interface_of, new_endpoint, BridgeDriver, Owner};
 use super::driver::{ConnectRequest, InterfaceInfo};
 use super::error::{NetworkError, Result};
 use super::links::set_default_route;
-use super::records::{endpoint_key, EndpointRecord, NetworkRecord, ENDPOINTS, NETWORKS};
+use super::records::{endpoint_key, EndpointRecord, NetworkRecord, PortMapping, ENDPOINTS, NETWORKS};
 use super::{hostfiles, ipam};
 
 /// The lowest `ethN` that none of `endpoints` uses.
@@ -23,14 +24,35 @@ fn next_interface(endpoints: &[EndpointRecord]) -> String {
 impl BridgeDriver {
     pub(crate) async fn connect_inner(&self, request: &ConnectRequest) -> Result<InterfaceInfo> {
         let existing = self.endpoints_of(&request.sandbox_id)?;
-        let (endpoint, network) = self.record_endpoint(request, &existing)?;
-        let default_route = !network.internal && !self.has_way_out(&existing)?;
-        if let Err(error) = self.plumb_routed(&endpoint, &network, default_route).await {
+        let ports_elsewhere = existing.iter().any(|e| !e.port_mappings.is_empty());
+        let ports = if ports_elsewhere { &[][..] } else { &request.port_mappings[..] };
+        let newly_held = !ports.is_empty() && self.hold_ports(&request.sandbox_id, ports)?;
+        let plugged = self.plug(request, &existing, ports).await;
+        // Ports reserved for an endpoint that did not take them (an internal network).
+        if newly_held && plugged.as_ref().map_or(true, |endpoint| endpoint.port_mappings.is_empty()) {
+            self.release_ports(&request.sandbox_id);
+        }
+        let endpoint = plugged?;
+        self.refresh_names(&request.sandbox_id).await?;
+        Ok(interface_of(&endpoint))
+    }
+
+    /// Records the endpoint, plumbs its veth and, if it carries the sandbox's published
+    /// ports, programs them; undone on failure.
+    async fn plug(&self, request: &ConnectRequest, existing: &[EndpointRecord], ports: &[PortMapping]) -> Result<EndpointRecord> {
+        let (endpoint, network) = self.record_endpoint(request, existing, ports)?;
+        let mut plumbed = match self.has_way_out(existing) {
+            Ok(way_out) => self.plumb_routed(&endpoint, &network, !network.internal && !way_out).await,
+            Err(error) => Err(error),
+        };
+        if plumbed.is_ok() && !endpoint.port_mappings.is_empty() {
+            plumbed = self.apply_rules().await;
+        }
+        if let Err(error) = plumbed {
             self.undo_connect(&endpoint).await;
             return Err(error);
         }
-        self.refresh_names(&request.sandbox_id).await?;
-        Ok(interface_of(&endpoint))
+        Ok(endpoint)
     }
 
     /// Whether one of `endpoints` is on a network with a way out (and so holds the
@@ -45,7 +67,8 @@ impl BridgeDriver {
     }
 
     /// The new endpoint and its address, in one transaction.
-    fn record_endpoint(&self, request: &ConnectRequest, existing: &[EndpointRecord]) -> Result<(EndpointRecord, NetworkRecord)> {
+    /// `ports`: the published ports the endpoint takes if its network has a way out.
+    fn record_endpoint(&self, request: &ConnectRequest, existing: &[EndpointRecord], ports: &[PortMapping]) -> Result<(EndpointRecord, NetworkRecord)> {
         let sandbox = request.sandbox_id.as_str();
         let key = endpoint_key(sandbox, &request.network);
         self.store.write(|txn| {
@@ -55,7 +78,10 @@ impl BridgeDriver {
             }
             let ip = ipam::allocate_for(txn, &network, request.options.ipv4, sandbox)?;
             let owner = Owner { sandbox_id: sandbox, netns_path: &request.netns_path, hostname: &request.hostname, files_dir: &request.files_dir, dns: &request.dns };
-            let endpoint = new_endpoint(&network, ip, next_interface(existing), &owner, request.options.aliases.clone());
+            let mut endpoint = new_endpoint(&network, ip, next_interface(existing), &owner, request.options.aliases.clone());
+            if !network.internal {
+                endpoint.port_mappings = ports.to_vec();
+            }
             txn.put(ENDPOINTS, &key, &endpoint)?;
             Ok((endpoint, network))
         })
