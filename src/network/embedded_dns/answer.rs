@@ -145,6 +145,11 @@ mod tests {
             gateway: Ipv4Addr::new(10, 1, 0, 1),
             mtu: 1500,
             user_defined: true,
+            internal: false,
+            ip_range: None,
+            labels: Default::default(),
+            attachable: false,
+            created_nanos: 0,
         };
         let alpha = super::super::names::tests::endpoint("alpha", "app", [10, 1, 0, 2], &["db"]);
         store
