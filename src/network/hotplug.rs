@@ -146,20 +146,7 @@ mod tests {
 
     #[test]
     fn the_next_interface_fills_the_first_gap() {
-        let network = NetworkRecord {
-            name: "n".into(),
-            id: "n".into(),
-            bridge: "br-n".into(),
-            subnet: "10.1.0.0/24".parse().unwrap(),
-            gateway: std::net::Ipv4Addr::new(10, 1, 0, 1),
-            mtu: 1500,
-            user_defined: true,
-            internal: false,
-            ip_range: None,
-            labels: Default::default(),
-            attachable: false,
-            created_nanos: 0,
-        };
+        let network = NetworkRecord::for_tests("n");
         let owner = Owner { sandbox_id: "s", netns_path: std::path::Path::new("/x"), hostname: "h", files_dir: &None, dns: &None };
         let endpoint = |name: &str| new_endpoint(&network, std::net::Ipv4Addr::new(10, 1, 0, 2), name.into(), &owner, Vec::new());
         assert_eq!(next_interface(&[]), "eth0");

@@ -114,20 +114,7 @@ mod tests {
     fn fixed_addresses_and_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("meta.redb")).unwrap();
-        let network = NetworkRecord {
-            name: "n".into(),
-            id: "n".into(),
-            bridge: "br-n".into(),
-            subnet: "10.1.0.0/24".parse().unwrap(),
-            gateway: Ipv4Addr::new(10, 1, 0, 1),
-            mtu: 1500,
-            user_defined: true,
-            internal: false,
-            ip_range: Some("10.1.0.128/25".parse().unwrap()),
-            labels: Default::default(),
-            attachable: false,
-            created_nanos: 0,
-        };
+        let network = NetworkRecord { ip_range: Some("10.1.0.128/25".parse().unwrap()), ..NetworkRecord::for_tests("n") };
         let take = |wanted: Option<Ipv4Addr>| store.write(|txn| allocate_for(txn, &network, wanted, "s"));
         assert_eq!(take(None).unwrap(), Ipv4Addr::new(10, 1, 0, 129));
         assert_eq!(take(Some(Ipv4Addr::new(10, 1, 0, 7))).unwrap(), Ipv4Addr::new(10, 1, 0, 7));

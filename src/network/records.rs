@@ -39,6 +39,25 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// A user-defined network `name` on 10.1.0.0/24 (gateway .1), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> NetworkRecord {
+        NetworkRecord {
+            name: name.into(),
+            id: name.into(),
+            bridge: format!("br-{name}"),
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, 1, 0, 0), 24).unwrap_or_default(),
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+            mtu: 1500,
+            user_defined: true,
+            internal: false,
+            ip_range: None,
+            labels: Default::default(),
+            attachable: false,
+            created_nanos: 0,
+        }
+    }
+
     /// The part of the subnet that addresses are allocated from.
     pub fn pool(&self) -> Ipv4Net {
         self.ip_range.unwrap_or(self.subnet)

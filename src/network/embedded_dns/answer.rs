@@ -137,20 +137,7 @@ mod tests {
     /// Sandbox alpha (alias db) alone on user network app, with no upstream server.
     fn resolver(dir: &std::path::Path) -> Arc<Resolver> {
         let store = Store::open(&dir.join("meta.redb")).unwrap();
-        let network = NetworkRecord {
-            name: "app".into(),
-            id: "app".into(),
-            bridge: "br-app".into(),
-            subnet: "10.1.0.0/24".parse().unwrap(),
-            gateway: Ipv4Addr::new(10, 1, 0, 1),
-            mtu: 1500,
-            user_defined: true,
-            internal: false,
-            ip_range: None,
-            labels: Default::default(),
-            attachable: false,
-            created_nanos: 0,
-        };
+        let network = NetworkRecord::for_tests("app");
         let alpha = super::super::names::tests::endpoint("alpha", "app", [10, 1, 0, 2], &["db"]);
         store
             .write(|txn| {
