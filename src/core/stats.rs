@@ -6,6 +6,7 @@ use containerd_shim_protos::cgroups_v2::metrics as v2;
 use protobuf::Message;
 
 use super::*;
+use crate::snapshot::DiskUsage;
 use crate::task::context;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,26 +58,6 @@ fn from_v2(metrics: &v2::Metrics) -> Usage {
     }
 }
 
-/// Bytes and inodes under `dir`, without following symlinks or leaving its filesystem.
-pub fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(root) = std::fs::symlink_metadata(dir) else { return (0, 0) };
-    let mut pending = vec![dir.to_path_buf()];
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    while let Some(path) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else { continue };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            inodes += 1;
-            bytes += meta.blocks() * 512;
-            if meta.is_dir() && meta.dev() == root.dev() {
-                pending.push(entry.path());
-            }
-        }
-    }
-    (bytes, inodes)
-}
-
 impl Core {
     /// The container's usage; zero counters for a container that is not running.
     pub async fn container_usage(&self, record: &ContainerRecord) -> CoreResult<Usage> {
@@ -87,8 +68,9 @@ impl Core {
         usage.timestamp_nanos = now_nanos();
         // A walk of the writable layer: on a blocking thread, not on one of the workers.
         let upper = self.writable_layer_dir(&record.snapshot_key);
-        let walked = tokio::task::spawn_blocking(move || upper.map(|dir| disk_usage(&dir)).unwrap_or((0, 0))).await;
-        (usage.writable_bytes, usage.writable_inodes) = walked.map_err(|e| CoreError::Internal(format!("measuring the writable layer: {e}")))?;
+        let walked = tokio::task::spawn_blocking(move || upper.map(|dir| DiskUsage::of_dir(&dir).unwrap_or_default()).unwrap_or_default()).await;
+        let writable = walked.map_err(|e| CoreError::Internal(format!("measuring the writable layer: {e}")))?;
+        (usage.writable_bytes, usage.writable_inodes) = (writable.bytes, writable.inodes);
         Ok(usage)
     }
 

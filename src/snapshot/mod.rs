@@ -6,6 +6,9 @@
 //! removed when the snapshotter opens, so a crash leaves nothing half-made.
 pub mod diff;
 pub mod unpack;
+mod usage;
+
+pub use usage::DiskUsage;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,10 @@ pub struct SnapshotRecord {
     pub parent: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// What a committed layer uses on disk, measured once when it was committed
+    /// (records written before this field have none, and are measured when asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<DiskUsage>,
 }
 
 /// Errors of the snapshotter.
@@ -209,6 +216,7 @@ impl Snapshotter {
     /// Records `layer` as the committed snapshot `key` on top of `parent`. When `key`
     /// exists already (another pull won), the new directory is dropped.
     pub fn commit_layer(&self, mut layer: NewLayer, key: &str, parent: Option<&str>) -> Result<(), SnapshotError> {
+        let usage = DiskUsage::of_dir(&layer.dir).map_err(io_error(key))?;
         let root = std::fs::File::open(layer.fs()).map_err(io_error(key))?;
         nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)).map_err(|errno| io_error(key)(errno.into()))?;
         self.store.write(|txn| {
@@ -218,7 +226,7 @@ impl Snapshotter {
             let id = allocate_id(txn)?;
             std::fs::rename(&layer.dir, self.id_dir(id)).map_err(io_error(key))?;
             layer.committed = true;
-            let record = SnapshotRecord { id, kind: SnapshotKind::Committed, parent: parent.map(str::to_string), created: now_seconds() };
+            let record = SnapshotRecord { id, kind: SnapshotKind::Committed, parent: parent.map(str::to_string), created: now_seconds(), usage: Some(usage) };
             txn.put(SNAPSHOTS, key, &record)?;
             Ok::<(), SnapshotError>(())
         })
@@ -239,7 +247,7 @@ impl Snapshotter {
             for sub in ["fs", "work"] {
                 std::fs::create_dir_all(dir.join(sub)).map_err(io_error(key))?;
             }
-            let record = SnapshotRecord { id, kind: SnapshotKind::Active, parent: parent.map(str::to_string), created: now_seconds() };
+            let record = SnapshotRecord { id, kind: SnapshotKind::Active, parent: parent.map(str::to_string), created: now_seconds(), usage: None };
             txn.put(SNAPSHOTS, key, &record)?;
             Ok(id)
         })?;
@@ -294,11 +302,18 @@ impl Snapshotter {
         Ok(self.id_dir(record.id))
     }
 
-    /// Bytes and inodes used by every snapshot directory.
+    /// Bytes and inodes used by every snapshot: the sizes recorded when each layer
+    /// was committed, plus a walk of the writable layers only (they are what changes).
     pub fn usage(&self) -> Result<(u64, u64), SnapshotError> {
-        let mut usage = (0, 0);
-        add_usage(&self.dir, &mut usage, &mut Default::default()).map_err(io_error("usage"))?;
-        Ok(usage)
+        let mut total = DiskUsage::default();
+        for (key, record) in self.list()? {
+            let layer = match record.usage {
+                Some(recorded) => recorded,
+                None => DiskUsage::of_dir(&self.id_dir(record.id)).map_err(io_error(&key))?,
+            };
+            total.add(layer);
+        }
+        Ok((total.bytes, total.inodes))
     }
 }
 
@@ -308,28 +323,30 @@ fn allocate_id(txn: &crate::store::WriteTxn) -> Result<u64, StoreError> {
     Ok(id)
 }
 
-/// Adds the disk blocks (in bytes) and inodes below `dir`, counting each inode once.
-/// What a running container deletes during the walk is skipped, not an error.
-fn add_usage(dir: &Path, usage: &mut (u64, u64), seen: &mut std::collections::HashSet<(u64, u64)>) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let gone = |error: &io::Error| error.kind() == io::ErrorKind::NotFound;
-    let entries = match std::fs::read_dir(dir) {
-        Err(error) if gone(&error) => return Ok(()),
-        entries => entries?,
-    };
-    for entry in entries {
-        let entry = entry?;
-        let meta = match entry.metadata() {
-            Err(error) if gone(&error) => continue,
-            meta => meta?,
-        };
-        if seen.insert((meta.dev(), meta.ino())) {
-            usage.0 += meta.blocks() * 512;
-            usage.1 += 1;
-        }
-        if meta.is_dir() {
-            add_usage(&entry.path(), usage, seen)?;
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_committed_layer_records_its_usage_and_writable_layers_are_walked() {
+        let root = std::env::temp_dir().join(format!("berth-snapshot-usage-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("root");
+        let store = Store::open(&root.join("meta.redb")).expect("store");
+        let snapshots = Snapshotter::open(&root, store).expect("snapshotter");
+        let layer = snapshots.begin_layer().expect("new layer");
+        std::fs::write(layer.fs().join("data"), vec![1u8; 64 * 1024]).expect("layer file");
+        snapshots.commit_layer(layer, "sha256:layer", None).expect("commit");
+        let record = snapshots.get("sha256:layer").expect("get").expect("record");
+        let recorded = record.usage.expect("usage recorded at commit");
+        assert!(recorded.bytes >= 64 * 1024 && recorded.inodes == 2, "{recorded:?}");
+        let mounts = snapshots.prepare_active("container", Some("sha256:layer")).expect("active");
+        std::fs::write(mounts.upperdir.join("written"), vec![2u8; 32 * 1024]).expect("upper file");
+        let (bytes, inodes) = snapshots.usage().expect("usage");
+        // A full walk also counts the two id directories, which the layers' own
+        // measures leave out.
+        let walked = DiskUsage::of_dir(&snapshots.dir).expect("walk");
+        let id_dirs: u64 = [1, 2].iter().map(|id| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(snapshots.id_dir(*id)).expect("id dir")) * 512).sum();
+        std::fs::remove_dir_all(&root).expect("cleanup");
+        assert_eq!((bytes, inodes), (walked.bytes - id_dirs, walked.inodes - 2));
     }
-    Ok(())
 }
