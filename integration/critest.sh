@@ -23,6 +23,18 @@ OUT=${BERTH_CRITEST_OUT:-/tmp/berth-critest-out}
 NS=critest-ns
 REG=127.0.0.1:5000
 
+# Debian's busybox package, downloaded once into target/critest-cache (the VM lane's
+# guest has no network: `critest.sh --fetch` on the host fills the cache first).
+busybox_deb() {
+    local cache=$REPO/target/critest-cache
+    if ! ls "$cache"/busybox_*.deb >/dev/null 2>&1; then
+        mkdir -p "$cache" && (cd "$cache" && apt-get download -q busybox >/dev/null 2>&1) ||
+            { echo "critest.sh: apt-get download busybox failed" >&2; exit 1; }
+    fi
+    ls "$cache"/busybox_*.deb | head -n1
+}
+if [ "${1:-}" = --fetch ]; then busybox_deb; exit 0; fi
+
 [ "$(id -u)" = 0 ] || { echo "critest.sh: run as root" >&2; exit 1; }
 [ -n "${CRITEST:-}" ] && [ -x "$CRITEST" ] || {
     echo "critest.sh: set CRITEST to the critest binary (cri-tools' cmd/critest test binary)" >&2; exit 1; }
@@ -191,7 +203,7 @@ gcc -static -O2 -o "$WORK/helpers/helpers" "$WORK/helpers/helpers.c"
 # applet a hard link, stand-ins for the applets Debian's build lacks (pgrep, ipcs), and
 # the users and groups the tests name.
 BUSYBOX_DIR=$WORK/busybox-deb
-chmod 755 "$WORK"; (cd "$WORK" && apt-get download -q busybox >/dev/null) && dpkg-deb -x "$WORK"/busybox_*.deb "$BUSYBOX_DIR"
+chmod 755 "$WORK"; dpkg-deb -x "$(busybox_deb)" "$BUSYBOX_DIR"
 base_rootfs() {
     rm -rf "$WORK/rootfs" && mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,var/www,var/run,home/default-user}
     cd "$WORK/rootfs"

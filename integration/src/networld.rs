@@ -185,6 +185,19 @@ pub fn nft_json(netns: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+/// The DNAT rules of published ports in `table` (in the endpoints' `ports-*` chains),
+/// as nft's JSON expression lists.
+pub fn nft_port_rules(netns: &str, table: &str) -> Vec<serde_json::Value> {
+    let ruleset = nft_json(netns);
+    let items = ruleset["nftables"].as_array().cloned().unwrap_or_default();
+    items
+        .into_iter()
+        .filter_map(|item| item.get("rule").cloned())
+        .filter(|rule| rule["table"] == table && rule["chain"].as_str().is_some_and(|c| c.starts_with("ports-")))
+        .map(|rule| rule["expr"].clone())
+        .collect()
+}
+
 /// Rules of `chain` in `table`, as nft's JSON expression lists.
 pub fn nft_rules(netns: &str, table: &str, chain: &str) -> Vec<serde_json::Value> {
     let ruleset = nft_json(netns);

@@ -73,7 +73,7 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
     assert_eq!(in_netns(&host, "cat /proc/sys/net/ipv4/ip_forward").stdout.trim(), "1");
     let veth = ip_json(&host, "link show vethac110002");
     assert_eq!(veth[0]["master"], "docker0", "{veth}");
-    let dnat = nft_rules(&host, "berth", "prerouting");
+    let dnat = nft_port_rules(&host, "berth");
     assert_eq!(dnat.len(), 2, "{dnat:?}");
     assert!(dnat[0].to_string().contains("\"dnat\"") && dnat[0].to_string().contains("8080"), "{dnat:?}");
     let udp = dnat[1].to_string();
@@ -109,7 +109,7 @@ fn attach_plumbs_eth0_and_published_ports_work_from_everywhere() {
     });
     assert!(in_netns(&host, "ip link show vethac110002").failed().stderr.contains("does not exist"));
     assert!(in_netns(web.netns(), "ip link show eth0").failed().code != 0);
-    assert!(nft_rules(&host, "berth", "prerouting").is_empty());
+    assert!(nft_port_rules(&host, "berth").is_empty());
     assert_eq!(fetch(&world.outside.path(), &format!("http://{HOST_UPLINK}:8080/index.html")), None);
 }
 
@@ -157,7 +157,7 @@ fn after_a_crash_reconcile_keeps_exactly_what_live_sandboxes_need() {
     });
     assert_eq!(ip_c.to_string(), "172.17.0.4");
     assert_eq!(ip_d.to_string(), "172.17.0.2", "the dead sandbox's address is free again");
-    let dnat = nft_rules(&host, "berth", "prerouting");
+    let dnat = nft_port_rules(&host, "berth");
     assert_eq!(dnat.len(), 2, "one rule per live published port, no duplicates: {dnat:?}");
     assert_eq!(nft_rules(&host, "berth", "postrouting").len(), 3);
     let _httpd_b = world.httpd(b.netns(), 80);
@@ -173,7 +173,60 @@ fn after_a_crash_reconcile_keeps_exactly_what_live_sandboxes_need() {
             assert!(manager.status("b").await.unwrap().is_none());
         })
     });
-    assert!(nft_rules(&host, "berth", "prerouting").is_empty());
+    assert!(nft_port_rules(&host, "berth").is_empty());
     let links = in_netns(&host, "ip -o link show type veth").ok().stdout;
     assert!(!links.contains("vethac11"), "{links}");
+}
+
+/// `(chain, handle)` of every rule in berth's table, and the table's own handle (a new
+/// one each time the table is replaced).
+fn rule_handles(netns: &str) -> (u64, Vec<(String, u64)>) {
+    let ruleset = nft_json(netns);
+    let items = ruleset["nftables"].as_array().cloned().unwrap_or_default();
+    let table = items.iter().filter_map(|i| i.get("table")).find(|t| t["name"] == "berth").and_then(|t| t["handle"].as_u64()).expect("berth's table");
+    let rules = items
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .filter(|r| r["table"] == "berth")
+        .map(|r| (r["chain"].as_str().unwrap_or_default().to_string(), r["handle"].as_u64().unwrap_or_default()))
+        .collect();
+    (table, rules)
+}
+
+#[test]
+fn a_port_change_touches_only_its_endpoints_chain_and_a_flushed_table_is_rebuilt() {
+    let world = NetWorld::new();
+    let (a, b, c) = (world.sandbox("pa"), world.sandbox("pb"), world.sandbox("pc"));
+    let host = world.host.path();
+    let (ra, rb, rc) = (request(&a, &[(8091, 80)]), request(&b, &[(8092, 80)]), request(&c, &[(8093, 80)]));
+    let open = open_manager(&world);
+    let (host_for_checks, before) = (host.clone(), std::sync::Arc::new(std::sync::Mutex::new(None)));
+    let seen = before.clone();
+    world.in_host(move || {
+        let (rt, manager) = open();
+        rt.block_on(async {
+            manager.attach(&ra).await.unwrap();
+            *seen.lock().unwrap() = Some(rule_handles(&host_for_checks));
+            manager.attach(&rb).await.unwrap();
+            manager.detach("pa").await.unwrap();
+            let (table, rules) = rule_handles(&host_for_checks);
+            let (table_before, rules_before) = seen.lock().unwrap().clone().unwrap();
+            assert_eq!(table, table_before, "the table was replaced for a port change");
+            let unchanged = |chain: &str| rules.iter().filter(|(c, _)| c == chain).eq(rules_before.iter().filter(|(c, _)| c == chain));
+            for chain in ["prerouting", "output", "postrouting", "forward"] {
+                assert!(unchanged(chain), "{chain} was rewritten: {rules_before:?} -> {rules:?}");
+            }
+            assert!(!rules.iter().any(|(c, _)| c == "ports-vethac110002"), "a's chain is gone: {rules:?}");
+            assert_eq!(rules.iter().filter(|(c, _)| c == "ports").count(), 1, "one jump, to b: {rules:?}");
+            // Someone deletes the table: the next change rebuilds it whole.
+            in_netns(&host_for_checks, "nft delete table inet berth").ok();
+            manager.attach(&rc).await.unwrap();
+            assert_eq!(nft_port_rules(&host_for_checks, "berth").len(), 2, "b's and c's ports");
+            assert_eq!(nft_rules(&host_for_checks, "berth", "postrouting").len(), 3);
+            manager.detach("pb").await.unwrap();
+            manager.detach("pc").await.unwrap();
+        })
+    });
+    assert!(nft_port_rules(&host, "berth").is_empty());
+    assert!(nft_rules(&host, "berth", "ports").is_empty());
 }

@@ -124,5 +124,5 @@ fn the_running_container_keeps_working_through_refused_requests() {
     let _httpd = world.httpd(web.netns(), 80);
     let body = fetch(&world.outside.path(), &format!("http://{HOST_UPLINK}:8080/index.html"));
     assert_eq!(body.as_deref(), Some("hello from berth\n"));
-    assert_eq!(nft_rules(&host, "berth", "prerouting").len(), 1);
+    assert_eq!(nft_port_rules(&host, "berth").len(), 1);
 }

@@ -173,12 +173,37 @@ impl BridgeDriver {
     /// Replaces the nftables table with what the store says, on a blocking thread.
     pub(crate) async fn apply_rules(&self) -> Result<()> {
         let _in_order = self.rules.lock().await;
+        self.rebuild_rules().await
+    }
+
+    async fn rebuild_rules(&self) -> Result<()> {
         let networks: Vec<NetworkRecord> = self.store.list(NETWORKS)?.into_iter().map(|(_, n)| n).collect();
-        let endpoints: Vec<EndpointRecord> = self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect();
+        let endpoints = self.all_endpoints()?;
         let table = self.config.nft_table.clone();
-        tokio::task::spawn_blocking(move || nat::apply(&table, &networks, &endpoints))
-            .await
-            .map_err(|e| NetworkError::Nftables(format!("the commit's thread failed: {e}")))?
+        off_the_workers(move || nat::rebuild(&table, &networks, &endpoints)).await
+    }
+
+    fn all_endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        Ok(self.store.list(ENDPOINTS)?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Programs the published ports of endpoints just recorded (`added`) or just
+    /// forgotten (`removed`), touching only their rules; when that fails (someone
+    /// flushed the table, say) the whole table is rebuilt from the store.
+    pub(crate) async fn update_ports(&self, added: &[EndpointRecord], removed: &[EndpointRecord]) -> Result<()> {
+        let publishing = |endpoints: &[EndpointRecord]| endpoints.iter().any(|e| !e.port_mappings.is_empty());
+        if !publishing(added) && !publishing(removed) {
+            return Ok(());
+        }
+        let _in_order = self.rules.lock().await;
+        let endpoints = self.all_endpoints()?;
+        let (table, added, removed) = (self.config.nft_table.clone(), added.to_vec(), removed.to_vec());
+        let updated = off_the_workers(move || nat::update_ports(&table, &endpoints, &added, &removed)).await;
+        if let Err(error) = updated {
+            tracing::warn!(%error, "updating the published ports' rules failed; rebuilding the table");
+            return self.rebuild_rules().await;
+        }
+        Ok(())
     }
 
     /// Reserves `sandbox`'s host ports after checking them against every endpoint's.
@@ -342,10 +367,7 @@ impl BridgeDriver {
         for (endpoint, network) in endpoints.iter().zip(networks) {
             self.plumb(endpoint, network).await?;
         }
-        if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            self.apply_rules().await?;
-        }
-        Ok(())
+        self.update_ports(endpoints, &[]).await
     }
 
     async fn rollback(&self, sandbox_id: &str, endpoints: &[EndpointRecord]) {
@@ -356,10 +378,8 @@ impl BridgeDriver {
             tracing::warn!(sandbox_id, error = %e, "rollback: releasing addresses");
         }
         self.release_ports(sandbox_id);
-        if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            if let Err(e) = self.apply_rules().await {
-                tracing::warn!(sandbox_id, error = %e, "rollback: rules");
-            }
+        if let Err(e) = self.update_ports(&[], endpoints).await {
+            tracing::warn!(sandbox_id, error = %e, "rollback: rules");
         }
     }
 
@@ -374,9 +394,7 @@ impl BridgeDriver {
         let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
         self.forget_endpoints(&endpoints)?;
         self.release_ports(sandbox_id);
-        if endpoints.iter().any(|e| !e.port_mappings.is_empty()) {
-            self.apply_rules().await?;
-        }
+        self.update_ports(&[], &endpoints).await?;
         for peer in peers {
             hostfiles::write_for(&self.store, &peer)?;
         }
@@ -447,4 +465,11 @@ impl NetworkDriver for BridgeDriver {
     fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> BoxFuture<'_, Result<bool>> {
         self.set_pod_cidr_inner(cidr).boxed()
     }
+}
+
+/// Runs an nftables commit on a blocking thread, not on one of the async workers.
+async fn off_the_workers(commit: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+    tokio::task::spawn_blocking(commit)
+        .await
+        .map_err(|e| NetworkError::Nftables(format!("the commit's thread failed: {e}")))?
 }

@@ -45,8 +45,8 @@ impl BridgeDriver {
             Ok(way_out) => self.plumb_routed(&endpoint, &network, !network.internal && !way_out).await,
             Err(error) => Err(error),
         };
-        if plumbed.is_ok() && !endpoint.port_mappings.is_empty() {
-            plumbed = self.apply_rules().await;
+        if plumbed.is_ok() {
+            plumbed = self.update_ports(std::slice::from_ref(&endpoint), &[]).await;
         }
         if let Err(error) = plumbed {
             self.undo_connect(&endpoint).await;
@@ -104,9 +104,7 @@ impl BridgeDriver {
         let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
         self.links.delete(&endpoint.host_veth).await?;
         self.forget_endpoints(std::slice::from_ref(&endpoint))?;
-        if !endpoint.port_mappings.is_empty() {
-            self.apply_rules().await?;
-        }
+        self.update_ports(&[], std::slice::from_ref(&endpoint)).await?;
         let left = self.endpoints_of(sandbox_id)?;
         if left.is_empty() {
             self.release_ports(sandbox_id);

@@ -18,7 +18,11 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
+/// The verdict code of `jump` (NFT_JUMP, -3).
+const NFT_JUMP: u32 = -3i32 as u32;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_CREATE: u16 = 0x400;
@@ -81,13 +85,13 @@ const REG_2: u32 = 2;
 
 /// One rule: a chain and its expressions, in order.
 pub(crate) struct Rule {
-    chain: &'static str,
+    chain: String,
     expressions: Attrs,
 }
 
 impl Rule {
-    pub fn new(chain: &'static str) -> Rule {
-        Rule { chain, expressions: Attrs::default() }
+    pub fn new(chain: impl Into<String>) -> Rule {
+        Rule { chain: chain.into(), expressions: Attrs::default() }
     }
 
     fn expr(mut self, name: &str, body: Attrs) -> Rule {
@@ -195,6 +199,12 @@ impl Rule {
     pub fn drop(self) -> Rule {
         self.verdict(0)
     }
+
+    /// `jump chain`
+    pub fn jump(self, chain: &str) -> Rule {
+        let verdict = Attrs::default().nested(2, Attrs::default().be32(1, NFT_JUMP).string(2, chain));
+        self.expr("immediate", Attrs::default().be32(1, REG_VERDICT).nested(2, verdict))
+    }
 }
 
 /// Messages of one nf_tables transaction.
@@ -247,10 +257,28 @@ impl Batch {
         self.message(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_ACK, NFPROTO_INET, attrs);
     }
 
+    /// Adds a regular chain (no hook), a no-op when it exists.
+    pub fn add_regular_chain(&mut self, table: &str, chain: &str) {
+        let attrs = Attrs::default().string(1, table).string(3, chain);
+        self.message(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_ACK, NFPROTO_INET, attrs);
+    }
+
+    /// Deletes an empty chain that no rule jumps to (any more, in this batch).
+    pub fn delete_chain(&mut self, table: &str, chain: &str) {
+        let attrs = Attrs::default().string(1, table).string(3, chain);
+        self.message(NFT_MSG_DELCHAIN, NLM_F_ACK, NFPROTO_INET, attrs);
+    }
+
+    /// Deletes every rule of `chain`.
+    pub fn flush_chain(&mut self, table: &str, chain: &str) {
+        let attrs = Attrs::default().string(1, table).string(2, chain);
+        self.message(NFT_MSG_DELRULE, NLM_F_ACK, NFPROTO_INET, attrs);
+    }
+
     pub fn add_rule(&mut self, table: &str, rule: Rule) {
         let attrs = Attrs::default()
             .string(1, table)
-            .string(2, rule.chain)
+            .string(2, &rule.chain)
             .nested(4, rule.expressions);
         let flags = NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK;
         self.message(NFT_MSG_NEWRULE, flags, NFPROTO_INET, attrs);
