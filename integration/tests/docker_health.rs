@@ -184,9 +184,9 @@ fn health_state_survives_a_berthd_kill_and_the_checkers_carry_on() {
     }
     assert!(newest("fine") > killed_at && newest("sick") > killed_at, "no probe since the restart");
     assert!(health_state(&docker, "sick").1 > sick_streak, "the streak did not carry on");
-    docker.docker(&["exec", "sick", "touch", "/tmp/well"]).ok();
+    docker.docker(&["exec", "sick", "sh", "-c", ": > /tmp/well"]).ok();
     assert_eq!(wait_for(&docker, "sick", STATUS, "healthy", Duration::from_secs(10)), "healthy");
-    docker.docker(&["exec", "fine", "touch", "/tmp/sick"]).ok();
+    docker.docker(&["exec", "fine", "sh", "-c", ": > /tmp/sick"]).ok();
     assert_eq!(wait_for(&docker, "fine", STATUS, "unhealthy", Duration::from_secs(10)), "unhealthy");
 
     // A stop and a start: `starting` again with no streak, the log kept, as dockerd does.

@@ -79,7 +79,7 @@ fn always_containers_come_back_after_a_power_loss() {
     docker.docker(&["stop", "-t", "1", "parked"]).ok();
     docker.docker(&["run", "-d", "--name", "steady", "--restart", "unless-stopped", "busybox", "sleep", "300"]).ok();
     // Fails once, then runs: one restart counted before the power loss.
-    let fail_once = "test -e /again || { touch /again; exit 1; }; sleep 300";
+    let fail_once = "test -e /again || { : > /again; exit 1; }; sleep 300";
     docker.docker(&["run", "-d", "--name", "spent", "--restart", "on-failure:1", "busybox", "sh", "-c", fail_once]).ok();
     docker.docker(&["run", "-d", "--name", "spare", "--restart", "on-failure:3", "busybox", "sh", "-c", fail_once]).ok();
     for name in ["spent", "spare"] {
