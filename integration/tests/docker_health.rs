@@ -3,7 +3,9 @@
 //! killed and logged as Docker logs it, failures in the start period do not count,
 //! `docker ps` and its `health` filter show the status, `health_status` events are
 //! streamed, a stop ends the probes; an image's HEALTHCHECK is inherited (and
-//! overridden field by field, or switched off), and probes resume after berthd restarts.
+//! overridden field by field, or switched off), and probes resume after berthd restarts;
+//! the health state (status, streak, log) survives a SIGKILL of berthd, the checkers
+//! carry on from it, and a start of the container puts it back to `starting`.
 use std::time::Duration;
 
 use berth_integration::cri::busybox_image;
@@ -132,4 +134,70 @@ fn image_healthcheck_is_inherited_and_resumes_after_a_berthd_restart() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(probes() >= before + 2, "the probes did not resume after the restart: {before} then {}", probes());
     docker.docker(&["rm", "-f", "hc", "mine", "none"]).ok();
+}
+
+/// Status, streak and the start times of the logged results.
+fn health_state(docker: &DockerWorld, name: &str) -> (String, i64, Vec<String>) {
+    let seen = inspect(docker, name, "{{.State.Health.Status}} {{.State.Health.FailingStreak}}{{range .State.Health.Log}} {{.Start.UnixNano}}{{end}}");
+    let mut words = seen.split_whitespace().map(str::to_string);
+    let status = words.next().unwrap_or_default();
+    let streak = words.next().and_then(|w| w.parse().ok()).unwrap_or(-1);
+    (status, streak, words.collect())
+}
+
+#[test]
+fn health_state_survives_a_berthd_kill_and_the_checkers_carry_on() {
+    let mut docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    let quick = ["--health-interval", "1s", "--health-retries", "2"];
+    let run = |name: &str, check: &str| {
+        docker.docker(&[&["run", "-d", "--name", name, "--health-cmd", check][..], &quick, &["busybox", "sleep", "300"]].concat()).ok();
+    };
+    run("fine", "test ! -e /tmp/sick");
+    run("sick", "echo nope; test -e /tmp/well");
+    assert_eq!(wait_for(&docker, "fine", STATUS, "healthy", Duration::from_secs(15)), "healthy", "{}", docker.world.daemon.log());
+    assert_eq!(wait_for(&docker, "sick", "{{.State.Health.Status}} {{len .State.Health.Log}}", "unhealthy 5", Duration::from_secs(20)), "unhealthy 5");
+    let (_, fine_streak, fine_log) = health_state(&docker, "fine");
+    let (_, sick_streak, sick_log) = health_state(&docker, "sick");
+    assert_eq!(fine_streak, 0);
+    assert!(sick_streak >= 5, "{sick_streak}");
+
+    docker.world.daemon.kill();
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    docker.world.daemon.spawn();
+    // Right away, before any new probe could change it: the state as it was.
+    let (status, streak, log) = health_state(&docker, "fine");
+    assert_eq!((status.as_str(), streak), ("healthy", 0), "{}", docker.world.daemon.log());
+    assert!(log.contains(fine_log.last().unwrap()), "the log was lost: {fine_log:?} then {log:?}");
+    let (status, streak, log) = health_state(&docker, "sick");
+    assert_eq!(status, "unhealthy", "an unhealthy container must stay unhealthy until a probe passes");
+    assert!(streak >= sick_streak, "the streak went from {sick_streak} to {streak}");
+    assert_eq!(log.len(), 5, "{log:?}");
+    assert!(log.contains(sick_log.last().unwrap()), "the log was lost: {sick_log:?} then {log:?}");
+    assert!(inspect(&docker, "sick", "{{.State.Status}}") == "running" && ps_status(&docker, "sick").ends_with("(unhealthy)"));
+
+    // The checkers carry on: new results after the kill, and each turns on its probe.
+    let newest = |name: &str| health_state(&docker, name).2.last().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (newest("fine") < killed_at || newest("sick") < killed_at) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(newest("fine") > killed_at && newest("sick") > killed_at, "no probe since the restart");
+    assert!(health_state(&docker, "sick").1 > sick_streak, "the streak did not carry on");
+    docker.docker(&["exec", "sick", "sh", "-c", ": > /tmp/well"]).ok();
+    assert_eq!(wait_for(&docker, "sick", STATUS, "healthy", Duration::from_secs(10)), "healthy");
+    docker.docker(&["exec", "fine", "sh", "-c", ": > /tmp/sick"]).ok();
+    assert_eq!(wait_for(&docker, "fine", STATUS, "unhealthy", Duration::from_secs(10)), "unhealthy");
+
+    // A stop and a start: `starting` again with no streak, the log kept, as dockerd does.
+    docker.docker(&["stop", "-t", "1", "fine"]).ok();
+    assert_eq!(health_state(&docker, "fine").0, "unhealthy");
+    docker.world.daemon.kill();
+    docker.world.daemon.spawn();
+    let (status, _, log) = health_state(&docker, "fine");
+    assert_eq!((status.as_str(), log.len()), ("unhealthy", 5), "a stopped container's health after the restart");
+    docker.docker(&["start", "fine"]).ok();
+    let reset = wait_for(&docker, "fine", "{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{len .State.Health.Log}}", "starting 0 5", Duration::from_millis(800));
+    assert_eq!(reset, "starting 0 5", "the start did not reset the health (the first probe comes 1 s after it)");
+    docker.docker(&["rm", "-f", "fine", "sick"]).ok();
 }

@@ -1,8 +1,10 @@
 //! Restart policies through the real docker CLI: `on-failure:N` stops after N restarts,
 //! `always` restarts until `docker stop`, RestartCount counts, `--restart` with `--rm`
 //! is refused, and after a simulated power loss (berthd, its shims and every container
-//! process SIGKILLed) berthd starts `always` containers again, and leaves stopped the
-//! ones without a policy and the `unless-stopped` one its user stopped.
+//! process SIGKILLed) berthd starts `always` and running `unless-stopped` containers
+//! again, and an `on-failure:N` one with retries left (its RestartCount kept), and leaves
+//! stopped the ones without a policy, the `unless-stopped` one its user stopped and the
+//! `on-failure:N` one whose N restarts were spent before the loss.
 use std::time::{Duration, Instant};
 
 use berth_integration::docker::DockerWorld;
@@ -75,6 +77,15 @@ fn always_containers_come_back_after_a_power_loss() {
     docker.docker(&["run", "-d", "--name", "plain", "busybox", "sleep", "300"]).ok();
     docker.docker(&["run", "-d", "--name", "parked", "--restart", "unless-stopped", "busybox", "sleep", "300"]).ok();
     docker.docker(&["stop", "-t", "1", "parked"]).ok();
+    docker.docker(&["run", "-d", "--name", "steady", "--restart", "unless-stopped", "busybox", "sleep", "300"]).ok();
+    // Fails once, then runs: one restart counted before the power loss.
+    let fail_once = "test -e /again || { : > /again; exit 1; }; sleep 300";
+    docker.docker(&["run", "-d", "--name", "spent", "--restart", "on-failure:1", "busybox", "sh", "-c", fail_once]).ok();
+    docker.docker(&["run", "-d", "--name", "spare", "--restart", "on-failure:3", "busybox", "sh", "-c", fail_once]).ok();
+    for name in ["spent", "spare"] {
+        let settled = wait_for(&docker, name, "{{.RestartCount}} {{.State.Status}}", "1 running", Duration::from_secs(15));
+        assert_eq!(settled, "1 running", "{name} did not fail once and run");
+    }
     let old_pid = inspect(&docker, "keeper", "{{.State.Pid}}");
 
     docker.world.daemon.kill_everything();
@@ -88,7 +99,15 @@ fn always_containers_come_back_after_a_power_loss() {
     assert_ne!(new_pid, old_pid);
     let alive = docker.docker(&["exec", "keeper", "echo", "alive"]).ok();
     assert_eq!(alive.stdout, "alive\n");
+    assert_eq!(wait_for(&docker, "steady", "{{.State.Status}}", "running", Duration::from_secs(20)), "running", "unless-stopped did not come back");
+    let spare = wait_for(&docker, "spare", "{{.State.Status}}", "running", Duration::from_secs(20));
+    assert_eq!(spare, "running", "on-failure:3 with retries left did not come back");
+    let count = inspect(&docker, "spare", "{{.RestartCount}}").parse::<i64>().unwrap_or(0);
+    assert!((1..=2).contains(&count), "the RestartCount was not kept across the loss: {count}");
     assert_eq!(inspect(&docker, "plain", "{{.State.Status}}"), "exited");
     assert_eq!(inspect(&docker, "parked", "{{.State.Status}}"), "exited");
-    docker.docker(&["rm", "-f", "keeper", "plain", "parked"]).ok();
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = inspect(&docker, "spent", "{{.State.Status}} {{.RestartCount}}");
+    assert_eq!(spent, "exited 1", "on-failure:1 restarted again after its one restart");
+    docker.docker(&["rm", "-f", "keeper", "plain", "parked", "steady", "spent", "spare"]).ok();
 }

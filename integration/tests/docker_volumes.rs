@@ -146,3 +146,43 @@ fn tmpfs_volume_is_mounted_while_it_exists_and_events_are_published() {
     let actions: Vec<&str> = events.stdout.lines().collect();
     assert!(actions.contains(&"create scratch") && actions.contains(&"destroy scratch"), "{events}");
 }
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[test]
+fn volume_mount_and_unmount_events_carry_dockerd_attributes() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    let since = unix_seconds().to_string();
+    let run = docker.docker(&["run", "-d", "--name", "user", "-v", "evdata:/data", "-v", "evro:/ro:ro", "-v", "/tmp:/hosttmp", "busybox", "sleep", "300"]).ok();
+    let id = run.stdout.trim().to_string();
+    docker.docker(&["stop", "-t", "1", "user"]).ok();
+    docker.docker(&["rm", "user"]).ok();
+    docker.docker(&["volume", "rm", "evdata", "evro"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let until = (unix_seconds() + 1).to_string();
+    let format = "{{.Action}} {{.Actor.ID}} {{json .Actor.Attributes}}";
+    let events = docker.docker(&["events", "--since", &since, "--until", &until, "--filter", "type=volume", "--format", format]).ok();
+    let lines: Vec<&str> = events.stdout.lines().collect();
+    let position = |wanted: &str| lines.iter().position(|line| *line == wanted).unwrap_or_else(|| panic!("no {wanted:?} in {events}"));
+    let created = position(r#"create evdata {"driver":"local"}"#);
+    let mounted = position(&format!(r#"mount evdata {{"container":"{id}","destination":"/data","driver":"local","propagation":"","read/write":"true"}}"#));
+    position(&format!(r#"mount evro {{"container":"{id}","destination":"/ro","driver":"local","propagation":"","read/write":"false"}}"#));
+    let unmounted = position(&format!(r#"unmount evdata {{"container":"{id}","driver":"local"}}"#));
+    position(&format!(r#"unmount evro {{"container":"{id}","driver":"local"}}"#));
+    let destroyed = position(r#"destroy evdata {"driver":"local"}"#);
+    assert!(created < mounted && mounted < unmounted && unmounted < destroyed, "out of order: {events}");
+    assert_eq!(lines.len(), 8, "a bind mount is no volume, and each volume has four events: {events}");
+
+    let only = docker.docker(&["events", "--since", &since, "--until", &until, "--filter", "volume=evdata", "--filter", "event=mount", "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}"]).ok();
+    assert_eq!(only.stdout, "volume mount evdata\n", "{only}");
+    // The container's own events sit around the volume's: mount before start, unmount after die.
+    let all = docker.docker(&["events", "--since", &since, "--until", &until, "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}"]).ok();
+    let order: Vec<&str> = all.stdout.lines().collect();
+    let at = |wanted: String| order.iter().position(|line| *line == wanted).unwrap_or_else(|| panic!("no {wanted:?} in {all}"));
+    assert!(at("volume mount evdata".into()) < at(format!("container start {id}")), "{all}");
+    assert!(at(format!("container die {id}")) < at("volume unmount evdata".into()), "{all}");
+    assert!(names(&docker, &[]).is_empty(), "a volume is left");
+}

@@ -726,12 +726,14 @@ pub async fn watch_exits(docker: super::State) {
         let Ok(record) = docker.core.container(NAMESPACE, &event.container_id) else { continue };
         match event.kind {
             LifecycleEvent::Started => {
+                docker.publish_volume_mounts(&record, true);
                 docker.publish_container(docker_id(&record), "start", &record.spec.name, &record.spec.image);
                 super::health::start_checker(&docker, &record);
             }
             LifecycleEvent::Stopped => {
-                docker.health.stop(docker_id(&record));
+                super::health::stop_checker(&docker, &record);
                 docker.publish_die(&record);
+                docker.publish_volume_mounts(&record, false);
                 if Front::of(&record).auto_remove {
                     let docker = docker.clone();
                     tokio::spawn(async move {

@@ -3,8 +3,10 @@
 //! until a probe passes, `unhealthy` after Retries failures in a row (failures in the
 //! start period do not count), a probe that overruns its timeout is killed and fails,
 //! the last five results kept, `health_status: …` events, and `unhealthy` once the
-//! checker stops with its container. The state lives in memory: after a berthd
-//! restart a running container's checker starts again from `starting`.
+//! checker stops with its container. The state is kept in the container's record
+//! (`front.health`, written at each result and at start and stop): after a berthd
+//! restart inspect shows it at once and the checker carries on from it; a start of the
+//! container resets it to `starting` (the log kept), as dockerd does.
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -142,7 +144,7 @@ impl HealthConfig {
 }
 
 /// One probe's result, as `State.Health.Log` shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub start: i64,
     pub end: i64,
@@ -150,19 +152,36 @@ pub struct ProbeResult {
     pub output: String,
 }
 
-/// A container's health: `starting`, `healthy` or `unhealthy`.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a container's health stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    #[default]
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// A container's health, as kept in memory and in its record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
-    pub status: &'static str,
+    pub status: HealthStatus,
     pub failing_streak: i64,
     pub log: VecDeque<ProbeResult>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
-        Health { status: "starting", failing_streak: 0, log: VecDeque::new() }
-    }
-}
+/// The key of the container record's `front` that keeps its [`Health`].
+const FRONT_KEY: &str = "health";
 
 impl Health {
     /// Records a result; true when the status changed. `in_start_period`: the probe
@@ -176,11 +195,11 @@ impl Health {
         self.log.push_back(result);
         if passed {
             self.failing_streak = 0;
-            self.status = "healthy";
-        } else if !(self.status == "starting" && in_start_period) {
+            self.status = HealthStatus::Healthy;
+        } else if !(self.status == HealthStatus::Starting && in_start_period) {
             self.failing_streak += 1;
             if self.failing_streak >= retries {
-                self.status = "unhealthy";
+                self.status = HealthStatus::Unhealthy;
             }
         }
         before != self.status
@@ -192,7 +211,7 @@ impl Health {
             .iter()
             .map(|r| json!({"Start": super::logs::format_time(r.start), "End": super::logs::format_time(r.end), "ExitCode": r.exit_code, "Output": r.output}))
             .collect();
-        json!({"Status": self.status, "FailingStreak": self.failing_streak, "Log": log})
+        json!({"Status": self.status.as_str(), "FailingStreak": self.failing_streak, "Log": log})
     }
 }
 
@@ -216,7 +235,7 @@ impl HealthBoard {
             let _ = stop.send(true);
             if let Ok(mut states) = self.states.lock() {
                 if let Some(health) = states.get_mut(id) {
-                    health.status = "unhealthy";
+                    health.status = HealthStatus::Unhealthy;
                 }
             }
         }
@@ -230,7 +249,12 @@ impl HealthBoard {
         }
     }
 
+    /// Applies a result while the container's checker runs (a stop that came first
+    /// wins); the new health when its status changed.
     fn update(&self, id: &str, change: impl FnOnce(&mut Health) -> bool) -> Option<Health> {
+        if !self.checkers.lock().ok()?.contains_key(id) {
+            return None;
+        }
         let mut states = self.states.lock().ok()?;
         let health = states.entry(id.to_string()).or_default();
         change(health).then(|| health.clone())
@@ -241,7 +265,7 @@ impl HealthBoard {
 pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Option<Value> {
     HealthConfig::of_config(&Front::of(record).config)?;
     let health = docker.health.status(docker_id(record)).unwrap_or_else(|| {
-        let status = if record.state == ContainerState::Running { "starting" } else { "unhealthy" };
+        let status = if record.state == ContainerState::Running { HealthStatus::Starting } else { HealthStatus::Unhealthy };
         Health { status, ..Health::default() }
     });
     Some(health.to_json())
@@ -262,32 +286,43 @@ pub fn filter_word(docker: &super::Docker, record: &ContainerRecord) -> String {
     inspect_json(docker, record).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_else(|| "none".into())
 }
 
-/// Starts the checker of a container that just started (or runs at berthd's start).
+/// Starts the checker of a container that just started: `starting` again, no streak,
+/// the log kept (as dockerd's), written to its record.
 pub fn start_checker(docker: &super::State, record: &ContainerRecord) {
     let Some(config) = HealthConfig::of_config(&Front::of(record).config) else { return };
-    let id = docker_id(record).to_string();
+    if let Ok(mut states) = docker.health.states.lock() {
+        let health = states.entry(docker_id(record).to_string()).or_default();
+        health.status = HealthStatus::Starting;
+        health.failing_streak = 0;
+    }
+    spawn_persist(docker, record);
+    spawn_checker(docker, record, config);
+}
+
+/// Stops the checker of a container that stopped and writes its `unhealthy` down.
+pub fn stop_checker(docker: &super::State, record: &ContainerRecord) {
+    docker.health.stop(docker_id(record));
+    spawn_persist(docker, record);
+}
+
+fn spawn_checker(docker: &super::State, record: &ContainerRecord, config: HealthConfig) {
     let (stop, stopped) = watch::channel(false);
     if let Ok(mut checkers) = docker.health.checkers.lock() {
-        if let Some(previous) = checkers.insert(id.clone(), stop) {
+        if let Some(previous) = checkers.insert(docker_id(record).to_string(), stop) {
             let _ = previous.send(true);
         }
-    }
-    if let Ok(mut states) = docker.health.states.lock() {
-        let health = states.entry(id).or_default();
-        health.status = "starting";
-        health.failing_streak = 0;
     }
     tokio::spawn(run_checker(docker.clone(), record.clone(), config, stopped));
 }
 
 /// Probes until the stop signal: at the start interval while starting in the start
-/// period, at the interval otherwise.
+/// period, at the interval otherwise. Each result is written to the record.
 async fn run_checker(docker: super::State, record: ContainerRecord, config: HealthConfig, mut stopped: watch::Receiver<bool>) {
     let id = docker_id(&record).to_string();
     let started = if record.started_at > 0 { record.started_at } else { now_nanos() };
     let in_start_period = |at: i64| Duration::from_nanos((at - started).max(0) as u64) < config.start_period();
     loop {
-        let starting = docker.health.status(&id).is_none_or(|h| h.status == "starting");
+        let starting = docker.health.status(&id).is_none_or(|h| h.status == HealthStatus::Starting);
         let wait = if starting && in_start_period(now_nanos()) { config.start_interval() } else { config.interval() };
         let result = tokio::select! {
             _ = stopped.changed() => return,
@@ -297,11 +332,41 @@ async fn run_checker(docker: super::State, record: ContainerRecord, config: Heal
             return;
         }
         let early = in_start_period(result.start);
-        if let Some(health) = docker.health.update(&id, |health| health.record(result, config.retries(), early)) {
+        let changed = docker.health.update(&id, |health| health.record(result, config.retries(), early));
+        persist(&docker, &record).await;
+        if let Some(health) = changed {
             let attributes = json!({"name": record.spec.name, "image": record.spec.image});
-            docker.publish_with("container", &format!("health_status: {}", health.status), &id, attributes, &record.spec.labels, &record.spec.image);
+            docker.publish_with("container", &format!("health_status: {}", health.status.as_str()), &id, attributes, &record.spec.labels, &record.spec.image);
         }
     }
+}
+
+fn spawn_persist(docker: &super::State, record: &ContainerRecord) {
+    let (docker, record) = (docker.clone(), record.clone());
+    tokio::spawn(async move { persist(&docker, &record).await });
+}
+
+/// Writes the container's health, as the board has it, into its record. The board is
+/// read inside the write, so whichever of two writers comes last writes the newest state.
+async fn persist(docker: &super::Docker, record: &ContainerRecord) {
+    let id = docker_id(record);
+    if docker.health.status(id).is_none() {
+        return;
+    }
+    let written = docker.core.update_front(NAMESPACE, &record.id, |front| {
+        let health = docker.health.status(id).and_then(|health| serde_json::to_value(health).ok());
+        if let (Some(front), Some(health)) = (front.as_object_mut(), health) {
+            front.insert(FRONT_KEY.into(), health);
+        }
+    });
+    if let Err(error) = written.await {
+        tracing::debug!(container = %id, %error, "writing the health state");
+    }
+}
+
+/// The health state kept in a container record's `front`.
+fn stored(front: &Value) -> Option<Health> {
+    serde_json::from_value(front.get(FRONT_KEY)?.clone()).ok()
 }
 
 /// Runs the probe once, killed at the timeout.
@@ -352,11 +417,25 @@ fn trim_fraction(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// At berthd's start: checkers for the containers that kept running.
+/// At berthd's start: every container's health back from its record, and the checkers
+/// of the containers that kept running, carrying on from where they were. A container
+/// that stopped meanwhile has no checker, so it is `unhealthy`, as after a stop.
 pub fn resume(docker: &super::State) {
     let Ok(records) = super::containers::docker_containers(&docker.core) else { return };
-    for record in records.iter().filter(|r| r.state == ContainerState::Running) {
-        start_checker(docker, record);
+    for record in records {
+        let Some(config) = HealthConfig::of_config(&Front::of(&record).config) else { continue };
+        let running = record.state == ContainerState::Running;
+        if let Some(mut health) = stored(&record.spec.front) {
+            if !running {
+                health.status = HealthStatus::Unhealthy;
+            }
+            if let Ok(mut states) = docker.health.states.lock() {
+                states.insert(docker_id(&record).to_string(), health);
+            }
+        }
+        if running {
+            spawn_checker(docker, &record, config);
+        }
     }
 }
 
@@ -375,13 +454,22 @@ mod tests {
         assert_eq!(health.failing_streak, 0);
         assert!(!health.record(result(1), 2, false));
         assert!(health.record(result(1), 2, false));
-        assert_eq!((health.status, health.failing_streak), ("unhealthy", 2));
+        assert_eq!((health.status, health.failing_streak), (HealthStatus::Unhealthy, 2));
         assert!(health.record(result(0), 2, false));
-        assert_eq!((health.status, health.failing_streak), ("healthy", 0));
+        assert_eq!((health.status, health.failing_streak), (HealthStatus::Healthy, 0));
         for _ in 0..6 {
             health.record(result(0), 2, false);
         }
         assert_eq!(health.log.len(), KEPT_RESULTS);
+    }
+
+    #[test]
+    fn kept_state_reads_back() {
+        let mut health = Health::default();
+        health.record(ProbeResult { start: 1, end: 2, exit_code: 1, output: "no".into() }, 1, false);
+        let written = serde_json::to_value(&health).unwrap();
+        assert_eq!(written["status"], "unhealthy");
+        assert_eq!(stored(&json!({ "name": "c", FRONT_KEY: written })), Some(health));
     }
 
     #[test]

@@ -35,6 +35,25 @@ impl super::Docker {
         }
         self.publish("volume", action, name, attributes, "");
     }
+
+    /// dockerd's `volume mount` for each volume of a container that started (with its
+    /// destination, `read/write` and a propagation left empty, as dockerd leaves a
+    /// volume's), or `volume unmount` once it stopped.
+    pub fn publish_volume_mounts(&self, record: &ContainerRecord, mounted: bool) {
+        let container = super::containers::docker_id(record);
+        for mount in &record.spec.mounts {
+            let Some(name) = self.volumes.name_of(std::path::Path::new(&mount.host_path)) else { continue };
+            if !mounted {
+                self.publish_volume(&name, "unmount", Some(container));
+                continue;
+            }
+            let attributes = json!({
+                "driver": "local", "container": container, "destination": mount.container_path,
+                "read/write": (!mount.readonly).to_string(), "propagation": "",
+            });
+            self.publish("volume", "mount", &name, attributes, "");
+        }
+    }
 }
 
 pub fn volume_json(docker: &super::Docker, volume: &VolumeRecord) -> Value {
