@@ -3,6 +3,7 @@
 #   deploy/packages.sh build   what `cargo build` of berth needs
 #   deploy/packages.sh run     build, plus what berthd calls at run time
 #   deploy/packages.sh test    run, plus what integration/test.sh drives (peers, clients)
+#   deploy/packages.sh bench   test, plus the peers only the benchmarks drive (dockerd)
 # Installs only what is missing; `apt-get update` runs only when something is.
 # `deploy/packages.sh --list GROUP` prints the group's packages and installs nothing.
 set -euo pipefail
@@ -19,13 +20,17 @@ test_packages=(
   busybox-static runc crun containerd docker-registry curl jq python3 python3-venv
   openssl qemu-system-x86 tini docker-compose
 )
+# Debian's dockerd 20.10 (with its containerd and runc), which bench_docker times berthd
+# against.
+bench_packages=(docker.io)
 
 packages_for() {
   case "$1" in
     build) echo "${build_packages[@]}" ;;
     run) echo "${build_packages[@]}" "${run_packages[@]}" ;;
     test) echo "${build_packages[@]}" "${run_packages[@]}" "${test_packages[@]}" ;;
-    *) echo "deploy/packages.sh: unknown group '$1' (build, run or test)" >&2; return 2 ;;
+    bench) echo "${build_packages[@]}" "${run_packages[@]}" "${test_packages[@]}" "${bench_packages[@]}" ;;
+    *) echo "deploy/packages.sh: unknown group '$1' (build, run, test or bench)" >&2; return 2 ;;
   esac
 }
 
@@ -44,7 +49,7 @@ main() {
     return
   fi
   local wanted missing
-  wanted=$(packages_for "${1:?usage: deploy/packages.sh build|run|test}")
+  wanted=$(packages_for "${1:?usage: deploy/packages.sh build|run|test|bench}")
   # shellcheck disable=SC2086
   missing=$(missing_from $wanted)
   if [ -z "$missing" ]; then

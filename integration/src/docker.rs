@@ -1,12 +1,14 @@
 //! Docker façade fixtures: berthd beside a registry holding busybox (pulled through
 //! the docker.io mirror), and the real docker CLI pointed at berthd's Docker socket
-//! with a private config directory.
-use std::path::PathBuf;
+//! with a private config directory; and [`DockerClient`], what a fixture that drives
+//! the CLI against some daemon (berthd here, dockerd in [`crate::dockerd`]) offers.
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::command::{run_command, CmdOutput};
 use crate::cri::World;
+use crate::registry::Registry;
 use crate::tempdir::TempDir;
 
 pub const DOCKER: &str = "/usr/local/bin/docker";
@@ -31,14 +33,12 @@ impl DockerWorld {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(DOCKER);
-        command.args(args).env("DOCKER_HOST", format!("unix://{}", self.socket().display())).env("DOCKER_CONFIG", self.config_dir.path()).env_remove("DOCKER_CONTEXT");
-        command
+        DockerClient::command(self, args)
     }
 
     /// Runs the docker CLI to completion (60 s at most).
     pub fn docker(&self, args: &[&str]) -> CmdOutput {
-        run_command(self.command(args), Duration::from_secs(60))
+        DockerClient::docker(self, args)
     }
 
     /// Runs the docker CLI with `input` on its stdin.
@@ -88,6 +88,37 @@ impl DockerWorld {
         let mut command = Command::new("nsenter");
         command.arg(format!("--net={}", self.netns())).arg("sh").arg("-c").arg(script);
         run_command(command, Duration::from_secs(30))
+    }
+}
+
+/// A docker CLI pointed at one daemon's socket, with a private config directory, and
+/// the registry that daemon pulls docker.io images from.
+pub trait DockerClient {
+    fn socket(&self) -> PathBuf;
+    fn config_path(&self) -> &Path;
+    fn registry(&self) -> &Registry;
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(DOCKER);
+        command.args(args).env("DOCKER_HOST", format!("unix://{}", self.socket().display())).env("DOCKER_CONFIG", self.config_path()).env_remove("DOCKER_CONTEXT");
+        command
+    }
+
+    /// Runs the docker CLI to completion (60 s at most).
+    fn docker(&self, args: &[&str]) -> CmdOutput {
+        run_command(DockerClient::command(self, args), Duration::from_secs(60))
+    }
+}
+
+impl DockerClient for DockerWorld {
+    fn socket(&self) -> PathBuf {
+        self.world.daemon.docker_socket()
+    }
+    fn config_path(&self) -> &Path {
+        self.config_dir.path()
+    }
+    fn registry(&self) -> &Registry {
+        &self.world.registry
     }
 }
 

@@ -123,7 +123,9 @@ impl LayerBuilder {
         self.dir("bin", 0o755)
             .file("bin/busybox", &busybox, 0o755)
             .symlink("bin/sh", "busybox")
-            .hardlink("bin/ls", "bin/busybox")
+            // A hard link's header carries its target's mode, as tar writes it: dockerd's
+            // unpacker applies that mode to the linked file.
+            .entry("bin/ls", tar::EntryType::Link, &[], 0o755, (0, 0), "bin/busybox")
             .dir("etc", 0o755)
             .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
     }

@@ -12,6 +12,7 @@ pub mod containerd_cri;
 pub mod cri;
 pub mod dns_responder;
 pub mod docker;
+pub mod dockerd;
 pub mod command;
 pub mod compose;
 pub mod console;

@@ -73,7 +73,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(config)) {
+    let stopped = runtime.block_on(daemon::run(config));
+    // Dropping the runtime would wait without limit for blocking tasks, and a FIFO
+    // reader whose writer never came (an exec whose process never started) blocks for
+    // ever: a stopped daemon must still exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "berthd stopped");

@@ -132,7 +132,7 @@ impl Runtime {
             true => (CapabilityPlan::default(), None),
             false => (
                 CapabilityPlan::from_spec(process.capabilities().as_ref())?,
-                linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?,
+                linux.seccomp().as_ref().map(crate::seccomp::compile_memoized).transpose()?,
             ),
         };
         let console_socket = crate::console::console_socket_for(

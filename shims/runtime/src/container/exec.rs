@@ -46,7 +46,7 @@ impl Runtime {
             process,
             namespaces: &namespaces,
             capabilities: CapabilityPlan::from_spec(process.capabilities().as_ref())?,
-            seccomp: linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?,
+            seccomp: linux.seccomp().as_ref().map(crate::seccomp::compile_memoized).transpose()?,
             console_socket,
             stdio: options.stdio.as_ref(),
             preserve_fds: options.preserve_fds,
