@@ -78,6 +78,9 @@ async fn follow_log(path: PathBuf, sink: mpsc::Sender<(bool, Bytes)>, exited: to
             if !pass_on(&mut file, &mut pending, &sink).await {
                 return;
             }
+            if !read_missed_rotation(&file, &path, &mut pending, &sink).await {
+                return;
+            }
             match tokio::fs::File::open(&path).await {
                 Ok(fresh) => file = fresh,
                 Err(_) => return,
@@ -88,6 +91,27 @@ async fn follow_log(path: PathBuf, sink: mpsc::Sender<(bool, Bytes)>, exited: to
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// After `drained` (rotated away and read to its end): when the log was rotated once
+/// more meanwhile, the file in between is now `<path>.1`, and is read whole before the
+/// current one. False once the client is gone.
+async fn read_missed_rotation(drained: &tokio::fs::File, path: &Path, pending: &mut Vec<u8>, sink: &mpsc::Sender<(bool, Bytes)>) -> bool {
+    let mut previous = path.as_os_str().to_owned();
+    previous.push(".1");
+    let Ok(mut between) = tokio::fs::File::open(&previous).await else { return true };
+    if !same_file(drained, &between).await {
+        return pass_on(&mut between, pending, sink).await;
+    }
+    true
+}
+
+async fn same_file(one: &tokio::fs::File, other: &tokio::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (one.metadata().await, other.metadata().await) {
+        (Ok(one), Ok(other)) => one.ino() == other.ino() && one.dev() == other.dev(),
+        _ => false,
     }
 }
 
