@@ -355,18 +355,19 @@ fn not_modified() -> Response {
 }
 
 /// Starts a created or exited container, with the stdio berthd serves for it.
+/// Its networks are taken again first: a start refused for a network gone leaves the
+/// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
+    let network = docker.network_lock.lock().await;
+    super::endpoint_release::restore(docker, record).await?;
     docker.core.rearm_container(NAMESPACE, &record.id).await?;
     let console = super::attach::console_for(docker, record)?;
     let io = match &console {
         Some(console) => console.prepare_run(&docker.core, &record.id)?,
         None => Default::default(),
     };
-    let started = {
-        let _network = docker.network_lock.lock().await;
-        super::endpoint_release::restore(docker, record).await?;
-        docker.core.start_container_with_io(NAMESPACE, &record.id, &io).await
-    };
+    let started = docker.core.start_container_with_io(NAMESPACE, &record.id, &io).await;
+    drop(network);
     if started.is_err() {
         after_failed_start(docker, record).await;
     }
