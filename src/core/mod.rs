@@ -11,6 +11,7 @@ pub mod ids;
 pub mod intents;
 pub mod limits;
 pub mod locks;
+pub mod network_release;
 pub mod networks;
 pub mod pin;
 pub mod pod_init;

@@ -16,9 +16,15 @@ pub(crate) fn endpoint_options(network: &SandboxNetwork) -> CoreResult<EndpointO
 
 impl Core {
     /// Plugs `network` into the sandbox `sandbox_id`, running or not.
-    pub async fn connect_network(&self, namespace: &str, sandbox_id: &str, network: SandboxNetwork) -> CoreResult<InterfaceInfo> {
+    /// A released sandbox (stopped Docker container) only records it: None.
+    pub async fn connect_network(&self, namespace: &str, sandbox_id: &str, network: SandboxNetwork) -> CoreResult<Option<InterfaceInfo>> {
         let _guard = self.lock_pod(namespace, sandbox_id).await;
         let record = self.own_network_sandbox(namespace, sandbox_id)?;
+        if record.network_released {
+            self.network_record(&network.name)?;
+            self.record_networks(&record, move |networks| networks.push(network)).await?;
+            return Ok(None);
+        }
         let mut options = endpoint_options(&network)?;
         options.aliases.insert(0, record.spec.name.clone());
         let request = ConnectRequest {
@@ -33,15 +39,23 @@ impl Core {
         };
         let interface = self.network.connect(&request).await?;
         self.record_networks(&record, move |networks| networks.push(network)).await?;
-        Ok(interface)
+        Ok(Some(interface))
     }
 
     /// Unplugs `network` from the sandbox `sandbox_id`.
     pub async fn disconnect_network(&self, namespace: &str, sandbox_id: &str, network: &str) -> CoreResult<()> {
         let _guard = self.lock_pod(namespace, sandbox_id).await;
         let record = self.own_network_sandbox(namespace, sandbox_id)?;
-        self.network.disconnect(&record.id, network).await?;
+        if !record.network_released {
+            self.network.disconnect(&record.id, network).await?;
+        }
         self.record_networks(&record, |networks| networks.retain(|n| n.name != network)).await
+    }
+
+    /// The network module's record of `name` (NotFound when there is none).
+    fn network_record(&self, name: &str) -> CoreResult<crate::network::NetworkRecord> {
+        let records = self.network.network_records()?;
+        records.into_iter().find(|r| r.name == name).ok_or_else(|| crate::network::NetworkError::not_found("network", name).into())
     }
 
     fn own_network_sandbox(&self, namespace: &str, sandbox_id: &str) -> CoreResult<SandboxRecord> {
@@ -56,13 +70,18 @@ impl Core {
     /// network module now has them.
     async fn record_networks(&self, record: &SandboxRecord, change: impl FnOnce(&mut Vec<SandboxNetwork>)) -> CoreResult<()> {
         let interfaces = self.network.status(&record.id).await?.map(|a| a.interfaces).unwrap_or_default();
-        let key = record_key(&record.namespace, &record.id);
         let default = || vec![SandboxNetwork { name: self.network.config().default_network.clone(), ..SandboxNetwork::default() }];
         let mut networks = record.spec.networks.clone().unwrap_or_else(default);
         change(&mut networks);
+        self.write_interfaces(record, interfaces, move |stored| stored.spec.networks = Some(networks))
+    }
+
+    /// Stores the sandbox's interfaces (and addresses) with a further change to its record.
+    pub(super) fn write_interfaces(&self, record: &SandboxRecord, interfaces: Vec<InterfaceInfo>, change: impl FnOnce(&mut SandboxRecord)) -> CoreResult<()> {
+        let key = record_key(&record.namespace, &record.id);
         self.store.write(|txn| {
             if let Some(mut stored) = txn.get(SANDBOXES, &key)? {
-                stored.spec.networks = Some(networks);
+                change(&mut stored);
                 stored.ips = interfaces.iter().map(|i| i.ip.to_string()).collect();
                 stored.interfaces = interfaces;
                 txn.put(SANDBOXES, &key, &stored)?;

@@ -73,6 +73,9 @@ pub struct SandboxSpec {
     /// of one of its own: Docker's `--network container:NAME`.
     #[serde(default)]
     pub network_of: Option<String>,
+    /// Docker's `--link`s: names only this sandbox resolves to a peer sandbox.
+    #[serde(default)]
+    pub links: Vec<crate::network::LinkAlias>,
     pub ipc: NamespaceMode,
     /// The pod-level pid mode; containers may ask for their own.
     pub pid: NamespaceMode,
@@ -172,6 +175,10 @@ pub struct SandboxRecord {
     pub interfaces: Vec<crate::network::InterfaceInfo>,
     /// Whether creation finished (a record without it is cleaned up at start-up).
     pub complete: bool,
+    /// Docker: the container is stopped and its endpoints are given back (see
+    /// `network_release`); its networks are attached again at the next start.
+    #[serde(default)]
+    pub network_released: bool,
     /// The pod's cgroup parent directory when berth made it (removed with the pod).
     #[serde(default)]
     pub owned_cgroup_parent: Option<String>,

@@ -78,6 +78,7 @@ impl Core {
             ips: Vec::new(),
             interfaces: Vec::new(),
             complete: false,
+            network_released: false,
             owned_cgroup_parent: None,
             spec,
         };
@@ -124,7 +125,7 @@ impl Core {
 
     /// Plugs the pod into the network (built-in bridge or CNI); the network module also
     /// writes the pod's hosts, hostname and resolv.conf into the sandbox directory.
-    async fn attach_network(&self, record: &mut SandboxRecord, netns: &std::path::Path) -> CoreResult<()> {
+    pub(super) async fn attach_network(&self, record: &mut SandboxRecord, netns: &std::path::Path) -> CoreResult<()> {
         let mut port_mappings = Vec::new();
         for mapping in &record.spec.port_mappings {
             port_mappings.push(port_mapping(mapping)?);
@@ -140,7 +141,7 @@ impl Core {
             // Peers on user-defined networks know the sandbox by its name too (Docker's
             // container name).
             aliases: vec![record.spec.name.clone()],
-            links: Vec::new(),
+            links: record.spec.links.clone(),
             files_dir: Some(self.paths.sandbox_dir(&record.id)),
             dns: dns_config(&record.spec),
         };

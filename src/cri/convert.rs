@@ -119,6 +119,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         network: namespace_mode(namespaces.network),
         networks: None,
         network_of: None,
+        links: Vec::new(),
         ipc: namespace_mode(namespaces.ipc),
         pid: namespace_mode(namespaces.pid),
         sysctls: labels(&linux.sysctls),

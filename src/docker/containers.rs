@@ -299,6 +299,7 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let mut host_config = if front.host_config.is_object() { front.host_config.clone() } else { json!({}) };
     host_config["NetworkMode"] = json!(front.network);
     host_config["AutoRemove"] = json!(front.auto_remove);
+    host_config["Links"] = super::links::inspect_host_links(docker, record);
     if host_config.get("LogConfig").is_none_or(|v| v.is_null()) {
         // The logs are served as json-file's are (docker-py reads only those).
         host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
@@ -354,7 +355,11 @@ fn not_modified() -> Response {
 }
 
 /// Starts a created or exited container, with the stdio berthd serves for it.
+/// Its networks are taken again first: a start refused for a network gone leaves the
+/// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
+    let network = docker.network_lock.lock().await;
+    super::endpoint_release::restore(docker, record).await?;
     docker.core.rearm_container(NAMESPACE, &record.id).await?;
     let console = super::attach::console_for(docker, record)?;
     let io = match &console {
@@ -362,6 +367,7 @@ pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> D
         None => Default::default(),
     };
     let started = docker.core.start_container_with_io(NAMESPACE, &record.id, &io).await;
+    drop(network);
     if started.is_err() {
         after_failed_start(docker, record).await;
     }
@@ -374,6 +380,7 @@ pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> D
 /// A start that failed left an exited container: `die`, and removal for auto-remove
 /// ones (whose client waits for the removal).
 async fn after_failed_start(docker: &super::Docker, record: &ContainerRecord) {
+    super::endpoint_release::release(docker, &record.id).await;
     if let Ok(exited) = docker.core.container(NAMESPACE, &record.id) {
         docker.publish_die(&exited);
         if let Ok(mut exits) = docker.removed_exits.lock() {
@@ -402,6 +409,7 @@ async fn start(State(docker): State<super::State>, Path(id): Path<String>) -> Do
     if record.state == ContainerState::Running {
         return Ok(not_modified());
     }
+    super::links::check_peers_running(&docker, &record)?;
     super::restart::mark_manual_stop(&docker, &record, false).await?;
     docker.restarts.forget(docker_id(&record));
     start_record(&docker, &record).await?;
@@ -427,6 +435,7 @@ async fn stop_record(docker: &super::Docker, record: &ContainerRecord, timeout: 
         let _ = docker.core.signal_container(NAMESPACE, &record.id, stop_signal, false).await;
     }
     docker.core.stop_container(NAMESPACE, &record.id, timeout.max(0)).await?;
+    super::endpoint_release::release(docker, &record.id).await;
     Ok(())
 }
 
@@ -714,6 +723,7 @@ async fn rename(State(docker): State<super::State>, Path(id): Path<String>, Quer
 /// auto-remove containers once they exit.
 pub async fn watch_exits(docker: super::State) {
     let mut events = docker.core.events.subscribe();
+    super::endpoint_release::release_stopped(&docker).await;
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -734,6 +744,7 @@ pub async fn watch_exits(docker: super::State) {
                 super::health::stop_checker(&docker, &record);
                 docker.publish_die(&record);
                 docker.publish_volume_mounts(&record, false);
+                super::endpoint_release::release(&docker, &record.id).await;
                 if Front::of(&record).auto_remove {
                     let docker = docker.clone();
                     tokio::spawn(async move {

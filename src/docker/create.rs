@@ -62,6 +62,7 @@ pub struct HostConfig {
     pub mounts: Option<Vec<super::mounts::MountRequest>>,
     pub restart_policy: Option<super::restart::RestartPolicy>,
     pub network_mode: Option<String>,
+    pub links: Option<Vec<String>>,
     pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
     pub auto_remove: Option<bool>,
     pub privileged: Option<bool>,
@@ -388,6 +389,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let own_ports = network.namespace != NamespaceMode::Node && network.networks.as_ref().is_none_or(|n| !n.is_empty());
     let ports = if own_ports { port_mappings(&body, &host)? } else { Vec::new() };
     check_joined_network(&network, &body, &host)?;
+    let links = super::links::resolve(&docker, host.links.as_deref().unwrap_or_default(), &network.mode)?;
     check_ports_free(core, &name, &ports)?;
     let mount_plan = plan_mounts(&body, &host, &image)?;
     mount_plan.make_missing_bind_sources(host.binds.as_deref().unwrap_or_default())?;
@@ -405,6 +407,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         network: network.namespace,
         networks: network.networks.clone(),
         network_of: network.network_of.clone(),
+        links: super::links::link_aliases(&links),
         ipc: NamespaceMode::Pod,
         pid: NamespaceMode::Container,
         sysctls: host.sysctls.clone().unwrap_or_default().into_iter().collect(),
@@ -431,10 +434,16 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let mut mounts = mount_plan.binds.clone();
     mounts.extend(super::volumes::mount_specs(&docker, &mount_plan.volumes));
     let hostname = core.sandbox(NAMESPACE, &sandbox_id).map(|s| s.spec.hostname).unwrap_or_default();
+    let mut host_config = raw.get("HostConfig").cloned().unwrap_or(Value::Null);
+    if !links.is_empty() {
+        host_config["Links"] = serde_json::json!(super::links::stored(&links));
+    }
+    let mut env: Vec<(String, String)> = super::links::environment(&docker, &name, &links, &network.mode);
+    env.extend(body.env.clone().unwrap_or_default().iter().map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((e.clone(), String::new()))));
     let front = Front {
         name: name.clone(),
         config: effective_config(raw.clone(), &image, &hostname),
-        host_config: raw.get("HostConfig").cloned().unwrap_or(Value::Null),
+        host_config,
         ports,
         network: network.mode.clone(),
         auto_remove: host.auto_remove.unwrap_or(false),
@@ -453,7 +462,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         image: image_name.clone(),
         command: body.entrypoint.clone().map(Strings::into_vec).unwrap_or_default(),
         args: body.cmd.clone().map(Strings::into_vec).unwrap_or_default(),
-        env: body.env.clone().unwrap_or_default().iter().map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((e.clone(), String::new()))).collect(),
+        env,
         working_dir: body.working_dir.clone().unwrap_or_default(),
         mounts,
         devices: host.devices.clone().unwrap_or_default().into_iter().map(|d| DeviceSpec { container_path: if d.path_in_container.is_empty() { d.path_on_host.clone() } else { d.path_in_container }, host_path: d.path_on_host, permissions: if d.cgroup_permissions.is_empty() { "rwm".into() } else { d.cgroup_permissions } }).collect(),

@@ -7,12 +7,14 @@ pub mod attach;
 pub mod changes;
 pub mod containers;
 pub mod create;
+pub mod endpoint_release;
 pub mod error;
 pub mod exec;
 pub mod extras;
 pub mod health;
 pub mod hijack;
 pub mod images;
+pub mod links;
 pub mod login;
 pub mod logs;
 pub mod mounts;
@@ -58,6 +60,9 @@ pub struct Docker {
     /// Held while a volume's users are checked and it is removed, and while a create
     /// takes its volumes, so that no volume in use goes.
     pub volume_lock: tokio::sync::Mutex<()>,
+    /// Serializes containers giving their endpoints back and taking them again
+    /// (`endpoint_release`); a start holds it through the start.
+    pub network_lock: tokio::sync::Mutex<()>,
     pub restarts: restart::Restarts,
     pub health: health::HealthBoard,
 }
@@ -76,6 +81,7 @@ impl Docker {
             event_history: Default::default(),
             volumes: volume_store::VolumeStore::new(&core.paths.root),
             volume_lock: Default::default(),
+            network_lock: Default::default(),
             restarts: Default::default(),
             health: Default::default(),
             core,

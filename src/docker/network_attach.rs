@@ -148,7 +148,26 @@ pub fn endpoints_of(docker: &super::Docker, record: &ContainerRecord, sandbox: O
         return vec![(front.network.clone(), empty_endpoint(&id, sandbox_id, &front.network))];
     }
     let Some(sandbox) = sandbox else { return Vec::new() };
+    if sandbox.network_released {
+        return configured_endpoints(docker, sandbox);
+    }
     sandbox.interfaces.iter().map(|interface| endpoint_json(docker, record, sandbox, interface)).collect()
+}
+
+/// A stopped container's networks: what it asks for, without addresses (it holds none).
+fn configured_endpoints(docker: &super::Docker, sandbox: &SandboxRecord) -> Vec<(String, Value)> {
+    let default = || vec![SandboxNetwork { name: docker.core.network.config().default_network.clone(), ..SandboxNetwork::default() }];
+    let asked = sandbox.spec.networks.clone().unwrap_or_else(default);
+    let shown = asked.iter().map(|network| {
+        let name = docker_name(docker, &network.name);
+        let id = find_network(docker, &name).map(|n| n.id).unwrap_or_default();
+        let mut endpoint = empty_endpoint(&id, &sandbox.id, &network.name);
+        endpoint["EndpointID"] = json!("");
+        endpoint["IPAMConfig"] = if network.ipv4.is_empty() { Value::Null } else { json!({"IPv4Address": network.ipv4}) };
+        endpoint["Aliases"] = if network.aliases.is_empty() { Value::Null } else { json!(network.aliases) };
+        (name, endpoint)
+    });
+    shown.collect()
 }
 
 fn endpoint_json(docker: &super::Docker, record: &ContainerRecord, sandbox: &SandboxRecord, interface: &crate::network::InterfaceInfo) -> (String, Value) {
@@ -159,6 +178,7 @@ fn endpoint_json(docker: &super::Docker, record: &ContainerRecord, sandbox: &San
     let mut endpoint = empty_endpoint(&network.map(|n| n.id).unwrap_or_default(), &sandbox.id, &interface.network);
     endpoint["IPAMConfig"] = if asked.ipv4.is_empty() { Value::Null } else { json!({"IPv4Address": asked.ipv4}) };
     endpoint["Aliases"] = if asked.aliases.is_empty() { Value::Null } else { json!(asked.aliases) };
+    endpoint["Links"] = super::links::inspect_endpoint_links(docker, record, &name);
     if user_defined && super::request_api_minor() < 45 {
         // For API versions before 1.45 dockerd lists the short id among the aliases;
         // compose 1.29 (API 1.38) looks for it before reconnecting a container.
@@ -171,11 +191,22 @@ fn endpoint_json(docker: &super::Docker, record: &ContainerRecord, sandbox: &San
     endpoint["IPAddress"] = json!(interface.ip.to_string());
     endpoint["IPPrefixLen"] = json!(interface.prefix);
     if user_defined {
-        let mut names = vec![record.spec.name.clone(), short(&sandbox.id).to_string()];
-        names.extend(asked.aliases.iter().cloned());
-        endpoint["DNSNames"] = json!(names);
+        endpoint["DNSNames"] = json!(dns_names(record, sandbox, &asked.aliases));
     }
     (name, endpoint)
+}
+
+/// dockerd's DNSNames of an endpoint on a user network: the name, the endpoint's
+/// aliases, the short id and the hostname, each once, in that order.
+fn dns_names(record: &ContainerRecord, sandbox: &SandboxRecord, aliases: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let candidates = std::iter::once(&record.spec.name).chain(aliases).cloned().chain([short(&sandbox.id).to_string(), sandbox.spec.hostname.clone()]);
+    for name in candidates {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Whether the container has an endpoint on `network` (name or id), for `ps --filter`.
@@ -213,7 +244,12 @@ fn check_own_namespace(front: &Front) -> DockerResult<()> {
 }
 
 fn connected_to(docker: &super::Docker, record: &ContainerRecord, network: &str) -> bool {
-    docker.core.sandbox(NAMESPACE, docker_id(record)).is_ok_and(|s| s.interfaces.iter().any(|i| i.network == network))
+    let Ok(sandbox) = docker.core.sandbox(NAMESPACE, docker_id(record)) else { return false };
+    if sandbox.network_released {
+        let default = docker.core.network.config().default_network == network;
+        return sandbox.spec.networks.as_ref().map_or(default, |asked| asked.iter().any(|n| n.name == network));
+    }
+    sandbox.interfaces.iter().any(|i| i.network == network)
 }
 
 pub async fn connect(State(docker): State<super::State>, Path(id): Path<String>, body: Bytes) -> DockerResult<Response> {

@@ -113,7 +113,8 @@ pub fn core_network_error(error: CoreError) -> DockerError {
 fn attached(docker: &super::Docker) -> DockerResult<HashMap<String, Vec<(String, String, Value)>>> {
     let mut by_network: HashMap<String, Vec<(String, String, Value)>> = HashMap::new();
     let sandboxes: HashMap<String, SandboxRecord> = docker.core.list_sandboxes(super::NAMESPACE)?.into_iter().map(|s| (s.id.clone(), s)).collect();
-    for record in docker_containers(&docker.core)? {
+    // Only running containers hold endpoints (see `endpoint_release`).
+    for record in docker_containers(&docker.core)?.into_iter().filter(|r| r.state == crate::core::ContainerState::Running) {
         let id = record.spec.sandbox_id.clone();
         for (network, endpoint) in super::network_attach::endpoints_of(docker, &record, sandboxes.get(&id)) {
             let entry = json!({
@@ -315,6 +316,7 @@ async fn remove(State(docker): State<super::State>, Path(id): Path<String>) -> D
     if network.builtin() {
         return Err(DockerError::new(StatusCode::FORBIDDEN, format!("{} is a pre-defined network and cannot be removed", network.name)));
     }
+    super::endpoint_release::release_stopped(&docker).await;
     docker.core.network.remove_network(&network.name).await.map_err(network_error)?;
     docker.publish_network(&network.id, "destroy", &network.name, None);
     Ok(no_content())
@@ -342,6 +344,7 @@ fn until_nanos(text: &str) -> DockerResult<i64> {
 async fn prune(State(docker): State<super::State>, Query(query): Query<FilterQuery>) -> DockerResult<Json<Value>> {
     let filters = parse_filters(query.filters.as_deref())?;
     let until = filters.get("until").and_then(|v| v.first()).map(|t| until_nanos(t)).transpose()?;
+    super::endpoint_release::release_stopped(&docker).await;
     let attached = attached(&docker)?;
     let mut deleted = Vec::new();
     for network in all_networks(&docker)?.into_iter().filter(|n| !n.builtin()) {

@@ -63,7 +63,7 @@ pub struct ConnectRequest {
 
 /// `--link target:alias`: `alias` resolves, for the linking sandbox only, to the
 /// address of sandbox `target` on a network both are on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LinkAlias {
     pub target: String,
     pub alias: String,

@@ -52,8 +52,32 @@ fn peers_of(endpoints: &[EndpointRecord], user: &BTreeSet<String>, sandbox_id: &
         })
         .filter(|p| !p.names.is_empty())
         .collect();
+    peers.extend(legacy_link_peers(endpoints, user, sandbox_id));
     peers.sort_by_key(|p| p.ip);
     peers.dedup();
+    peers
+}
+
+/// Docker's `--link`s on the default network: each peer sharing a network that is not
+/// user-defined with `sandbox_id`, under the alias, its hostname and its name (the first
+/// of its aliases), as dockerd writes them into the linking container's hosts file.
+fn legacy_link_peers(endpoints: &[EndpointRecord], user: &BTreeSet<String>, sandbox_id: &str) -> Vec<Peer> {
+    let own: Vec<&EndpointRecord> = endpoints.iter().filter(|e| e.sandbox_id == sandbox_id).collect();
+    let shared: BTreeSet<&str> = own.iter().filter(|e| !user.contains(&e.network)).map(|e| e.network.as_str()).collect();
+    let links: BTreeSet<&super::driver::LinkAlias> = own.iter().flat_map(|e| &e.links).collect();
+    let mut peers = Vec::new();
+    for link in links {
+        let target = endpoints.iter().find(|e| e.sandbox_id == link.target && shared.contains(e.network.as_str()));
+        if let Some(target) = target {
+            let mut names: Vec<String> = Vec::new();
+            for name in [Some(&link.alias), Some(&target.hostname), target.aliases.first()].into_iter().flatten() {
+                if !name.is_empty() && !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            peers.push(Peer { ip: target.ip, names });
+        }
+    }
     peers
 }
 

@@ -2,8 +2,8 @@
 //! connect` / `disconnect`): the endpoint is recorded with its address in one store
 //! transaction, then its veth is plumbed as the next free `ethN`; a disconnect deletes
 //! the veth, gives the address back and puts the default route on an interface left
-//! with a way out. The sandbox's published ports go with the endpoint that carries
-//! them, and come back on the next one connected to a network with a way out. Either way the hosts files of the sandbox and of
+//! with a way out. The sandbox's published ports move from a disconnected endpoint to
+//! one left on a network with a way out, else to the next one connected to such a network. Either way the hosts files of the sandbox and of
 //! its peers on user-defined networks are rewritten. The caller serializes calls per
 //! sandbox, as for attach and detach.
 use super::bridge::{interface_of, new_endpoint, BridgeDriver, Owner};
@@ -104,8 +104,12 @@ impl BridgeDriver {
         let peers = hostfiles::sandboxes_sharing(&self.store, sandbox_id)?;
         self.links.delete(&endpoint.host_veth).await?;
         self.forget_endpoints(std::slice::from_ref(&endpoint))?;
-        self.update_ports(&[], std::slice::from_ref(&endpoint)).await?;
         let left = self.endpoints_of(sandbox_id)?;
+        let heir = match endpoint.port_mappings.is_empty() {
+            true => None,
+            false => self.hand_ports_over(&endpoint.port_mappings, &left)?,
+        };
+        self.update_ports(heir.as_slice(), std::slice::from_ref(&endpoint)).await?;
         if left.is_empty() {
             self.release_ports(sandbox_id);
         }
@@ -116,6 +120,24 @@ impl BridgeDriver {
             hostfiles::write_for(&self.store, &peer)?;
         }
         Ok(())
+    }
+
+    /// After the endpoint carrying the sandbox's published ports went: they move to the
+    /// first endpoint left on a network with a way out, which is returned (none: they
+    /// wait for a connect).
+    fn hand_ports_over(&self, ports: &[PortMapping], left: &[EndpointRecord]) -> Result<Option<EndpointRecord>> {
+        for endpoint in left {
+            if self.store.get(NETWORKS, &endpoint.network)?.is_some_and(|n| !n.internal) {
+                let key = endpoint_key(&endpoint.sandbox_id, &endpoint.network);
+                return self.store.write(|txn| {
+                    let Some(mut record) = txn.get(ENDPOINTS, &key)? else { return Ok(None) };
+                    record.port_mappings = ports.to_vec();
+                    txn.put(ENDPOINTS, &key, &record)?;
+                    Ok(Some(record))
+                });
+            }
+        }
+        Ok(None)
     }
 
     /// After a disconnect: the default route via the first endpoint left on a network

@@ -50,7 +50,7 @@ impl NameTable {
                 entries.push(Entry { name, ip: endpoint.ip });
             }
         }
-        let links = own.first().map(|e| e.links.as_slice()).unwrap_or_default();
+        let links: BTreeSet<&crate::network::LinkAlias> = own.iter().flat_map(|e| &e.links).collect();
         for link in links {
             let targets = visible.iter().filter(|e| e.sandbox_id == link.target);
             entries.extend(targets.map(|e| Entry { name: normalize(&link.alias), ip: e.ip }));

@@ -1,0 +1,58 @@
+//! Only running containers hold network endpoints, as in dockerd: a container that
+//! stops (or was created and never started) gives its endpoints, addresses and
+//! published ports back, and takes them again just before it starts, failing with
+//! `network NAME not found` when one of its networks was removed meanwhile. The moves
+//! are serialized by `Docker::network_lock`, which a start holds through the start.
+use super::containers::{docker_containers, docker_id};
+use super::error::DockerResult;
+use super::networks::core_network_error;
+use super::NAMESPACE;
+use crate::core::{ContainerRecord, ContainerState};
+
+/// Whether the container is one whose sandbox may give its endpoints back now: not
+/// running, and no running container shares its network namespace.
+fn idle(docker: &super::Docker, record: &ContainerRecord) -> bool {
+    if record.state == ContainerState::Running {
+        return false;
+    }
+    let Ok(containers) = docker_containers(&docker.core) else { return false };
+    let Ok(sandboxes) = docker.core.list_sandboxes(NAMESPACE) else { return false };
+    let joiners: Vec<&str> = sandboxes.iter().filter(|s| s.spec.network_of.as_deref() == Some(docker_id(record))).map(|s| s.id.as_str()).collect();
+    !containers.iter().any(|c| joiners.contains(&docker_id(c)) && c.state == ContainerState::Running)
+}
+
+/// Gives the endpoints of `record`'s sandbox back when it is idle; the caller holds
+/// `network_lock`.
+async fn release_locked(docker: &super::Docker, container_id: &str) {
+    let Ok(record) = docker.core.container(NAMESPACE, container_id) else { return };
+    if !idle(docker, &record) {
+        return;
+    }
+    if let Err(error) = docker.core.release_network(NAMESPACE, docker_id(&record)).await {
+        tracing::warn!(container = %docker_id(&record), %error, "giving the stopped container's endpoints back");
+    }
+}
+
+/// After a stop or an exit: the container's endpoints go back (if it is still stopped).
+pub async fn release(docker: &super::Docker, container_id: &str) {
+    let _guard = docker.network_lock.lock().await;
+    release_locked(docker, container_id).await;
+}
+
+/// Every stopped container's endpoints go back: before a network is removed or
+/// listed with its containers, and at start-up (exits berthd did not see).
+pub async fn release_stopped(docker: &super::Docker) {
+    let _guard = docker.network_lock.lock().await;
+    let Ok(containers) = docker_containers(&docker.core) else { return };
+    for record in containers.iter().filter(|c| c.state != ContainerState::Running) {
+        if docker.core.sandbox(NAMESPACE, docker_id(record)).is_ok_and(|s| !s.network_released && !s.interfaces.is_empty()) {
+            release_locked(docker, &record.id).await;
+        }
+    }
+}
+
+/// Before a start (the caller holds `network_lock` through the start): the networks
+/// the container asks for, attached again.
+pub async fn restore(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
+    docker.core.restore_network(NAMESPACE, docker_id(record)).await.map_err(core_network_error)
+}
