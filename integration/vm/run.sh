@@ -69,7 +69,7 @@ timeout -k 10 "${BERTH_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -kernel "$cache/kernel/boot/vmlinuz-$kver" -initrd "$initrd" \
   -append "console=ttyS0 no_timer_check quiet loglevel=3 panic=-1 cgroup_no_v1=all berthvm_kver=$kver berthvm_guest=$here/guest.sh berthvm_cmd=$run/cmd.sh" \
-  </dev/null 2>&1 | tr -d '\r' | tee "$log"
+  </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
 status=$(sed -n 's/^BERTH_VM_EXIT=\([0-9]*\)$/\1/p' "$log" | tail -n1)
