@@ -358,8 +358,7 @@ fn not_modified() -> Response {
 /// Its networks are taken again first: a start refused for a network gone leaves the
 /// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
-    let network = docker.network_lock.lock().await;
-    super::endpoint_release::restore(docker, record).await?;
+    let starting = super::endpoint_release::restore(docker, record).await?;
     docker.core.rearm_container(NAMESPACE, &record.id).await?;
     let console = super::attach::console_for(docker, record)?;
     let io = match &console {
@@ -367,9 +366,12 @@ pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> D
         None => Default::default(),
     };
     let started = docker.core.start_container_with_io(NAMESPACE, &record.id, &io).await;
-    drop(network);
+    drop(starting);
     if started.is_err() {
         after_failed_start(docker, record).await;
+    } else if docker.core.container(NAMESPACE, &record.id).is_ok_and(|now| now.state != ContainerState::Running) {
+        // It exited while marked as starting, when its exit could not release.
+        super::endpoint_release::release(docker, &record.id).await;
     }
     started.map_err(|error| match error {
         CoreError::FailedPrecondition(message) => DockerError::conflict(message),

@@ -2,7 +2,8 @@
 //! stops (or was created and never started) gives its endpoints, addresses and
 //! published ports back, and takes them again just before it starts, failing with
 //! `network NAME not found` when one of its networks was removed meanwhile. The moves
-//! are serialized by `Docker::network_lock`, which a start holds through the start.
+//! are serialized by `Docker::network_lock`; a start holds it only while it takes its
+//! endpoints back and marks itself as starting (`Starting`), which no release touches.
 use super::containers::{docker_containers, docker_id};
 use super::error::DockerResult;
 use super::networks::core_network_error;
@@ -24,6 +25,9 @@ fn idle(docker: &super::Docker, record: &ContainerRecord) -> bool {
 /// Gives the endpoints of `record`'s sandbox back when it is idle; the caller holds
 /// `network_lock`.
 async fn release_locked(docker: &super::Docker, container_id: &str) {
+    if docker.starting.lock().is_ok_and(|starting| starting.contains(container_id)) {
+        return;
+    }
     let Ok(record) = docker.core.container(NAMESPACE, container_id) else { return };
     if !idle(docker, &record) {
         return;
@@ -51,8 +55,27 @@ pub async fn release_stopped(docker: &super::Docker) {
     }
 }
 
-/// Before a start (the caller holds `network_lock` through the start): the networks
-/// the container asks for, attached again.
-pub async fn restore(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
-    docker.core.restore_network(NAMESPACE, docker_id(record)).await.map_err(core_network_error)
+/// Before a start: the networks the container asks for, attached again, and the
+/// container marked as starting until the returned guard is dropped.
+pub async fn restore<'a>(docker: &'a super::Docker, record: &ContainerRecord) -> DockerResult<Starting<'a>> {
+    let _guard = docker.network_lock.lock().await;
+    docker.core.restore_network(NAMESPACE, docker_id(record)).await.map_err(core_network_error)?;
+    if let Ok(mut starting) = docker.starting.lock() {
+        starting.insert(record.id.clone());
+    }
+    Ok(Starting { docker, id: record.id.clone() })
+}
+
+/// A container marked as starting: its endpoints are not released until this drops.
+pub struct Starting<'a> {
+    docker: &'a super::Docker,
+    id: String,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut starting) = self.docker.starting.lock() {
+            starting.remove(&self.id);
+        }
+    }
 }

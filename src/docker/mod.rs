@@ -61,8 +61,10 @@ pub struct Docker {
     /// takes its volumes, so that no volume in use goes.
     pub volume_lock: tokio::sync::Mutex<()>,
     /// Serializes containers giving their endpoints back and taking them again
-    /// (`endpoint_release`); a start holds it through the start.
+    /// (`endpoint_release`).
     pub network_lock: tokio::sync::Mutex<()>,
+    /// Containers between taking their endpoints back and running: never released.
+    pub starting: Mutex<std::collections::HashSet<String>>,
     pub restarts: restart::Restarts,
     pub health: health::HealthBoard,
 }
@@ -82,6 +84,7 @@ impl Docker {
             volumes: volume_store::VolumeStore::new(&core.paths.root),
             volume_lock: Default::default(),
             network_lock: Default::default(),
+            starting: Default::default(),
             restarts: Default::default(),
             health: Default::default(),
             core,
