@@ -5,7 +5,8 @@
 # stats tests against berth-runc, runc and crun; the shim's task tests (pause, update,
 # stats, OOM events); the CRI smoke test through berthd. With BERTH_VM_CRITEST=1 and
 # /opt/suites/bin/critest built, critest too (run `integration/critest.sh --fetch` on
-# the host first: the guest has no network to download busybox with). Exit status: 0 when every test passed.
+# the host first: the guest has no network to download busybox with); BERTH_VM_CRITEST_ARGS
+# adds critest flags (e.g. -ginkgo.focus=... -ginkgo.v). Exit status: 0 when every test passed.
 set -u
 cd "$(dirname "$0")/../.."
 export BERTH_REQUIRE_V2=1 RUST_BACKTRACE=1
@@ -35,7 +36,7 @@ for t in $TESTS; do
 done
 if [ "${BERTH_VM_CRITEST:-0}" = 1 ] && [ -x /opt/suites/bin/critest ]; then
   echo "lane: == critest"
-  CRITEST=/opt/suites/bin/critest integration/critest.sh -ginkgo.skip=Benchmark || failed="$failed critest"
+  CRITEST=/opt/suites/bin/critest integration/critest.sh -ginkgo.skip=Benchmark ${BERTH_VM_CRITEST_ARGS:-} || failed="$failed critest"
 fi
 if [ -n "$failed" ]; then echo "lane: FAILED:$failed"; exit 1; fi
 echo "lane: all passed"

@@ -4,7 +4,8 @@
 # root, prints its output and exits with its status.
 #   integration/vm/run.sh 'cat /proc/self/cgroup'
 # Caches the kernel and initramfs under target/vm/. Env: BERTH_VM_TIMEOUT (seconds,
-# default 1500), BERTH_VM_MEM (MiB, default 2048), BERTH_VM_SMP (default 2).
+# default 1500), BERTH_VM_MEM (MiB, default 2048), BERTH_VM_SMP (default 2), BERTH_VM_APPEND
+# (more kernel arguments, e.g. "loglevel=7 softlockup_panic=1" to see a hang's stacks).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -68,7 +69,7 @@ timeout -k 10 "${BERTH_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
   -nic none -device virtio-rng-pci \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -kernel "$cache/kernel/boot/vmlinuz-$kver" -initrd "$initrd" \
-  -append "console=ttyS0 no_timer_check quiet loglevel=3 panic=-1 cgroup_no_v1=all berthvm_kver=$kver berthvm_guest=$here/guest.sh berthvm_cmd=$run/cmd.sh" \
+  -append "console=ttyS0 no_timer_check quiet loglevel=3 panic=-1 cgroup_no_v1=all ${BERTH_VM_APPEND:-} berthvm_kver=$kver berthvm_guest=$here/guest.sh berthvm_cmd=$run/cmd.sh" \
   </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
