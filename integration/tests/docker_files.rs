@@ -1,7 +1,8 @@
 //! Files through the Docker façade with the real docker CLI: `docker cp` both ways
 //! (files, directories, tar on stdout, running and stopped containers, symlinks kept
 //! inside the container), `docker diff` (A, C, D from the writable layer), `--tmpfs`,
-//! `--ulimit`, `--init`, and logs that survive a restart of berthd.
+//! `--ulimit`, `--init`, logs that survive a restart of berthd, and archives larger than
+//! any request buffer streamed through `docker import`, `load` and `cp`.
 use std::time::Duration;
 
 use berth_integration::docker::DockerWorld;
@@ -208,4 +209,67 @@ fn bad_input_gets_dockers_status_and_leaves_nothing() {
     assert!(docker.docker(&["inspect", "-f", "{{.State.Running}}", "web"]).ok().stdout.starts_with("true"));
     docker.docker(&["rm", "-f", "web", "exited"]).ok();
     assert_eq!(footprint(&docker).1, 0);
+}
+
+/// 24 MiB that do not compress, from a xorshift generator.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn large_archives_stream_through_import_load_and_cp() {
+    let docker = DockerWorld::new();
+    let local = docker.config_dir.path();
+    let payload = incompressible(24 << 20);
+    let digest = sha256_hex(&payload);
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    let rootfs = berth_integration::images::LayerBuilder::new()
+        .dir("bin", 0o755)
+        .file("bin/busybox", &busybox, 0o755)
+        .symlink("bin/sh", "busybox")
+        .symlink("bin/sha256sum", "busybox")
+        .symlink("bin/sleep", "busybox")
+        .dir("tmp", 0o1777)
+        .file("big.bin", &payload, 0o644)
+        .tar();
+    let path = |name: &str| local.join(name).display().to_string();
+    std::fs::write(local.join("rootfs.tar"), rootfs).expect("write the rootfs tar");
+    let sum_inside = |file: &str| docker.docker(&["run", "--rm", "example/big:1", "sha256sum", file]).ok().stdout;
+
+    docker.docker(&["import", &path("rootfs.tar"), "example/big:1"]).ok();
+    assert!(sum_inside("/big.bin").starts_with(&digest), "the imported image's file");
+
+    docker.docker(&["save", "-o", &path("saved.tar"), "example/big:1"]).ok();
+    docker.docker(&["rmi", "example/big:1"]).ok();
+    let saved = std::fs::read(local.join("saved.tar")).expect("saved.tar");
+    assert!(saved.len() > 24 << 20, "the saved archive holds the layer: {} bytes", saved.len());
+    std::fs::write(local.join("cut.tar"), &saved[..saved.len() / 2]).expect("write the cut archive");
+    let cut = docker.docker(&["load", "-i", &path("cut.tar")]).failed();
+    assert!(!cut.stderr.trim().is_empty(), "a cut archive is refused with a message: {cut}");
+    let none = docker.docker(&["images", "-q", "example/big"]).ok();
+    assert!(none.stdout.trim().is_empty(), "a refused load left an image: {none}");
+
+    let loaded = docker.docker(&["load", "-i", &path("saved.tar")]).ok();
+    assert!(loaded.stdout.contains("Loaded image: example/big:1"), "{loaded}");
+    assert!(sum_inside("/big.bin").starts_with(&digest), "the loaded image's file");
+
+    docker.docker(&["run", "-d", "--name", "sink", "example/big:1", "sleep", "300"]).ok();
+    std::fs::write(local.join("copy.bin"), &payload).expect("write copy.bin");
+    docker.docker(&["cp", &path("copy.bin"), "sink:/tmp/"]).ok();
+    let copied = docker.docker(&["exec", "sink", "sha256sum", "/tmp/copy.bin"]).ok();
+    assert!(copied.stdout.starts_with(&digest), "{copied}");
+    docker.docker(&["rm", "-f", "sink"]).ok();
 }

@@ -12,13 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
-use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::containers::{docker_id, find, truthy};
 use super::create::Front;
 use super::rootview::RootView;
+use super::upload::Upload;
 use super::{DockerError, DockerResult};
 
 pub const STAT_HEADER: &str = "x-docker-container-path-stat";
@@ -181,12 +181,10 @@ async fn put_archive(State(docker): State<super::State>, Path(id): Path<String>,
         owner: truthy(query.copy_uid_gid.as_deref()).then(|| record.identity.as_ref().map(|i| (i.uid, i.gid)).unwrap_or((0, 0))),
         inside: format!("/{}", destination.strip_prefix(view.root()).unwrap_or(FsPath::new("")).display()),
     };
-    let (reader, writer) = std::os::unix::net::UnixStream::pair().map_err(|e| DockerError::internal(format!("archive pipe: {e}")))?;
-    writer.set_nonblocking(true).map_err(|e| DockerError::internal(e.to_string()))?;
-    let writer = tokio::net::UnixStream::from_std(writer).map_err(|e| DockerError::internal(e.to_string()))?;
-    let feeding = tokio::spawn(feed_body(body, writer));
+    let upload = Upload::start(body)?;
+    let reader = upload.reader_clone()?;
     let extracted = tokio::task::spawn_blocking(move || extract(&view, reader, &options)).await;
-    let _ = feeding.await;
+    upload.abandon().await;
     match extracted {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -210,16 +208,6 @@ fn extraction_target(docker: &super::Docker, id: &str, query: &ArchiveQuery) -> 
         return Err(DockerError::bad_request("extraction point is not a directory"));
     }
     Ok((record, view, destination))
-}
-
-async fn feed_body(body: Body, mut writer: tokio::net::UnixStream) {
-    let mut stream = body.into_data_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        if writer.write_all(&chunk).await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.shutdown().await;
 }
 
 struct Extraction {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::containers::{docker_containers, find, parse_filters, truthy};
 use super::create::{familiar, with_tag};
+use super::upload::Upload;
 use super::{DockerError, DockerResult};
 use crate::image::{Credentials, Image, ImageError, LayerState, PullProgress};
 
@@ -446,8 +447,13 @@ async fn save(docker: &super::Docker, names: Vec<String>) -> DockerResult<Respon
     Ok(([("content-type", "application/x-tar")], archive).into_response())
 }
 
-async fn load(State(docker): State<super::State>, body: Bytes) -> DockerResult<Response> {
-    let images = docker.core.images.import(std::io::Cursor::new(body.to_vec())).await?;
+async fn load(State(docker): State<super::State>, body: Body) -> DockerResult<Response> {
+    let upload = Upload::start(body)?;
+    let imported = docker.core.images.import(upload.reader_clone()?).await;
+    // The rest (a tar's trailing blocks, or what a failed import did not read) is read,
+    // so that the client sees the answer rather than a broken pipe.
+    upload.drain().await;
+    let images = imported?;
     let mut lines = Vec::new();
     for image in &images {
         docker.publish_image(&image.id, "load", &image.id);
@@ -462,7 +468,6 @@ async fn import(docker: &super::Docker, source: &str, repo: Option<&str>, tag: O
     if source != "-" {
         return Err(DockerError::bad_request("import from a URL is not supported; send the tarball in the body (fromSrc=-)"));
     }
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| DockerError::bad_request(e.to_string()))?;
     let name = repo.filter(|r| !r.is_empty()).map(|r| match tag.filter(|t| !t.is_empty()) {
         Some(tag) => format!("{r}:{tag}"),
         None => with_tag(r),
@@ -471,7 +476,12 @@ async fn import(docker: &super::Docker, source: &str, repo: Option<&str>, tag: O
     for change in changes.iter().flat_map(|c| c.lines()).filter(|l| !l.trim().is_empty()) {
         apply_change(&mut config, change)?;
     }
-    let image = docker.core.images.import_rootfs(std::io::Cursor::new(bytes.to_vec()), config, name.as_deref()).await?;
+    let upload = Upload::start(body)?;
+    let imported = docker.core.images.import_rootfs(upload.reader_clone()?, config, name.as_deref()).await;
+    // The rest (a tar's trailing blocks, or what a failed import did not read) is read,
+    // so that the client sees the answer rather than a broken pipe.
+    upload.drain().await;
+    let image = imported?;
     docker.publish_image(&image.id, "import", &image.id);
     Ok(([("content-type", "application/json")], line(json!({"status": image.id}))).into_response())
 }

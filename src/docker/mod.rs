@@ -24,6 +24,7 @@ pub mod restart;
 pub mod rootview;
 pub mod stdio;
 pub mod system;
+pub mod upload;
 pub mod volume_copy;
 pub mod volume_store;
 pub mod volumes;
