@@ -1,7 +1,8 @@
-//! Only running containers hold network endpoints, as in dockerd: a container that
-//! stops (or was created and never started) gives its endpoints, addresses and
-//! published ports back, and takes them again just before it starts, failing with
-//! `network NAME not found` when one of its networks was removed meanwhile. The moves
+//! Only running containers hold network endpoints, as in dockerd: a container is
+//! created without any (`Core::run_sandbox_unplugged`), one that stops gives its
+//! endpoints, addresses and published ports back, and each takes them just before it
+//! starts, failing with `network NAME not found` when one of its networks was removed
+//! meanwhile, or with dockerd's `port is already allocated` (`port_check`). The moves
 //! are serialized by `Docker::network_lock`; a start holds it only while it takes its
 //! endpoints back and marks itself as starting (`Starting`), which no release touches.
 use super::containers::{docker_containers, docker_id};
@@ -24,7 +25,7 @@ fn idle(docker: &super::Docker, record: &ContainerRecord) -> bool {
 
 /// Gives the endpoints of `record`'s sandbox back when it is idle; the caller holds
 /// `network_lock`.
-async fn release_locked(docker: &super::Docker, container_id: &str) {
+pub(super) async fn release_held(docker: &super::Docker, container_id: &str) {
     if docker.starting.lock().is_ok_and(|starting| starting.contains(container_id)) {
         return;
     }
@@ -40,7 +41,7 @@ async fn release_locked(docker: &super::Docker, container_id: &str) {
 /// After a stop or an exit: the container's endpoints go back (if it is still stopped).
 pub async fn release(docker: &super::Docker, container_id: &str) {
     let _guard = docker.network_lock.lock().await;
-    release_locked(docker, container_id).await;
+    release_held(docker, container_id).await;
 }
 
 /// Every stopped container's endpoints go back: before a network is removed or
@@ -50,7 +51,7 @@ pub async fn release_stopped(docker: &super::Docker) {
     let Ok(containers) = docker_containers(&docker.core) else { return };
     for record in containers.iter().filter(|c| c.state != ContainerState::Running) {
         if docker.core.sandbox(NAMESPACE, docker_id(record)).is_ok_and(|s| !s.network_released && !s.interfaces.is_empty()) {
-            release_locked(docker, &record.id).await;
+            release_held(docker, &record.id).await;
         }
     }
 }
@@ -59,6 +60,7 @@ pub async fn release_stopped(docker: &super::Docker) {
 /// container marked as starting until the returned guard is dropped.
 pub async fn restore<'a>(docker: &'a super::Docker, record: &ContainerRecord) -> DockerResult<Starting<'a>> {
     let _guard = docker.network_lock.lock().await;
+    super::port_check::check_free(docker, record).await?;
     docker.core.restore_network(NAMESPACE, docker_id(record)).await.map_err(core_network_error)?;
     if let Ok(mut starting) = docker.starting.lock() {
         starting.insert(record.id.clone());
