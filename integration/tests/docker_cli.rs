@@ -167,11 +167,14 @@ fn bad_input_gets_dockers_errors_and_leaves_nothing() {
     let missing_create = docker.docker(&["create", "--pull", "never", "nosuch/image"]).failed();
     assert!(missing_create.stderr.contains("No such image: nosuch/image:latest"), "{missing_create}");
 
-    docker.docker(&["create", "--name", "dup", "-p", "9090:80", "busybox", "true"]).ok();
+    docker.docker(&["run", "-d", "--name", "dup", "-p", "9090:80", "busybox", "sleep", "300"]).ok();
     let duplicate = docker.docker(&["create", "--name", "dup", "busybox", "true"]).failed();
     assert!(duplicate.stderr.contains("Conflict. The container name \"/dup\" is already in use by container"), "{duplicate}");
-    let port = docker.docker(&["create", "--name", "other", "-p", "9090:80", "busybox", "true"]).failed();
-    assert!(port.stderr.contains("Bind for 0.0.0.0:9090 failed: port is already allocated"), "{port}");
+    // As dockerd: the port is taken at start; the refused container stays created.
+    let port = docker.docker(&["run", "--name", "other", "-p", "9090:80", "busybox", "true"]).failed();
+    assert!(port.code == 125 && port.stderr.contains("Bind for 0.0.0.0:9090 failed: port is already allocated"), "{port}");
+    assert_eq!(docker.inspect("other", "{{.State.Status}}"), "created");
+    docker.docker(&["rm", "other"]).ok();
     let network = docker.docker(&["create", "--network", "nosuchnet", "busybox", "true"]).failed();
     assert!(network.stderr.contains("network nosuchnet not found"), "{network}");
     let name = docker.docker(&["create", "--name", "bad name!", "busybox", "true"]).failed();
@@ -192,7 +195,7 @@ fn bad_input_gets_dockers_errors_and_leaves_nothing() {
     assert_eq!(lines(&docker.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout), ["dup"]);
     let pinned = std::fs::read_dir(docker.world.daemon.state().join("netns")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(pinned, 1);
-    docker.docker(&["rm", "dup"]).ok();
+    docker.docker(&["rm", "-f", "dup"]).ok();
     let pinned = std::fs::read_dir(docker.world.daemon.state().join("netns")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(pinned, 0);
 }

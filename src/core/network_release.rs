@@ -2,8 +2,14 @@
 //! of a stopped container gives its endpoints, addresses and published ports back but
 //! keeps what it asked for (its networks, aliases and a fixed `--ip`), and takes them
 //! again just before it starts; a network removed meanwhile makes that start fail.
-//! While released, a connect or disconnect changes only what is asked for.
+//! While released, a connect or disconnect changes only what is asked for. A Docker
+//! sandbox is made released (`run_sandbox_unplugged`): a created container holds none.
 use super::*;
+
+/// Whether a sandbox of this spec plugs a network namespace of its own into networks.
+pub(super) fn plugs_own_network(spec: &SandboxSpec) -> bool {
+    spec.network != NamespaceMode::Node && spec.network_of.is_none() && spec.networks.as_ref().is_none_or(|n| !n.is_empty())
+}
 
 /// Whether the sandbox holds endpoints it can give back.
 fn releasable(record: &SandboxRecord) -> bool {

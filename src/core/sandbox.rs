@@ -36,6 +36,16 @@ impl Core {
 
     /// Creates a pod sandbox with an id the caller chose (from [`ids::new_id`]).
     pub async fn run_sandbox_with_id(&self, namespace: &str, id: String, spec: SandboxSpec) -> CoreResult<String> {
+        self.make_sandbox(namespace, id, spec, false).await
+    }
+
+    /// Like [`Core::run_sandbox_with_id`], but a sandbox with a network of its own is
+    /// made released (see `network_release`): no endpoint until `restore_network`.
+    pub async fn run_sandbox_unplugged(&self, namespace: &str, id: String, spec: SandboxSpec) -> CoreResult<String> {
+        self.make_sandbox(namespace, id, spec, true).await
+    }
+
+    async fn make_sandbox(&self, namespace: &str, id: String, spec: SandboxSpec, unplugged: bool) -> CoreResult<String> {
         if spec.name.is_empty() {
             return Err(CoreError::InvalidArgument("the sandbox name must not be empty".into()));
         }
@@ -46,6 +56,7 @@ impl Core {
         limits::check_labels("annotations", &spec.annotations)?;
         let _guard = self.lock_pod(namespace, &id).await;
         let mut record = self.reserve_sandbox(namespace, &id, spec)?;
+        record.network_released = unplugged && super::network_release::plugs_own_network(&record.spec);
         crash_point!("run_pod_sandbox.after_reserve");
         match self.build_sandbox(&mut record).await {
             Ok(()) => {
@@ -114,7 +125,7 @@ impl Core {
         }
         match &plan.network {
             None if record.spec.network_of.is_some() => {}
-            Some(_) if record.spec.networks.as_ref().is_some_and(|n| n.is_empty()) => self.write_loopback_network_files(record)?,
+            Some(_) if record.spec.networks.as_ref().is_some_and(|n| n.is_empty()) || record.network_released => self.write_loopback_network_files(record)?,
             Some(netns) => self.attach_network(record, netns).await?,
             None => self.write_host_network_files(record)?,
         }

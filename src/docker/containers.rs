@@ -358,7 +358,16 @@ fn not_modified() -> Response {
 /// Its networks are taken again first: a start refused for a network gone leaves the
 /// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
-    let starting = super::endpoint_release::restore(docker, record).await?;
+    let starting = match super::endpoint_release::restore(docker, record).await {
+        Ok(starting) => starting,
+        Err(error) => {
+            // As dockerd: an auto-remove container whose start failed goes.
+            if Front::of(record).auto_remove {
+                destroy(docker, record, true).await;
+            }
+            return Err(error);
+        }
+    };
     docker.core.rearm_container(NAMESPACE, &record.id).await?;
     let console = super::attach::console_for(docker, record)?;
     let io = match &console {

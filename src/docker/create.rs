@@ -232,24 +232,6 @@ fn port_mappings(body: &CreateBody, host: &HostConfig) -> DockerResult<Vec<PortM
     Ok(mappings)
 }
 
-/// A host port already published by another container (of either door's sandboxes).
-fn check_ports_free(core: &Core, name: &str, mappings: &[PortMapping]) -> DockerResult<()> {
-    let sandboxes = core.list_sandboxes(NAMESPACE)?;
-    for mapping in mappings {
-        let taken = sandboxes.iter().flat_map(|s| s.spec.port_mappings.iter()).any(|other| {
-            other.host_port == mapping.host_port && other.protocol == mapping.protocol && (other.host_ip.is_empty() || mapping.host_ip.is_empty() || other.host_ip == mapping.host_ip)
-        });
-        if taken {
-            let ip = if mapping.host_ip.is_empty() { "0.0.0.0" } else { &mapping.host_ip };
-            return Err(DockerError::internal(format!(
-                "driver failed programming external connectivity on endpoint {name}: Bind for {ip}:{} failed: port is already allocated",
-                mapping.host_port
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// What dockerd refuses beside `--network container:NAME`.
 fn check_joined_network(network: &super::network_attach::NetworkPlan, body: &CreateBody, host: &HostConfig) -> DockerResult<()> {
     if network.network_of.is_none() {
@@ -390,7 +372,6 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let ports = if own_ports { port_mappings(&body, &host)? } else { Vec::new() };
     check_joined_network(&network, &body, &host)?;
     let links = super::links::resolve(&docker, host.links.as_deref().unwrap_or_default(), &network.mode)?;
-    check_ports_free(core, &name, &ports)?;
     let mount_plan = plan_mounts(&body, &host, &image)?;
     mount_plan.make_missing_bind_sources(host.binds.as_deref().unwrap_or_default())?;
     let restart_policy = host.restart_policy.clone().unwrap_or_default();
@@ -518,9 +499,9 @@ fn plan_mounts(body: &CreateBody, host: &HostConfig, image: &crate::image::Image
     super::mounts::plan(host.binds.as_deref().unwrap_or_default(), host.mounts.as_deref().unwrap_or_default(), &anonymous)
 }
 
-/// Runs the sandbox; its hostname is the client's, else the first 12 digits of its id.
+/// Runs the sandbox, unplugged until its container starts; its hostname is the client's, else the first 12 digits of its id.
 async fn create_sandbox(core: &Core, spec: SandboxSpec, hostname: Option<String>) -> CoreResult<String> {
     let id = ids::new_id()?;
     let hostname = hostname.filter(|h| !h.is_empty()).unwrap_or_else(|| short(&id).to_string());
-    core.run_sandbox_with_id(NAMESPACE, id, SandboxSpec { hostname, ..spec }).await
+    core.run_sandbox_unplugged(NAMESPACE, id, SandboxSpec { hostname, ..spec }).await
 }

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod mounts;
 pub mod network_attach;
 pub mod networks;
+pub mod port_check;
 pub mod restart;
 pub mod rootview;
 pub mod stdio;
