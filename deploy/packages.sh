@@ -18,7 +18,7 @@ run_packages=(iproute2 nftables iptables containernetworking-plugins util-linux 
 # the tools the tests check the kernel's view with.
 test_packages=(
   busybox-static runc crun containerd docker-registry curl jq python3 python3-venv
-  openssl qemu-system-x86 tini docker-compose
+  openssl qemu-system-x86 tini docker-compose apparmor
 )
 # Debian's dockerd 20.10 (with its containerd and runc), which bench_docker times berthd
 # against.

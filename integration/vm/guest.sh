@@ -22,6 +22,8 @@ mkdir -p /run/lock
 [ -e /var/run ] || ln -s /run /var/run
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+# Debian's kernel runs AppArmor: its profiles are loaded and listed through securityfs.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 # Modules on demand (veth, bridge, nf_tables...), with busybox's modprobe.
 mkdir -p /lib/modules/$kver && mount --bind "$repo/target/vm/kernel/lib/modules/$kver" /lib/modules/$kver
 echo /run/berth-vm/modprobe >/proc/sys/kernel/modprobe

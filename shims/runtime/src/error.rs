@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::apparmor::AppArmorError;
 use crate::bundle::BundleError;
 use crate::capabilities::CapabilityError;
 use crate::cgroups::CgroupError;
@@ -42,6 +43,8 @@ pub enum InitError {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Capability(#[from] CapabilityError),
+    #[error(transparent)]
+    AppArmor(#[from] AppArmorError),
     #[error("setting rlimit {0}: {1}")]
     Rlimit(String, std::io::Error),
     #[error("setting sysctl {0}: {1}")]

@@ -279,7 +279,7 @@ fn console_size(process: &Process) -> Option<(u16, u16)> {
     process.console_size().map(|b| (b.height() as u16, b.width() as u16))
 }
 
-/// Descriptors marked close-on-exec, rlimits, seccomp (before the user change when
+/// Descriptors marked close-on-exec, rlimits, the AppArmor profile, seccomp (before the user change when
 /// privileges may still grow), user and capabilities, no_new_privs, working directory,
 /// and the executable's path.
 fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
@@ -287,6 +287,8 @@ fn prepare_process(config: &ChildConfig) -> Result<CString, InitError> {
     // Before any seccomp filter: a profile need not allow close_range.
     close_inherited_descriptors(config.preserve_fds)?;
     set_rlimits(process)?;
+    // While still privileged and unfiltered, as runc does; it takes effect at execve.
+    crate::apparmor::change_on_exec(process.apparmor_profile().as_deref().unwrap_or(""))?;
     // Before any seccomp filter: a profile may deny getcwd (runtime-tools' linux_seccomp).
     verify_working_directory(process.cwd())?;
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);

@@ -5,6 +5,7 @@
 //! the root filesystem and the process attributes, then blocks on an exec FIFO until
 //! `start`. State lives under a root directory, one subdirectory per container.
 
+pub mod apparmor;
 pub mod bundle;
 pub mod capabilities;
 pub mod cgroups;
