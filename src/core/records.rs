@@ -31,6 +31,9 @@ pub struct DnsSettings {
     pub servers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<String>,
+    /// Lines added to the sandbox's `hosts` (Docker's `--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -77,6 +80,9 @@ pub struct SandboxSpec {
     #[serde(default)]
     pub links: Vec<crate::network::LinkAlias>,
     pub ipc: NamespaceMode,
+    /// The size of the pod's /dev/shm (none: the default, 64 MiB).
+    #[serde(default)]
+    pub shm_bytes: Option<u64>,
     /// The pod-level pid mode; containers may ask for their own.
     pub pid: NamespaceMode,
     pub sysctls: Labels,
@@ -252,6 +258,9 @@ pub struct SecuritySettings {
     pub run_as_group: Option<i64>,
     pub run_as_username: String,
     pub supplemental_groups: Vec<i64>,
+    /// Groups by name or number, looked up in the image (Docker's `--group-add`).
+    #[serde(default)]
+    pub supplemental_group_names: Vec<String>,
     /// Whether the image's `/etc/group` memberships of the user are added (Merge) or not.
     #[serde(default)]
     pub supplemental_groups_policy: SupplementalGroupsPolicy,

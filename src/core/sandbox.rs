@@ -109,7 +109,7 @@ impl Core {
         record.userns = plan.user.as_ref().map(|(p, _)| p.display().to_string());
         if plan.ipc.is_some() {
             let shm = dir.join("shm");
-            pin::mount_shm(&shm, SHM_BYTES)?;
+            pin::mount_shm(&shm, record.spec.shm_bytes.unwrap_or(SHM_BYTES))?;
             record.shm = Some(shm.display().to_string());
             crash_point!("run_pod_sandbox.after_shm");
         }
@@ -176,7 +176,7 @@ impl Core {
     /// A pod with loopback only (Docker's `none`) knows only its own name.
     fn write_loopback_network_files(&self, record: &SandboxRecord) -> CoreResult<()> {
         let dns = dns_config(&record.spec);
-        write_name_files(&self.paths.sandbox_dir(&record.id), &record.spec.hostname, None, &[], dns.as_ref())?;
+        write_name_files(&self.paths.sandbox_dir(&record.id), &record.spec.hostname, None, &[], dns.as_ref(), DnsConfig::extra_hosts_of(dns.as_ref()))?;
         Ok(())
     }
 
@@ -185,8 +185,11 @@ impl Core {
         let dir = self.paths.sandbox_dir(&record.id);
         let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
         let dns = dns_config(&record.spec);
-        write_name_files(&dir, &hostname, None, &[], dns.as_ref())?;
-        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        write_name_files(&dir, &hostname, None, &[], dns.as_ref(), &[])?;
+        let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        for line in DnsConfig::extra_hosts_of(dns.as_ref()) {
+            hosts.push_str(&format!("{line}\n"));
+        }
         std::fs::write(dir.join("hosts"), hosts).map_err(io_error("writing the pod's hosts file"))
     }
 
@@ -353,7 +356,7 @@ fn with_live_state(mut record: SandboxRecord) -> SandboxRecord {
 
 /// The network module's form of the pod's DNS settings.
 pub(crate) fn dns_config(spec: &SandboxSpec) -> Option<DnsConfig> {
-    spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() })
+    spec.dns.as_ref().map(|d| DnsConfig { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone(), extra_hosts: d.extra_hosts.clone() })
 }
 
 pub(super) fn port_mapping(mapping: &PortMapping) -> CoreResult<crate::network::PortMapping> {

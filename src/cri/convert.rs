@@ -113,7 +113,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         labels: labels(&config.labels),
         annotations: labels(&config.annotations),
         log_directory: config.log_directory.clone(),
-        dns: config.dns_config.as_ref().map(|d| core::DnsSettings { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone() }),
+        dns: config.dns_config.as_ref().map(|d| core::DnsSettings { servers: d.servers.clone(), searches: d.searches.clone(), options: d.options.clone(), extra_hosts: Vec::new() }),
         port_mappings,
         cgroup_parent: linux.cgroup_parent.clone(),
         network: namespace_mode(namespaces.network),
@@ -121,6 +121,7 @@ pub fn sandbox_spec(config: &cri::PodSandboxConfig, handler: &str) -> Result<San
         network_of: None,
         links: Vec::new(),
         ipc: namespace_mode(namespaces.ipc),
+        shm_bytes: None,
         pid: namespace_mode(namespaces.pid),
         sysctls: labels(&linux.sysctls),
         user_namespace: user_namespace(namespaces.userns_options.as_ref())?,
@@ -245,14 +246,34 @@ pub fn resources(r: &cri::LinuxContainerResources) -> core::Resources {
     }
 }
 
+/// The AppArmor profile asked for: the structured field when set, else the deprecated
+/// string (`localhost/NAME`, `runtime/default`, `unconfined`). Empty means none: the
+/// runtime's default is unconfined.
+#[allow(deprecated)] // apparmor_profile: older kubelets still send it
+fn apparmor_profile(context: &cri::LinuxContainerSecurityContext) -> Result<String, String> {
+    use cri::security_profile::ProfileType;
+    if let Some(profile) = &context.apparmor {
+        let name = profile.localhost_ref.strip_prefix("localhost/").unwrap_or(&profile.localhost_ref);
+        return match ProfileType::try_from(profile.profile_type) {
+            Ok(ProfileType::Localhost) if name.is_empty() => Err("apparmor: a Localhost profile needs localhost_ref".into()),
+            Ok(ProfileType::Localhost) => Ok(name.to_string()),
+            Ok(ProfileType::RuntimeDefault | ProfileType::Unconfined) => Ok(String::new()),
+            Err(_) => Err(format!("apparmor: unknown profile type {}", profile.profile_type)),
+        };
+    }
+    match context.apparmor_profile.as_str() {
+        "" | "runtime/default" | "unconfined" => Ok(String::new()),
+        other => match other.strip_prefix("localhost/") {
+            Some(name) if !name.is_empty() => Ok(name.to_string()),
+            _ => Err(format!("apparmor: unsupported profile {other:?} (runtime/default, unconfined or localhost/NAME)")),
+        },
+    }
+}
+
 #[allow(deprecated)] // seccomp_profile_path: older kubelets still send it
 fn security(context: &cri::LinuxContainerSecurityContext) -> core::SecuritySettings {
     let caps = context.capabilities.clone().unwrap_or_default();
     let namespaces = context.namespace_options.clone().unwrap_or_default();
-    let apparmor = match &context.apparmor {
-        Some(profile) if profile.profile_type == cri::security_profile::ProfileType::Localhost as i32 => profile.localhost_ref.clone(),
-        _ => String::new(),
-    };
     core::SecuritySettings {
         privileged: context.privileged,
         add_capabilities: caps.add_capabilities,
@@ -260,6 +281,7 @@ fn security(context: &cri::LinuxContainerSecurityContext) -> core::SecuritySetti
         run_as_user: context.run_as_user.as_ref().map(|v| v.value),
         run_as_group: context.run_as_group.as_ref().map(|v| v.value),
         run_as_username: context.run_as_username.clone(),
+        supplemental_group_names: Vec::new(),
         supplemental_groups: context.supplemental_groups.clone(),
         supplemental_groups_policy: match cri::SupplementalGroupsPolicy::try_from(context.supplemental_groups_policy) {
             Ok(cri::SupplementalGroupsPolicy::Strict) => core::SupplementalGroupsPolicy::Strict,
@@ -268,7 +290,7 @@ fn security(context: &cri::LinuxContainerSecurityContext) -> core::SecuritySetti
         readonly_rootfs: context.readonly_rootfs,
         no_new_privs: context.no_new_privs,
         seccomp: seccomp(context.seccomp.as_ref(), &context.seccomp_profile_path),
-        apparmor,
+        apparmor: String::new(),
         // The kubelet sends both lists only when it means them (procMount: Default).
         masked_paths: (!context.masked_paths.is_empty()).then(|| context.masked_paths.clone()),
         readonly_paths: (!context.readonly_paths.is_empty()).then(|| context.readonly_paths.clone()),
@@ -293,6 +315,10 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
             return Err("run_as_group needs run_as_user or run_as_username".into());
         }
     }
+    let apparmor = linux.security_context.as_ref().map(apparmor_profile).transpose()?.unwrap_or_default();
+    if !apparmor.is_empty() {
+        crate::spec::apparmor::check_loaded(&apparmor)?;
+    }
     let log_path = match (config.log_path.is_empty(), sandbox.spec.log_directory.is_empty()) {
         (false, false) => core::log_file(&sandbox.spec.log_directory, &config.log_path).map_err(|e| e.to_string())?,
         _ => String::new(),
@@ -312,7 +338,7 @@ pub fn container_spec(config: &cri::ContainerConfig, sandbox: &SandboxRecord) ->
             .map(|d| core::DeviceSpec { container_path: d.container_path.clone(), host_path: d.host_path.clone(), permissions: d.permissions.clone() })
             .collect(),
         resources: linux.resources.as_ref().map(resources).unwrap_or_default(),
-        security: linux.security_context.as_ref().map(security).unwrap_or_default(),
+        security: core::SecuritySettings { apparmor, ..linux.security_context.as_ref().map(security).unwrap_or_default() },
         log_path,
         tty: config.tty,
         stdin: config.stdin,

@@ -88,6 +88,13 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub ulimits: Option<Vec<Ulimit>>,
     pub init: Option<bool>,
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: Option<String>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub shm_size: Option<i64>,
+    pub group_add: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -282,7 +289,10 @@ fn security(host: &HostConfig, user: &str) -> DockerResult<SecuritySettings> {
             "seccomp:unconfined" => security.seccomp = SeccompProfile::Unconfined,
             "no-new-privileges" | "no-new-privileges:true" => security.no_new_privs = true,
             "no-new-privileges:false" => security.no_new_privs = false,
-            other if other.starts_with("apparmor:") || other.starts_with("label:") => {}
+            "apparmor:unconfined" => security.apparmor = String::new(),
+            // As dockerd: applied where the kernel runs AppArmor (the spec leaves it out elsewhere).
+            other if other.starts_with("apparmor:") => security.apparmor = other["apparmor:".len()..].into(),
+            other if other.starts_with("label:") => {}
             other if other.starts_with("seccomp:") => security.seccomp = SeccompProfile::Localhost(other["seccomp:".len()..].into()),
             _ => return Err(DockerError::bad_request(format!("Invalid --security-opt: {option:?}"))),
         }
@@ -377,7 +387,12 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let restart_policy = host.restart_policy.clone().unwrap_or_default();
     super::restart::validate(&restart_policy, host.auto_remove.unwrap_or(false))?;
     let user = body.user.clone().unwrap_or_default();
-    let security = security(&host, &user)?;
+    let modes = super::host_options::namespace_modes(&host)?;
+    let mut security = security(&host, &user)?;
+    security.pid = modes.pid;
+    security.supplemental_group_names = host.group_add.clone().unwrap_or_default();
+    let gateway = super::networks::find_network(&docker, "bridge").ok().and_then(|n| n.record).map(|r| std::net::IpAddr::V4(r.gateway));
+    let extra_hosts = super::host_options::extra_hosts(&host, gateway)?;
     let tty = body.tty.unwrap_or(false);
     let extras = super::extras::extras_of(&host)?;
     let sandbox_spec = SandboxSpec {
@@ -389,15 +404,12 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         networks: network.networks.clone(),
         network_of: network.network_of.clone(),
         links: super::links::link_aliases(&links),
-        ipc: NamespaceMode::Pod,
-        pid: NamespaceMode::Container,
+        ipc: modes.ipc,
+        shm_bytes: super::host_options::shm_bytes(&host)?,
+        pid: modes.pid,
         sysctls: host.sysctls.clone().unwrap_or_default().into_iter().collect(),
         privileged: security.privileged,
-        dns: host.dns.as_ref().map(|servers| DnsSettings {
-            servers: servers.clone(),
-            searches: host.dns_search.clone().unwrap_or_default(),
-            options: host.dns_options.clone().unwrap_or_default(),
-        }),
+        dns: super::host_options::dns_settings(&host, extra_hosts),
         ..SandboxSpec::default()
     };
     let sandbox_id = create_sandbox(core, sandbox_spec, network.hostname.clone().or(body.hostname.clone())).await.map_err(|e| match e {

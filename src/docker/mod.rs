@@ -13,6 +13,7 @@ pub mod exec;
 pub mod extras;
 pub mod health;
 pub mod hijack;
+pub mod host_options;
 pub mod images;
 pub mod links;
 pub mod login;

@@ -181,7 +181,8 @@ impl CniDriver {
         let network = list["name"].as_str().unwrap_or_default();
         let interfaces: Vec<InterfaceInfo> = interface_of(&result, network).into_iter().collect();
         if let (Some(dir), Some(interface)) = (&request.files_dir, interfaces.first()) {
-            super::dns::write_files(dir, &request.hostname, Some(interface.ip), &[], request.dns.as_ref())?;
+            let extra = super::dns::DnsConfig::extra_hosts_of(request.dns.as_ref());
+            super::dns::write_files(dir, &request.hostname, Some(interface.ip), &[], request.dns.as_ref(), extra)?;
         }
         Ok(Attachment { sandbox_id: sandbox.into(), interfaces })
     }

@@ -18,6 +18,21 @@ pub struct DnsConfig {
     pub servers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<String>,
+    /// Lines added to `hosts` (Docker's `--add-host`: `IP\tNAME`).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+}
+
+impl DnsConfig {
+    /// Whether it says anything about resolv.conf (it may carry only hosts lines).
+    fn names_resolvers(&self) -> bool {
+        !self.servers.is_empty() || !self.searches.is_empty() || !self.options.is_empty()
+    }
+
+    /// The hosts lines of an optional config.
+    pub fn extra_hosts_of(dns: Option<&DnsConfig>) -> &[String] {
+        dns.map_or(&[], |d| d.extra_hosts.as_slice())
+    }
 }
 
 /// A name another sandbox is known by.
@@ -33,21 +48,26 @@ pub(crate) const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Docker's fallback when the host has no usable resolver.
 const FALLBACK_SERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
-/// Writes `hosts`, `hostname` and `resolv.conf` into `dir`.
-pub fn write_files(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer], dns: Option<&DnsConfig>) -> Result<()> {
+/// Writes `hosts` (with `extra` lines last), `hostname` and `resolv.conf` into `dir`.
+pub fn write_files(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer], dns: Option<&DnsConfig>, extra: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| NetworkError::io(format!("mkdir {}", dir.display()), e))?;
     write_in_place(&dir.join("hostname"), &format!("{hostname}\n"))?;
-    write_in_place(&dir.join("hosts"), &hosts(hostname, ip, peers))?;
+    write_hosts(dir, hostname, ip, peers, extra)?;
     let dns = match dns {
-        Some(dns) => dns.clone(),
-        None => host_resolvers(Path::new(HOST_RESOLV_CONF)),
+        Some(dns) if dns.names_resolvers() => dns.clone(),
+        _ => host_resolvers(Path::new(HOST_RESOLV_CONF)),
     };
     write_in_place(&dir.join("resolv.conf"), &resolv_conf(&dns))
 }
 
 /// Rewrites only `hosts` (a peer came or went).
-pub fn write_hosts(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer]) -> Result<()> {
-    write_in_place(&dir.join("hosts"), &hosts(hostname, ip, peers))
+pub fn write_hosts(dir: &Path, hostname: &str, ip: Option<Ipv4Addr>, peers: &[Peer], extra: &[String]) -> Result<()> {
+    let mut content = hosts(hostname, ip, peers);
+    for line in extra {
+        content.push_str(line);
+        content.push('\n');
+    }
+    write_in_place(&dir.join("hosts"), &content)
 }
 
 /// Truncates and writes, keeping the inode that containers have bind-mounted.
@@ -100,7 +120,7 @@ pub fn embedded_resolver_config(own: Option<&DnsConfig>, host_resolv_conf: &Path
     if !options.iter().any(|o| o.starts_with("ndots:")) {
         options.push("ndots:0".into());
     }
-    DnsConfig { servers: vec![super::embedded_dns::ADDRESS.to_string()], searches, options }
+    DnsConfig { servers: vec![super::embedded_dns::ADDRESS.to_string()], searches, options, extra_hosts: own.extra_hosts }
 }
 
 /// The host's resolv.conf without loopback nameservers; Docker's fallback if none is left.
@@ -169,7 +189,7 @@ mod tests {
         let peer = Peer { ip: Ipv4Addr::new(10, 0, 0, 3), names: vec!["web".into(), "www".into()] };
         write_files(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[], None).unwrap();
         let before = std::fs::metadata(dir.path().join("hosts")).unwrap().ino();
-        write_hosts(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[peer]).unwrap();
+        write_hosts(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[peer], &[]).unwrap();
         let text = std::fs::read_to_string(dir.path().join("hosts")).unwrap();
         assert!(text.contains("10.0.0.2\tapp\n10.0.0.3\tweb www\n"), "{text}");
         assert_eq!(std::fs::metadata(dir.path().join("hosts")).unwrap().ino(), before);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::dns::{self, Peer};
+use super::dns::{self, DnsConfig, Peer};
 use super::error::Result;
 use super::records::{EndpointRecord, ENDPOINTS, NETWORKS};
 use crate::store::Store;
@@ -93,9 +93,10 @@ pub(crate) fn write_files_of(store: &Store, sandbox_id: &str, all: bool) -> Resu
         true => {
             let on_user_network = endpoints.iter().any(|e| e.sandbox_id == sandbox_id && user.contains(&e.network));
             let embedded = on_user_network.then(|| dns::embedded_resolver_config(first.dns.as_ref(), Path::new(dns::HOST_RESOLV_CONF)));
-            dns::write_files(dir, &first.hostname, Some(first.ip), &peers, embedded.as_ref().or(first.dns.as_ref()))
+            let extra = DnsConfig::extra_hosts_of(first.dns.as_ref());
+            dns::write_files(dir, &first.hostname, Some(first.ip), &peers, embedded.as_ref().or(first.dns.as_ref()), extra)
         }
-        false => dns::write_hosts(dir, &first.hostname, Some(first.ip), &peers),
+        false => dns::write_hosts(dir, &first.hostname, Some(first.ip), &peers, DnsConfig::extra_hosts_of(first.dns.as_ref())),
     }
 }
 

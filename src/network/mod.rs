@@ -36,6 +36,11 @@ use tracing::Instrument;
 
 pub use config::{NetworkConfig, NetworkMode};
 pub use dns::{write_files as write_name_files, DnsConfig, Peer};
+
+/// The host's resolvers as a sandbox gets them (loopback servers dropped).
+pub fn host_resolvers() -> DnsConfig {
+    dns::host_resolvers(std::path::Path::new(dns::HOST_RESOLV_CONF))
+}
 pub use driver::{AttachRequest, Attachment, ConnectRequest, CreateNetwork, EndpointOptions, InterfaceInfo, LinkAlias, NetworkDriver};
 pub use error::{NetworkError, Result};
 pub use netns::{create_pinned as create_pinned_netns, pin_path as netns_pin_path, remove_pinned as remove_pinned_netns};

@@ -1,6 +1,7 @@
 //! Builds the OCI runtime spec (`config.json`) of a container from what the front door
 //! asked for, its pod and its image, with the defaults Docker and containerd apply
 //! (capabilities, mounts, masked paths, seccomp).
+pub mod apparmor;
 pub mod defaults;
 pub mod host_devices;
 pub mod layers;
@@ -108,14 +109,18 @@ fn capabilities(container: &ContainerSpec) -> Vec<String> {
     };
     let drop: Vec<String> = security.drop_capabilities.iter().map(normalize).collect();
     let add: Vec<String> = security.add_capabilities.iter().map(normalize).collect();
-    let base: Vec<String> = match add.iter().any(|c| c == "CAP_ALL") {
-        true => all_capabilities(),
-        false => DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).chain(add).collect(),
-    };
-    if drop.iter().any(|c| c == "CAP_ALL") {
-        return Vec::new();
+    // As containerd and dockerd: ALL first (add ALL, then drop ALL), then the single
+    // capabilities added, then those dropped. So "drop ALL, add NET_BIND_SERVICE"
+    // (Kubernetes' restricted pattern) keeps NET_BIND_SERVICE.
+    let mut kept: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    if add.iter().any(|c| c == "CAP_ALL") {
+        kept = all_capabilities();
     }
-    let mut kept: Vec<String> = base.into_iter().filter(|c| !drop.contains(c)).collect();
+    if drop.iter().any(|c| c == "CAP_ALL") {
+        kept.clear();
+    }
+    kept.extend(add.into_iter().filter(|c| c != "CAP_ALL"));
+    kept.retain(|c| !drop.contains(c));
     kept.sort();
     kept.dedup();
     kept
@@ -137,6 +142,7 @@ fn user_section(inputs: &SpecInputs) -> Result<Value, SpecError> {
         SupplementalGroupsPolicy::Strict => Vec::new(),
     };
     additional.extend(security.supplemental_groups.iter().map(|g| *g as u32));
+    additional.extend(user::group_ids(&inputs.image.layers, &security.supplemental_group_names)?);
     additional.sort_unstable();
     additional.dedup();
     Ok(json!({ "uid": resolved.uid, "gid": resolved.gid, "additionalGids": additional }))
@@ -164,7 +170,7 @@ fn process_section(inputs: &SpecInputs, caps: &[String]) -> Result<Value, SpecEr
     if container.resources.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(container.resources.oom_score_adj);
     }
-    if !container.security.apparmor.is_empty() && apparmor_enabled() {
+    if !container.security.apparmor.is_empty() && apparmor::enabled() {
         process["apparmorProfile"] = json!(container.security.apparmor);
     }
     if !container.extras.rlimits.is_empty() {
@@ -172,10 +178,6 @@ fn process_section(inputs: &SpecInputs, caps: &[String]) -> Result<Value, SpecEr
         process["rlimits"] = json!(limits);
     }
     Ok(process)
-}
-
-fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y")
 }
 
 fn namespace(kind: &str, path: Option<&str>) -> Value {
@@ -396,6 +398,13 @@ mod tests {
         assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         spec.security.drop_capabilities = vec!["ALL".into()];
+        assert_eq!(capabilities(&spec), ["CAP_SYS_ADMIN"], "drop ALL keeps what is added");
+        spec.security.add_capabilities = vec![];
         assert!(capabilities(&spec).is_empty());
+        spec.security.add_capabilities = vec!["ALL".into()];
+        spec.security.drop_capabilities = vec!["chown".into()];
+        let caps = capabilities(&spec);
+        assert_eq!(caps.len(), all_capabilities().len() - 1);
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
     }
 }

@@ -80,6 +80,20 @@ pub fn resolve(layers: &[PathBuf], user: &str) -> Result<ResolvedUser, UserError
     Ok(ResolvedUser { uid, gid, additional_gids })
 }
 
+/// Groups named by number or by name in the image's `/etc/group` (Docker's `--group-add`).
+pub fn group_ids(layers: &[PathBuf], names: &[String]) -> Result<Vec<u32>, UserError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = parse_entries(&image_file(layers, "etc/group").unwrap_or_default(), true);
+    names
+        .iter()
+        .map(|name| match name.parse::<u32>() {
+            Ok(gid) => Ok(gid),
+            Err(_) => groups.iter().find(|g| &g.name == name).map(|g| g.id).ok_or_else(|| UserError::UnknownGroup(name.clone())),
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
