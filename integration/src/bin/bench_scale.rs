@@ -180,7 +180,7 @@ fn files_under(dir: &Path, depth: usize, into: &mut BTreeSet<PathBuf>) {
 async fn holdings(world: &World, settings: &PodSettings, client: &mut RuntimeServiceClient<Channel>) -> Outcome<Holdings> {
     let marker = world.daemon.dir.path().display().to_string();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.contains(&marker) || p.contains("/run/netns")).map(str::to_string).collect();
+    let mounts = mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.contains(&marker)).map(str::to_string).collect();
     let pod_parent = settings.cgroup_parent.trim_start_matches('/');
     let cgroup_dirs = cgroup_tree(pod_parent).into_iter().chain(cgroup_tree(&world.daemon.cgroup_parent())).collect();
     let daemon_pid = world.daemon.child.as_ref().map_or(0, |c| c.id() as i32);
