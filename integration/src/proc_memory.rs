@@ -3,17 +3,19 @@
 
 use std::path::Path;
 
-/// RSS and PSS in KiB.
+/// RSS, PSS and the anonymous part of the RSS (heap, stacks; the rest maps files:
+/// the executable and libraries) in KiB.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {
     pub rss: u64,
     pub pss: u64,
+    pub anonymous: u64,
 }
 
 impl std::ops::Add for Memory {
     type Output = Memory;
     fn add(self, other: Memory) -> Memory {
-        Memory { rss: self.rss + other.rss, pss: self.pss + other.pss }
+        Memory { rss: self.rss + other.rss, pss: self.pss + other.pss, anonymous: self.anonymous + other.anonymous }
     }
 }
 
@@ -27,7 +29,7 @@ impl std::iter::Sum for Memory {
 pub fn memory_of(pid: i32) -> Memory {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| rollup.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Memory { rss: field("Rss:"), pss: field("Pss:") }
+    Memory { rss: field("Rss:"), pss: field("Pss:"), anonymous: field("Anonymous:") }
 }
 
 /// KiB as MiB.

@@ -178,7 +178,7 @@ async fn measure_pods(daemon: &mut Daemon, settings: &PodSettings) -> Outcome<Po
     for pod in running {
         tear_down(daemon, pod).await?;
     }
-    let growth = Memory { rss: after.rss.saturating_sub(before.rss), pss: after.pss.saturating_sub(before.pss) };
+    let growth = Memory { rss: after.rss.saturating_sub(before.rss), pss: after.pss.saturating_sub(before.pss), anonymous: after.anonymous.saturating_sub(before.anonymous) };
     Ok(PodMemory { daemon_growth: growth, shims, shim_count: shim_pids.len(), idle_shims: idle.len() })
 }
 

@@ -243,8 +243,9 @@ fn print_memory(sides: &[Side], footprints: &[Footprint], pods: usize) {
     println!("\n{pods} running pods (one `sleep` container each, pod network); MiB from smaps_rollup:");
     let header: String = sides.iter().map(|s| format!("{:>14}", s.name)).collect();
     println!("  {:<28}{header}{:>10}", "", if sides.len() > 1 { "ratio" } else { "" });
-    let rows: [(&str, fn(&Footprint) -> u64); 6] = [
+    let rows: [(&str, fn(&Footprint) -> u64); 7] = [
         ("daemon RSS", |f| f.daemon.rss),
+        ("daemon RSS, anonymous", |f| f.daemon.anonymous),
         ("daemon PSS", |f| f.daemon.pss),
         ("shims RSS (sum)", |f| f.shims.rss),
         ("shims PSS (sum)", |f| f.shims.pss),
@@ -315,7 +316,7 @@ async fn run(world: &mut World, containerd: Option<&CriContainerd>, settings: &P
     }
     tokio::time::sleep(SETTLE).await;
     let fresh = memory_of(sides[0].pid);
-    println!("berthd idle at start: RSS {:.1} MiB, PSS {:.1} MiB", mib(fresh.rss), mib(fresh.pss));
+    println!("berthd idle after its first pull: RSS {:.1} MiB (anonymous {:.1}), PSS {:.1} MiB", mib(fresh.rss), mib(fresh.anonymous), mib(fresh.pss));
     at_scale(world, &mut sides, settings, pods).await?;
     let berth = &mut sides[0];
     let before = holdings(world, settings, &mut berth.client).await?;
@@ -324,7 +325,8 @@ async fn run(world: &mut World, containerd: Option<&CriContainerd>, settings: &P
     let after_churn = memory_of(berth.pid);
     let after = holdings(world, settings, &mut berth.client).await?;
     println!("\n{cycles} create + start + stop + remove cycles in one pod: {:.1} s ({:.1} ms per cycle)", took.as_secs_f64(), took.as_secs_f64() * 1000.0 / cycles.max(1) as f64);
-    println!("berthd after the churn, nothing running: RSS {:.1} MiB, PSS {:.1} MiB (target RSS <= 15 MiB)", mib(after_churn.rss), mib(after_churn.pss));
+    println!("berthd after the churn, nothing running: RSS {:.1} MiB (anonymous {:.1}, the rest its executable and libraries), PSS {:.1} MiB (target RSS <= 15 MiB)",
+        mib(after_churn.rss), mib(after_churn.anonymous), mib(after_churn.pss));
     let leaked = leaks(&before, &after);
     if !leaked.is_empty() {
         return Err(format!("the churn left {} things behind:\n  {}", leaked.len(), leaked.join("\n  ")));
