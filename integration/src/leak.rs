@@ -97,7 +97,7 @@ pub fn pid_gone(pid: i32) -> bool {
     }
 }
 
-/// A benchmark's cgroup parent: removed (with what is left below it) when dropped.
+/// A benchmark's cgroup parent: removed (with the empty cgroups left below it) when dropped.
 pub struct CgroupParent(String);
 
 impl CgroupParent {
@@ -112,6 +112,8 @@ impl CgroupParent {
 
 impl Drop for CgroupParent {
     fn drop(&mut self) {
+        // What a failed run left below it (containers' cgroups) goes first.
+        crate::berthd::remove_cgroup_tree(&self.0);
         let stuck = remove_cgroup_dirs(std::slice::from_ref(&self.0));
         if !stuck.is_empty() {
             println!("cgroups left behind: {stuck:?}");

@@ -22,6 +22,8 @@ pub mod leak;
 pub mod matrix;
 pub mod netns;
 pub mod networld;
+pub mod pod_bench;
+pub mod proc_memory;
 pub mod pypi;
 pub mod ops;
 pub mod registry;

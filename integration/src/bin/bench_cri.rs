@@ -11,13 +11,15 @@
 //! prints medians and ratios. Then it reports each daemon's idle RSS and the memory per
 //! running single-container pod: daemon growth plus the shims' RSS (and PSS), over K pods.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use berth_integration::bins::bin_path;
 use berth_integration::containerd_cri::{CriContainerd, RUNC_SHIM};
 use berth_integration::cri::{container_config, pod_config, push_bench_images, World};
 use berth_integration::leak::CgroupParent;
+use berth_integration::pod_bench::{median_ms, timed};
+use berth_integration::proc_memory::{has_children, memory_of, mib, processes_of, Memory};
 use berth_integration::tempdir::{unique_name, TempDir};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -39,44 +41,6 @@ struct Daemon {
     shim_marker: String,
     samples: Vec<Vec<Duration>>,
     idle: Memory,
-}
-
-/// RSS and PSS in KiB.
-#[derive(Clone, Copy, Default)]
-struct Memory {
-    rss: u64,
-    pss: u64,
-}
-
-impl std::ops::Add for Memory {
-    type Output = Memory;
-    fn add(self, other: Memory) -> Memory {
-        Memory { rss: self.rss + other.rss, pss: self.pss + other.pss }
-    }
-}
-
-fn memory_of(pid: i32) -> Memory {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| rollup.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Memory { rss: field("Rss:"), pss: field("Pss:") }
-}
-
-/// Pids running `exe` (by path, or by name: a shim may run from a copy or memfd) whose
-/// command line contains `marker`.
-fn processes_of(exe: &Path, marker: &str) -> Vec<i32> {
-    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let by_name = exe.file_name().is_some_and(|name| name.to_string_lossy().chars().take(15).eq(comm.trim_end().chars()));
-        let runs_exe = by_name || std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p == exe).unwrap_or(false);
-        let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
-        if runs_exe && cmdline.contains(marker) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// The settings every pod of the run shares.
@@ -115,12 +79,6 @@ type Outcome<T> = Result<T, String>;
 /// Turns a failed RPC into the message the run ends with.
 fn failed(daemon: &'static str, rpc: &'static str) -> impl Fn(tonic::Status) -> String {
     move |status| format!("{daemon}: {rpc}: {status}")
-}
-
-async fn timed<T>(future: impl std::future::Future<Output = T>) -> (T, Duration) {
-    let begin = Instant::now();
-    let output = future.await;
-    (output, begin.elapsed())
 }
 
 /// A running pod with its one container.
@@ -205,12 +163,6 @@ struct PodMemory {
     idle_shims: usize,
 }
 
-/// Whether any thread of `pid` has a child process (a shim's container init).
-fn has_children(pid: i32) -> bool {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
-    tasks.into_iter().any(|task| std::fs::read_to_string(task.path().join("children")).is_ok_and(|c| !c.trim().is_empty()))
-}
-
 async fn measure_pods(daemon: &mut Daemon, settings: &PodSettings) -> Outcome<PodMemory> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = memory_of(daemon.pid);
@@ -226,14 +178,8 @@ async fn measure_pods(daemon: &mut Daemon, settings: &PodSettings) -> Outcome<Po
     for pod in running {
         tear_down(daemon, pod).await?;
     }
-    let growth = Memory { rss: after.rss.saturating_sub(before.rss), pss: after.pss.saturating_sub(before.pss) };
+    let growth = Memory { rss: after.rss.saturating_sub(before.rss), pss: after.pss.saturating_sub(before.pss), anonymous: after.anonymous.saturating_sub(before.anonymous) };
     Ok(PodMemory { daemon_growth: growth, shims, shim_count: shim_pids.len(), idle_shims: idle.len() })
-}
-
-fn median_ms(samples: &[Duration]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// Per-round sums of the first three steps (pod + container start).
@@ -256,10 +202,6 @@ fn print_times(daemons: &[Daemon], rounds: usize) {
     if daemons.len() > 1 {
         println!("  (ratio = {} / {}; target for pod + container start: <= 0.30x)", daemons[0].name, daemons[1].name);
     }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 fn print_memory(daemon: &Daemon, pods: &PodMemory) {
