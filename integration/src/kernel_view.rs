@@ -47,7 +47,7 @@ impl KernelView {
         let others = |pid: &i32| *pid != std::process::id() as i32 && Some(*pid) != daemon_pid;
         let processes = pids_with_cmdline_containing(&dir).into_iter().filter(others).collect();
         let mut entries = BTreeSet::new();
-        let places = [(daemon.state(), "netns"), (daemon.state(), "sandboxes"), (daemon.root(), "containers"), (daemon.root(), "snapshots"), (daemon.root(), "content/ingest"), (daemon.root(), "content/blobs/sha256")];
+        let places: [(std::path::PathBuf, &str); 8] = [(daemon.state(), "netns"), (daemon.state(), "sandboxes"), (daemon.root(), "containers"), (daemon.root(), "snapshots"), (daemon.root(), "content/ingest"), (daemon.root(), "content/blobs/sha256"), (daemon.root(), "docker"), (daemon.state(), "docker")];
         for (base, sub) in places {
             for entry in std::fs::read_dir(base.join(sub)).into_iter().flatten().flatten() {
                 entries.insert(format!("{sub}/{}", entry.file_name().to_string_lossy()));

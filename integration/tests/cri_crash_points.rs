@@ -16,9 +16,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::Berthd;
-use berth_integration::kernel_view::{cmdline, crash_berthd, KernelView};
+use berth_integration::kernel_view::{crash_berthd, KernelView};
 use berth_integration::bins::bin_path;
-use berth_integration::command::sh;
 use berth_integration::cri::*;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
