@@ -39,6 +39,9 @@ pub const POINTS: &[&str] = &[
     "pull.after_layer_download",
     "pull.after_layer_commit",
     "pull.after_manifests",
+    "docker.create.after_sandbox",
+    "docker.start.after_endpoints",
+    "docker.remove.after_sandbox",
 ];
 
 /// Marks a crash point (a string literal from [`POINTS`]).

@@ -18,6 +18,7 @@ pub mod compose;
 pub mod console;
 pub mod fake_registry;
 pub mod images;
+pub mod kernel_view;
 pub mod leak;
 pub mod matrix;
 pub mod netns;

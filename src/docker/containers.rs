@@ -74,6 +74,7 @@ pub async fn discard_sandbox(docker: &super::Docker, sandbox_id: &str) {
     if let Err(error) = docker.core.remove_sandbox(NAMESPACE, sandbox_id).await {
         tracing::warn!(sandbox = %sandbox_id, %error, "removing a docker container's sandbox");
     }
+    crate::crash_point!("docker.remove.after_sandbox");
     let _ = std::fs::remove_dir_all(docker.core.paths.root.join("docker").join(sandbox_id));
     let _ = std::fs::remove_dir_all(docker.core.paths.state.join("docker").join(sandbox_id));
     if let Ok(mut consoles) = docker.consoles.lock() {
@@ -368,6 +369,7 @@ pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> D
             return Err(error);
         }
     };
+    crate::crash_point!("docker.start.after_endpoints");
     docker.core.rearm_container(NAMESPACE, &record.id).await?;
     let console = super::attach::console_for(docker, record)?;
     let io = match &console {

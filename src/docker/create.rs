@@ -416,6 +416,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         CoreError::AlreadyExists(_) => DockerError::conflict(conflict_message(&name, "")),
         other => super::networks::core_network_error(other),
     })?;
+    crate::crash_point!("docker.create.after_sandbox");
     let volume_guard = docker.volume_lock.lock().await;
     let new_volumes = match super::volumes::provide(&docker, &mount_plan.volumes) {
         Ok(made) => made,

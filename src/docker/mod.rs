@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod network_attach;
 pub mod networks;
 pub mod port_check;
+pub mod recovery;
 pub mod restart;
 pub mod rootview;
 pub mod stdio;
@@ -176,6 +177,7 @@ pub async fn serve(core: SharedCore, listener: tokio::net::UnixListener, shutdow
     use axum::ServiceExt;
     use tower::Layer;
     let state = Docker::new(core);
+    recovery::settle(&state).await;
     state.volumes.recover();
     tokio::spawn(containers::watch_exits(state.clone()));
     health::resume(&state);
