@@ -53,3 +53,53 @@ fn export_streams_the_merged_layers_running_or_stopped() {
     assert!(missing.stderr.contains("No such container: nosuch"), "{missing}");
     docker.docker(&["rm", "box"]).ok();
 }
+
+/// The v1 cgroup file of `controller` for process `pid`.
+fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup table");
+    let path = table
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+            names.split(',').any(|n| n == controller).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup for {pid}: {table}"));
+    // The hierarchy is mounted by its controller's name, or by the joined names.
+    let mount = ["", ",cpuacct"].iter().map(|suffix| format!("/sys/fs/cgroup/{controller}{suffix}")).find(|m| std::path::Path::new(m).exists()).expect("hierarchy mount");
+    let full = format!("{mount}{path}/{file}");
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}")).trim().to_string()
+}
+
+#[test]
+fn update_changes_the_cgroup_and_what_inspect_shows() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    docker.docker(&["run", "-d", "--name", "lim", "--pids-limit", "30", "busybox", "sleep", "300"]).ok();
+    let pid = docker.inspect("lim", "{{.State.Pid}}");
+    assert_eq!(cgroup_file(&pid, "pids", "pids.max"), "30", "--pids-limit at create on cgroup v1");
+    let out = docker.docker(&["update", "--memory", "64m", "--memory-swap", "128m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "50", "--restart", "on-failure:3", "lim"]).ok();
+    assert_eq!(out.stdout.trim(), "lim", "{out}");
+    assert_eq!(cgroup_file(&pid, "memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cgroup_file(&pid, "memory", "memory.memsw.limit_in_bytes"), "134217728");
+    assert_eq!(cgroup_file(&pid, "cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file(&pid, "cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file(&pid, "cpu", "cpu.shares"), "512");
+    assert_eq!(cgroup_file(&pid, "pids", "pids.max"), "50");
+    let format = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    assert_eq!(docker.inspect("lim", format), "67108864 134217728 500000000 512 50 on-failure:3");
+
+    // A second update changes what it names and leaves the rest.
+    docker.docker(&["update", "--cpu-shares", "256", "--cpuset-cpus", "0", "lim"]).ok();
+    assert_eq!(cgroup_file(&pid, "cpu", "cpu.shares"), "256");
+    assert_eq!(cgroup_file(&pid, "cpuset", "cpuset.cpus"), "0");
+    assert_eq!(cgroup_file(&pid, "memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(docker.inspect("lim", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.RestartPolicy.Name}}"), "67108864 256 0 on-failure");
+    docker.docker(&["update", "--pids-limit", "-1", "lim"]).ok();
+    assert_eq!(cgroup_file(&pid, "pids", "pids.max"), "max");
+
+    let bad = docker.docker(&["update", "--restart", "sometimes", "lim"]).failed();
+    assert!(bad.stderr.contains("invalid restart policy") || bad.stderr.contains("sometimes"), "{bad}");
+    assert_eq!(docker.inspect("lim", "{{.HostConfig.RestartPolicy.Name}}"), "on-failure");
+    docker.docker(&["rm", "-f", "lim"]).ok();
+}

@@ -686,26 +686,83 @@ async fn resize(State(docker): State<super::State>, Path(id): Path<String>, Quer
     Ok(StatusCode::OK.into_response())
 }
 
+/// The HostConfig fields `docker update` changes. The CLI sends every one of them, and
+/// as with dockerd a zero (or empty) value leaves the field as it is (but PidsLimit).
+const UPDATABLE: [&str; 10] = ["Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit"];
+
+fn is_given(key: &str, value: &Value) -> bool {
+    match value {
+        // Sent only when asked for: 0 there means unlimited.
+        Value::Number(_) if key == "PidsLimit" => true,
+        Value::Null => false,
+        Value::Number(n) => n.as_i64() != Some(0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// The resources after an update that changes the `given` fields of `host`.
+fn updated_resources(current: &Resources, host: &super::create::HostConfig, given: &[&str]) -> Resources {
+    let mut resources = current.clone();
+    let wanted = super::create::resources_of(host);
+    let has = |key: &str| given.contains(&key);
+    if has("Memory") {
+        resources.memory_limit_bytes = wanted.memory_limit_bytes;
+    }
+    if has("MemorySwap") {
+        resources.memory_swap_limit_bytes = wanted.memory_swap_limit_bytes;
+    }
+    if has("CpuShares") {
+        resources.cpu_shares = wanted.cpu_shares;
+    }
+    if has("CpuQuota") || has("NanoCpus") {
+        resources.cpu_quota = wanted.cpu_quota;
+    }
+    if has("CpuPeriod") || has("NanoCpus") {
+        resources.cpu_period = wanted.cpu_period;
+    }
+    if has("CpusetCpus") {
+        resources.cpuset_cpus = wanted.cpuset_cpus;
+    }
+    if has("CpusetMems") {
+        resources.cpuset_mems = wanted.cpuset_mems;
+    }
+    if let Some(pids) = host.pids_limit.filter(|_| has("PidsLimit")) {
+        // Zero or negative: unlimited, as dockerd's update.
+        resources.pids_limit = if pids > 0 { pids } else { -1 };
+    }
+    resources
+}
+
 async fn update(State(docker): State<super::State>, Path(id): Path<String>, bytes: Bytes) -> DockerResult<Json<Value>> {
     let record = find(&docker.core, &id)?;
-    let host: super::create::HostConfig = serde_json::from_slice(&bytes).map_err(|e| DockerError::bad_request(format!("invalid update: {e}")))?;
-    let mut resources = record.spec.resources.clone();
-    let wanted = super::create::resources_of(&host);
-    for (given, field, value) in [
-        (host.memory.is_some(), &mut resources.memory_limit_bytes, wanted.memory_limit_bytes),
-        (host.memory_swap.is_some(), &mut resources.memory_swap_limit_bytes, wanted.memory_swap_limit_bytes),
-        (host.cpu_shares.is_some(), &mut resources.cpu_shares, wanted.cpu_shares),
-        (host.cpu_quota.is_some() || host.nano_cpus.is_some(), &mut resources.cpu_quota, wanted.cpu_quota),
-        (host.cpu_period.is_some() || host.nano_cpus.is_some(), &mut resources.cpu_period, wanted.cpu_period),
-    ] {
-        if given {
-            *field = value;
-        }
+    let invalid = |e: serde_json::Error| DockerError::bad_request(format!("invalid update: {e}"));
+    let raw: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+    let host: super::create::HostConfig = serde_json::from_value(raw.clone()).map_err(invalid)?;
+    let given: Vec<&str> = UPDATABLE.into_iter().filter(|key| raw.get(*key).is_some_and(|value| is_given(key, value))).collect();
+    let policy = host.restart_policy.clone().filter(|p| !p.name.is_empty());
+    if let Some(policy) = &policy {
+        super::restart::validate(policy, Front::of(&record).auto_remove)?;
     }
-    if let Some(pids) = wanted.unified.get("pids.max") {
-        resources.unified.insert("pids.max".into(), pids.clone());
+    if !given.is_empty() {
+        let resources = updated_resources(&record.spec.resources, &host, &given);
+        docker.core.update_container_resources(NAMESPACE, &record.id, resources).await?;
     }
-    docker.core.update_container_resources(NAMESPACE, &record.id, resources).await?;
+    docker
+        .core
+        .update_front(NAMESPACE, &record.id, |front| {
+            if !front["host_config"].is_object() {
+                front["host_config"] = json!({});
+            }
+            for key in &given {
+                front["host_config"][*key] = raw[*key].clone();
+            }
+            if let Some(policy) = &policy {
+                front["host_config"]["RestartPolicy"] = json!(policy);
+                front["restart_policy"] = json!(policy);
+            }
+        })
+        .await?;
     docker.publish_container(docker_id(&record), "update", &record.spec.name, &record.spec.image);
     Ok(Json(json!({"Warnings": []})))
 }

@@ -269,7 +269,7 @@ pub fn resources_of(host: &HostConfig) -> Resources {
         resources.cpu_quota = nano / 10_000;
     }
     if let Some(pids) = host.pids_limit.filter(|p| *p > 0) {
-        resources.unified.insert("pids.max".into(), pids.to_string());
+        resources.pids_limit = pids;
     }
     resources
 }
