@@ -103,3 +103,23 @@ fn update_changes_the_cgroup_and_what_inspect_shows() {
     assert_eq!(docker.inspect("lim", "{{.HostConfig.RestartPolicy.Name}}"), "on-failure");
     docker.docker(&["rm", "-f", "lim"]).ok();
 }
+
+#[test]
+fn mount_type_tmpfs_is_a_tmpfs_with_its_options() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    let script = "busybox grep -E ' /(data|ro) ' /proc/mounts; ls -ld /data";
+    let out = docker.docker(&["run", "--rm", "--mount", "type=tmpfs,destination=/data,tmpfs-size=4m,tmpfs-mode=1770", "--mount", "type=tmpfs,dst=/ro,readonly", "busybox", "sh", "-c", script]).ok();
+    let data = out.stdout.lines().find(|l| l.starts_with("tmpfs /data tmpfs ")).unwrap_or_else(|| panic!("no tmpfs at /data: {out}"));
+    assert!(data.contains("rw,") && data.contains("size=4096k") && data.contains("mode=1770"), "{out}");
+    assert!(out.stdout.contains("drwxrwx--T"), "{out}");
+    let ro = out.stdout.lines().find(|l| l.starts_with("tmpfs /ro tmpfs ")).unwrap_or_else(|| panic!("no tmpfs at /ro: {out}"));
+    assert!(ro.contains(" ro,"), "{out}");
+
+    docker.docker(&["run", "-d", "--name", "tm", "--mount", "type=tmpfs,destination=/data", "busybox", "sleep", "300"]).ok();
+    assert_eq!(docker.inspect("tm", "{{range .Mounts}}{{.Type}}:{{.Destination}}:{{.RW}}{{end}}"), "tmpfs:/data:true");
+    docker.docker(&["rm", "-f", "tm"]).ok();
+    let duplicate = docker.docker(&["run", "--rm", "--tmpfs", "/data", "--mount", "type=tmpfs,dst=/data", "busybox", "true"]).failed();
+    assert!(duplicate.stderr.contains("Duplicate mount point: /data"), "{duplicate}");
+    assert_eq!(docker.docker(&["ps", "-aq"]).ok().stdout.trim(), "", "a refused create left a container");
+}

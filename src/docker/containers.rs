@@ -265,7 +265,13 @@ fn mounts_json(docker: &super::Docker, record: &ContainerRecord) -> Vec<Value> {
         None => json!({"Type": "bind", "Source": m.host_path, "Destination": m.container_path, "Mode": if m.readonly { "ro" } else { "" },
             "RW": !m.readonly, "Propagation": format!("r{}", m.propagation.trim_start_matches('r'))}),
     };
-    record.spec.mounts.iter().map(one).collect()
+    let tmpfs = |m: &Value| {
+        let read_only = m["ReadOnly"].as_bool().unwrap_or(false);
+        json!({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "", "RW": !read_only, "Propagation": ""})
+    };
+    // `--mount type=tmpfs` ones are listed; `--tmpfs` ones are not, as with dockerd.
+    let requested = Front::of(record).host_config.get("Mounts").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    record.spec.mounts.iter().map(one).chain(requested.iter().filter(|m| m["Type"] == "tmpfs").map(tmpfs)).collect()
 }
 
 fn time_or_zero(nanos: i64) -> String {
