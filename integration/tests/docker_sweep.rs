@@ -123,3 +123,23 @@ fn mount_type_tmpfs_is_a_tmpfs_with_its_options() {
     assert!(duplicate.stderr.contains("Duplicate mount point: /data"), "{duplicate}");
     assert_eq!(docker.docker(&["ps", "-aq"]).ok().stdout.trim(), "", "a refused create left a container");
 }
+
+#[test]
+fn a_refused_start_shows_exit_code_128_and_the_error_until_a_start_succeeds() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    let publish = "18193:80";
+    docker.docker(&["run", "-d", "--name", "holder", "-p", publish, "busybox", "sleep", "300"]).ok();
+    docker.docker(&["create", "--name", "late", "-p", publish, "busybox", "sleep", "300"]).ok();
+    assert_eq!(docker.inspect("late", "{{.State.ExitCode}}|{{.State.Error}}"), "0|");
+    let refused = docker.docker(&["start", "late"]).failed();
+    assert!(refused.stderr.contains("port is already allocated"), "{refused}");
+    assert_eq!(docker.inspect("late", "{{.State.Status}} {{.State.ExitCode}}"), "created 128");
+    let error = docker.inspect("late", "{{.State.Error}}");
+    assert!(error.contains("Bind for 0.0.0.0:18193 failed: port is already allocated"), "{error}");
+
+    docker.docker(&["stop", "-t", "0", "holder"]).ok();
+    docker.docker(&["start", "late"]).ok();
+    assert_eq!(docker.inspect("late", "{{.State.Status}} {{.State.ExitCode}}|{{.State.Error}}"), "running 0|");
+    docker.docker(&["rm", "-f", "holder", "late"]).ok();
+}

@@ -294,6 +294,23 @@ fn port_map_json(front: &Front) -> Value {
     Value::Object(ports)
 }
 
+/// `State.ExitCode`: dockerd's 128 after a refused start that set none.
+fn start_exit_code(record: &ContainerRecord, front: &Front) -> i32 {
+    match record.exit_code {
+        0 if front.start_error.is_some() && record.state != ContainerState::Running => 128,
+        code => code,
+    }
+}
+
+/// `State.Error`: the message of the last refused start, until one succeeds.
+fn start_error<'a>(record: &'a ContainerRecord, front: &'a Front) -> &'a str {
+    match &front.start_error {
+        Some(message) => message,
+        None if record.reason == "StartError" => &record.message,
+        None => "",
+    }
+}
+
 pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let front = Front::of(record);
     let sandbox = docker.core.sandbox(NAMESPACE, &record.spec.sandbox_id).ok();
@@ -313,7 +330,7 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let mut state = json!({
         "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": super::restart::is_restarting(record),
         "OOMKilled": record.reason == "OOMKilled", "Dead": false, "Pid": if running { record.pid } else { 0 },
-        "ExitCode": record.exit_code, "Error": if record.reason == "StartError" { record.message.as_str() } else { "" },
+        "ExitCode": start_exit_code(record, &front), "Error": start_error(record, &front),
         "StartedAt": time_or_zero(record.started_at), "FinishedAt": time_or_zero(record.finished_at),
     });
     if let Some(health) = super::health::inspect_json(docker, record) {
@@ -364,6 +381,25 @@ fn not_modified() -> Response {
 /// Its networks are taken again first: a start refused for a network gone leaves the
 /// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
+    let started = start_attempt(docker, record).await;
+    note_start_error(docker, record, started.as_ref().err()).await;
+    started
+}
+
+/// As dockerd: a refused start leaves its message in `State.Error` (and exit code 128
+/// when none is set); the next start that succeeds clears it.
+async fn note_start_error(docker: &super::Docker, record: &ContainerRecord, error: Option<&DockerError>) {
+    let had_error = Front::of(record).start_error.is_some();
+    if error.is_none() && !had_error {
+        return;
+    }
+    let value = error.map_or(Value::Null, |e| json!(e.message));
+    if let Err(failure) = docker.core.update_front(NAMESPACE, &record.id, |front| front["start_error"] = value).await {
+        tracing::debug!(%failure, "keeping a container's start error");
+    }
+}
+
+async fn start_attempt(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
     let starting = match super::endpoint_release::restore(docker, record).await {
         Ok(starting) => starting,
         Err(error) => {

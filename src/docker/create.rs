@@ -141,6 +141,9 @@ pub struct Front {
     /// Stopped by `stop` or `kill`, not by itself: the policy leaves it stopped.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// The message of the last refused start (`State.Error`), until a start succeeds.
+    #[serde(default)]
+    pub start_error: Option<String>,
 }
 
 impl Front {
@@ -447,6 +450,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         restart_policy,
         restart_count: 0,
         manually_stopped: false,
+        start_error: None,
     };
     let log_path = super::logs::log_path(&core.paths.root, &sandbox_id);
     let spec = ContainerSpec {
