@@ -143,3 +143,18 @@ fn a_refused_start_shows_exit_code_128_and_the_error_until_a_start_succeeds() {
     assert_eq!(docker.inspect("late", "{{.State.Status}} {{.State.ExitCode}}|{{.State.Error}}"), "running 0|");
     docker.docker(&["rm", "-f", "holder", "late"]).ok();
 }
+
+#[test]
+fn top_prints_the_start_time_as_ps_does() {
+    let docker = DockerWorld::new();
+    docker.docker(&["pull", "-q", "busybox"]).ok();
+    docker.docker(&["run", "-d", "--name", "topped", "busybox", "sleep", "300"]).ok();
+    let pid = docker.inspect("topped", "{{.State.Pid}}");
+    let top = docker.docker(&["top", "topped"]).ok();
+    let row = top.stdout.lines().find(|l| l.split_whitespace().nth(1) == Some(pid.as_str())).unwrap_or_else(|| panic!("no row for {pid}: {top}"));
+    let ps = std::process::Command::new("ps").args(["-o", "stime=", "-p", &pid]).output().expect("ps");
+    let expected = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+    assert!(!expected.is_empty(), "ps printed no STIME for {pid}");
+    assert_eq!(row.split_whitespace().nth(4), Some(expected.as_str()), "{top}");
+    docker.docker(&["rm", "-f", "topped"]).ok();
+}

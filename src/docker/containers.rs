@@ -697,7 +697,27 @@ fn process_row(pid: u32) -> Option<Vec<String>> {
     let command = String::from_utf8_lossy(&cmdline).split('\0').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     let secs = ticks / 100;
     let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    Some(vec![uid, pid.to_string(), ppid, "0".into(), String::new(), "?".into(), time, command])
+    let started = fields.get(19).and_then(|t| t.parse::<u64>().ok()).map(start_time_text).unwrap_or_default();
+    Some(vec![uid, pid.to_string(), ppid, "0".into(), started, "?".into(), time, command])
+}
+
+/// `ps -ef`'s STIME of a process started `ticks` after boot: the time of day when it
+/// started today, else the month and day, else the year.
+fn start_time_text(ticks: u64) -> String {
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|b| b.trim().parse::<i64>().ok()));
+    let Some(started) = boot.and_then(|boot| chrono::DateTime::from_timestamp(boot + (ticks / 100) as i64, 0)) else {
+        return String::new();
+    };
+    let started = started.with_timezone(&chrono::Local);
+    let now = chrono::Local::now();
+    let format = if started.date_naive() == now.date_naive() {
+        "%H:%M"
+    } else if chrono::Datelike::year(&started) == chrono::Datelike::year(&now) {
+        "%b%d"
+    } else {
+        "%Y"
+    };
+    started.format(format).to_string()
 }
 
 async fn top(State(docker): State<super::State>, Path(id): Path<String>) -> DockerResult<Json<Value>> {
