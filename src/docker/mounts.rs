@@ -218,4 +218,20 @@ mod tests {
         assert_eq!(plan.volumes.len(), 2);
         assert!(plan.volumes[1].anonymous && plan.volumes[1].container_path == "/other");
     }
+
+    #[test]
+    fn tmpfs_options_are_dockerds() {
+        let tmpfs = |size_bytes, mode, read_only| MountRequest {
+            kind: "tmpfs".into(),
+            target: "/data".into(),
+            read_only,
+            tmpfs_options: Some(TmpfsOptions { size_bytes, mode, options: vec![vec!["exec".into()]] }),
+            ..MountRequest::default()
+        };
+        let made = |request: MountRequest| tmpfs_mount(&request).map(|m| m.options).unwrap_or_default();
+        assert_eq!(made(tmpfs(4 << 20, 0o1770, true)), ["size=4m", "mode=1770", "ro", "exec"]);
+        assert_eq!(made(tmpfs(1536, 0, false)), ["size=1536", "exec"]);
+        assert!(tmpfs_mount(&MountRequest { source: "x".into(), ..tmpfs(0, 0, false) }).is_err());
+        assert!(tmpfs_mount(&tmpfs(-1, 0, false)).is_err());
+    }
 }
