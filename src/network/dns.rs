@@ -187,7 +187,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let peer = Peer { ip: Ipv4Addr::new(10, 0, 0, 3), names: vec!["web".into(), "www".into()] };
-        write_files(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[], None).unwrap();
+        write_files(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[], None, &[]).unwrap();
         let before = std::fs::metadata(dir.path().join("hosts")).unwrap().ino();
         write_hosts(dir.path(), "app", Some(Ipv4Addr::new(10, 0, 0, 2)), &[peer], &[]).unwrap();
         let text = std::fs::read_to_string(dir.path().join("hosts")).unwrap();
