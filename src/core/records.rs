@@ -221,6 +221,9 @@ pub struct Resources {
     pub cpuset_mems: String,
     pub hugepage_limits: BTreeMap<String, u64>,
     pub unified: Labels,
+    /// `linux.resources.pids.limit` (cgroup v1 or v2): 0 unset, negative unlimited.
+    #[serde(default)]
+    pub pids_limit: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

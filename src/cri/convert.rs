@@ -243,6 +243,7 @@ pub fn resources(r: &cri::LinuxContainerResources) -> core::Resources {
         cpuset_mems: r.cpuset_mems.clone(),
         hugepage_limits: r.hugepage_limits.iter().map(|h| (h.page_size.clone(), h.limit)).collect(),
         unified: labels(&r.unified),
+        pids_limit: 0,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/containers/{id}/archive`: `docker cp` both ways. `HEAD` stats a path (the
 //! `X-Docker-Container-Path-Stat` header), `GET` streams it as a tar, `PUT` extracts a
 //! tar (plain or gzip) into a directory. Paths resolve inside the container's root.
+//! `/containers/{id}/export` streams its whole filesystem (the merged layers) as a tar.
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path as FsPath, PathBuf};
@@ -25,7 +26,9 @@ pub const STAT_HEADER: &str = "x-docker-container-path-stat";
 const CHUNK: usize = 64 * 1024;
 
 pub fn routes() -> Router<super::State> {
-    Router::new().route("/containers/{id}/archive", get(get_archive).head(head_archive).put(put_archive))
+    Router::new()
+        .route("/containers/{id}/archive", get(get_archive).head(head_archive).put(put_archive))
+        .route("/containers/{id}/export", get(export))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -123,18 +126,34 @@ async fn get_archive(State(docker): State<super::State>, Path(id): Path<String>,
     let view = RootView::open(&docker.core, &record)?;
     let (resolved, stat) = stat_header(&view, &path, &record)?;
     let name = if path.ends_with("/.") { ".".to_string() } else { base_name(&path) };
+    let response = tar_response(view, resolved, name)?;
+    docker.publish_container(docker_id(&record), "archive-path", &record.spec.name, &record.spec.image);
+    Ok(with_stat(response, &stat))
+}
+
+/// `docker export`: the container's merged layers, from its root, as dockerd streams them.
+async fn export(State(docker): State<super::State>, Path(id): Path<String>) -> DockerResult<Response> {
+    let record = find(&docker.core, &id)?;
+    let view = RootView::open_layers(&docker.core, &record)?;
+    let root = view.root().to_path_buf();
+    let response = tar_response(view, root, String::new())?;
+    docker.publish_container(docker_id(&record), "export", &record.spec.name, &record.spec.image);
+    Ok(response)
+}
+
+/// A tar of `source` (named `name` in it; its entries straight under the root when
+/// empty), written by a blocking task while `view` stays mounted, as a streamed body.
+fn tar_response(view: RootView, source: PathBuf, name: String) -> DockerResult<Response> {
     let (reader, writer) = std::os::unix::net::UnixStream::pair().map_err(|e| DockerError::internal(format!("archive pipe: {e}")))?;
     tokio::task::spawn_blocking(move || {
         let _view = view;
-        if let Err(error) = write_tar(&resolved, &name, writer) {
+        if let Err(error) = write_tar(&source, &name, writer) {
             tracing::debug!(%error, "writing a container archive");
         }
     });
     reader.set_nonblocking(true).map_err(|e| DockerError::internal(e.to_string()))?;
     let reader = tokio::net::UnixStream::from_std(reader).map_err(|e| DockerError::internal(e.to_string()))?;
-    docker.publish_container(docker_id(&record), "archive-path", &record.spec.name, &record.spec.image);
-    let response = ([("content-type", "application/x-tar")], Body::from_stream(read_chunks(reader))).into_response();
-    Ok(with_stat(response, &stat))
+    Ok(([("content-type", "application/x-tar")], Body::from_stream(read_chunks(reader))).into_response())
 }
 
 fn write_tar(source: &FsPath, name: &str, out: impl std::io::Write) -> std::io::Result<()> {

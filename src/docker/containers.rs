@@ -266,7 +266,13 @@ fn mounts_json(docker: &super::Docker, record: &ContainerRecord) -> Vec<Value> {
         None => json!({"Type": "bind", "Source": m.host_path, "Destination": m.container_path, "Mode": if m.readonly { "ro" } else { "" },
             "RW": !m.readonly, "Propagation": format!("r{}", m.propagation.trim_start_matches('r'))}),
     };
-    record.spec.mounts.iter().map(one).collect()
+    let tmpfs = |m: &Value| {
+        let read_only = m["ReadOnly"].as_bool().unwrap_or(false);
+        json!({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "", "RW": !read_only, "Propagation": ""})
+    };
+    // `--mount type=tmpfs` ones are listed; `--tmpfs` ones are not, as with dockerd.
+    let requested = Front::of(record).host_config.get("Mounts").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    record.spec.mounts.iter().map(one).chain(requested.iter().filter(|m| m["Type"] == "tmpfs").map(tmpfs)).collect()
 }
 
 fn time_or_zero(nanos: i64) -> String {
@@ -289,6 +295,23 @@ fn port_map_json(front: &Front) -> Value {
     Value::Object(ports)
 }
 
+/// `State.ExitCode`: dockerd's 128 after a refused start that set none.
+fn start_exit_code(record: &ContainerRecord, front: &Front) -> i32 {
+    match record.exit_code {
+        0 if front.start_error.is_some() && record.state != ContainerState::Running => 128,
+        code => code,
+    }
+}
+
+/// `State.Error`: the message of the last refused start, until one succeeds.
+fn start_error<'a>(record: &'a ContainerRecord, front: &'a Front) -> &'a str {
+    match &front.start_error {
+        Some(message) => message,
+        None if record.reason == "StartError" => &record.message,
+        None => "",
+    }
+}
+
 pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let front = Front::of(record);
     let sandbox = docker.core.sandbox(NAMESPACE, &record.spec.sandbox_id).ok();
@@ -308,7 +331,7 @@ pub fn inspect_json(docker: &super::Docker, record: &ContainerRecord) -> Value {
     let mut state = json!({
         "Status": docker.state_word(record), "Running": running, "Paused": paused, "Restarting": super::restart::is_restarting(record),
         "OOMKilled": record.reason == "OOMKilled", "Dead": false, "Pid": if running { record.pid } else { 0 },
-        "ExitCode": record.exit_code, "Error": if record.reason == "StartError" { record.message.as_str() } else { "" },
+        "ExitCode": start_exit_code(record, &front), "Error": start_error(record, &front),
         "StartedAt": time_or_zero(record.started_at), "FinishedAt": time_or_zero(record.finished_at),
     });
     if let Some(health) = super::health::inspect_json(docker, record) {
@@ -359,6 +382,25 @@ fn not_modified() -> Response {
 /// Its networks are taken again first: a start refused for a network gone leaves the
 /// container as it was.
 pub async fn start_record(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
+    let started = start_attempt(docker, record).await;
+    note_start_error(docker, record, started.as_ref().err()).await;
+    started
+}
+
+/// As dockerd: a refused start leaves its message in `State.Error` (and exit code 128
+/// when none is set); the next start that succeeds clears it.
+async fn note_start_error(docker: &super::Docker, record: &ContainerRecord, error: Option<&DockerError>) {
+    let had_error = Front::of(record).start_error.is_some();
+    if error.is_none() && !had_error {
+        return;
+    }
+    let value = error.map_or(Value::Null, |e| json!(e.message));
+    if let Err(failure) = docker.core.update_front(NAMESPACE, &record.id, |front| front["start_error"] = value).await {
+        tracing::debug!(%failure, "keeping a container's start error");
+    }
+}
+
+async fn start_attempt(docker: &super::Docker, record: &ContainerRecord) -> DockerResult<()> {
     let starting = match super::endpoint_release::restore(docker, record).await {
         Ok(starting) => starting,
         Err(error) => {
@@ -657,7 +699,27 @@ fn process_row(pid: u32) -> Option<Vec<String>> {
     let command = String::from_utf8_lossy(&cmdline).split('\0').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     let secs = ticks / 100;
     let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    Some(vec![uid, pid.to_string(), ppid, "0".into(), String::new(), "?".into(), time, command])
+    let started = fields.get(19).and_then(|t| t.parse::<u64>().ok()).map(start_time_text).unwrap_or_default();
+    Some(vec![uid, pid.to_string(), ppid, "0".into(), started, "?".into(), time, command])
+}
+
+/// `ps -ef`'s STIME of a process started `ticks` after boot: the time of day when it
+/// started today, else the month and day, else the year.
+fn start_time_text(ticks: u64) -> String {
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|b| b.trim().parse::<i64>().ok()));
+    let Some(started) = boot.and_then(|boot| chrono::DateTime::from_timestamp(boot + (ticks / 100) as i64, 0)) else {
+        return String::new();
+    };
+    let started = started.with_timezone(&chrono::Local);
+    let now = chrono::Local::now();
+    let format = if started.date_naive() == now.date_naive() {
+        "%H:%M"
+    } else if chrono::Datelike::year(&started) == chrono::Datelike::year(&now) {
+        "%b%d"
+    } else {
+        "%Y"
+    };
+    started.format(format).to_string()
 }
 
 async fn top(State(docker): State<super::State>, Path(id): Path<String>) -> DockerResult<Json<Value>> {
@@ -688,26 +750,83 @@ async fn resize(State(docker): State<super::State>, Path(id): Path<String>, Quer
     Ok(StatusCode::OK.into_response())
 }
 
+/// The HostConfig fields `docker update` changes. The CLI sends every one of them, and
+/// as with dockerd a zero (or empty) value leaves the field as it is (but PidsLimit).
+const UPDATABLE: [&str; 10] = ["Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit"];
+
+fn is_given(key: &str, value: &Value) -> bool {
+    match value {
+        // Sent only when asked for: 0 there means unlimited.
+        Value::Number(_) if key == "PidsLimit" => true,
+        Value::Null => false,
+        Value::Number(n) => n.as_i64() != Some(0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// The resources after an update that changes the `given` fields of `host`.
+fn updated_resources(current: &Resources, host: &super::create::HostConfig, given: &[&str]) -> Resources {
+    let mut resources = current.clone();
+    let wanted = super::create::resources_of(host);
+    let has = |key: &str| given.contains(&key);
+    if has("Memory") {
+        resources.memory_limit_bytes = wanted.memory_limit_bytes;
+    }
+    if has("MemorySwap") {
+        resources.memory_swap_limit_bytes = wanted.memory_swap_limit_bytes;
+    }
+    if has("CpuShares") {
+        resources.cpu_shares = wanted.cpu_shares;
+    }
+    if has("CpuQuota") || has("NanoCpus") {
+        resources.cpu_quota = wanted.cpu_quota;
+    }
+    if has("CpuPeriod") || has("NanoCpus") {
+        resources.cpu_period = wanted.cpu_period;
+    }
+    if has("CpusetCpus") {
+        resources.cpuset_cpus = wanted.cpuset_cpus;
+    }
+    if has("CpusetMems") {
+        resources.cpuset_mems = wanted.cpuset_mems;
+    }
+    if let Some(pids) = host.pids_limit.filter(|_| has("PidsLimit")) {
+        // Zero or negative: unlimited, as dockerd's update.
+        resources.pids_limit = if pids > 0 { pids } else { -1 };
+    }
+    resources
+}
+
 async fn update(State(docker): State<super::State>, Path(id): Path<String>, bytes: Bytes) -> DockerResult<Json<Value>> {
     let record = find(&docker.core, &id)?;
-    let host: super::create::HostConfig = serde_json::from_slice(&bytes).map_err(|e| DockerError::bad_request(format!("invalid update: {e}")))?;
-    let mut resources = record.spec.resources.clone();
-    let wanted = super::create::resources_of(&host);
-    for (given, field, value) in [
-        (host.memory.is_some(), &mut resources.memory_limit_bytes, wanted.memory_limit_bytes),
-        (host.memory_swap.is_some(), &mut resources.memory_swap_limit_bytes, wanted.memory_swap_limit_bytes),
-        (host.cpu_shares.is_some(), &mut resources.cpu_shares, wanted.cpu_shares),
-        (host.cpu_quota.is_some() || host.nano_cpus.is_some(), &mut resources.cpu_quota, wanted.cpu_quota),
-        (host.cpu_period.is_some() || host.nano_cpus.is_some(), &mut resources.cpu_period, wanted.cpu_period),
-    ] {
-        if given {
-            *field = value;
-        }
+    let invalid = |e: serde_json::Error| DockerError::bad_request(format!("invalid update: {e}"));
+    let raw: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+    let host: super::create::HostConfig = serde_json::from_value(raw.clone()).map_err(invalid)?;
+    let given: Vec<&str> = UPDATABLE.into_iter().filter(|key| raw.get(*key).is_some_and(|value| is_given(key, value))).collect();
+    let policy = host.restart_policy.clone().filter(|p| !p.name.is_empty());
+    if let Some(policy) = &policy {
+        super::restart::validate(policy, Front::of(&record).auto_remove)?;
     }
-    if let Some(pids) = wanted.unified.get("pids.max") {
-        resources.unified.insert("pids.max".into(), pids.clone());
+    if !given.is_empty() {
+        let resources = updated_resources(&record.spec.resources, &host, &given);
+        docker.core.update_container_resources(NAMESPACE, &record.id, resources).await?;
     }
-    docker.core.update_container_resources(NAMESPACE, &record.id, resources).await?;
+    docker
+        .core
+        .update_front(NAMESPACE, &record.id, |front| {
+            if !front["host_config"].is_object() {
+                front["host_config"] = json!({});
+            }
+            for key in &given {
+                front["host_config"][*key] = raw[*key].clone();
+            }
+            if let Some(policy) = &policy {
+                front["host_config"]["RestartPolicy"] = json!(policy);
+                front["restart_policy"] = json!(policy);
+            }
+        })
+        .await?;
     docker.publish_container(docker_id(&record), "update", &record.spec.name, &record.spec.image);
     Ok(Json(json!({"Warnings": []})))
 }

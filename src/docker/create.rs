@@ -141,6 +141,9 @@ pub struct Front {
     /// Stopped by `stop` or `kill`, not by itself: the policy leaves it stopped.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// The message of the last refused start (`State.Error`), until a start succeeds.
+    #[serde(default)]
+    pub start_error: Option<String>,
 }
 
 impl Front {
@@ -269,7 +272,7 @@ pub fn resources_of(host: &HostConfig) -> Resources {
         resources.cpu_quota = nano / 10_000;
     }
     if let Some(pids) = host.pids_limit.filter(|p| *p > 0) {
-        resources.unified.insert("pids.max".into(), pids.to_string());
+        resources.pids_limit = pids;
     }
     resources
 }
@@ -394,7 +397,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let gateway = super::networks::find_network(&docker, "bridge").ok().and_then(|n| n.record).map(|r| std::net::IpAddr::V4(r.gateway));
     let extra_hosts = super::host_options::extra_hosts(&host, gateway)?;
     let tty = body.tty.unwrap_or(false);
-    let extras = super::extras::extras_of(&host)?;
+    let extras = super::extras::extras_of(&host, &mount_plan.tmpfs)?;
     let sandbox_spec = SandboxSpec {
         name: name.clone(),
         hostname: body.hostname.clone().unwrap_or_default(),
@@ -448,6 +451,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
         restart_policy,
         restart_count: 0,
         manually_stopped: false,
+        start_error: None,
     };
     let log_path = super::logs::log_path(&core.paths.root, &sandbox_id);
     let spec = ContainerSpec {

@@ -1,4 +1,5 @@
-//! The container settings that only Docker has: `--tmpfs`, `--ulimit` and `--init`
+//! The container settings that only Docker has: `--tmpfs` (and `--mount type=tmpfs`),
+//! `--ulimit` and `--init`
 //! (a static init from the host, `docker-init` on the PATH or Debian's
 //! `tini-static`, run as the container's first process).
 use std::path::{Path, PathBuf};
@@ -13,8 +14,13 @@ const ULIMIT_NAMES: [&str; 15] = ["core", "cpu", "data", "fsize", "locks", "meml
 /// Where an init for `--init` is looked for, after `docker-init` on the PATH.
 const INIT_CANDIDATES: [&str; 2] = ["/usr/bin/tini-static", "/usr/bin/docker-init"];
 
-pub fn extras_of(host: &HostConfig) -> DockerResult<ContainerExtras> {
-    let tmpfs = host.tmpfs.clone().unwrap_or_default().into_iter().map(|(path, options)| tmpfs_mount(&path, &options)).collect::<DockerResult<_>>()?;
+/// The extras of `host`, with `mounted`: the tmpfs mounts of `--mount type=tmpfs`.
+pub fn extras_of(host: &HostConfig, mounted: &[TmpfsMount]) -> DockerResult<ContainerExtras> {
+    let mut tmpfs: Vec<TmpfsMount> = host.tmpfs.clone().unwrap_or_default().into_iter().map(|(path, options)| tmpfs_mount(&path, &options)).collect::<DockerResult<_>>()?;
+    if let Some(both) = mounted.iter().find(|m| tmpfs.iter().any(|t| t.container_path.trim_end_matches('/') == m.container_path.trim_end_matches('/'))) {
+        return Err(DockerError::bad_request(format!("Duplicate mount point: {}", both.container_path)));
+    }
+    tmpfs.extend(mounted.iter().cloned());
     let rlimits = host.ulimits.clone().unwrap_or_default().iter().map(rlimit).collect::<DockerResult<_>>()?;
     let init_binary = match host.init {
         Some(true) => Some(find_init()?.display().to_string()),

@@ -1,6 +1,7 @@
 //! A container's mounts from Docker's create request: `HostConfig.Binds` (`-v`),
 //! `HostConfig.Mounts` (`--mount`), and the anonymous volumes of `Config.Volumes` and of
-//! the image's `VOLUME`s, checked and split into host binds and volume mounts.
+//! the image's `VOLUME`s, checked and split into host binds, volume mounts and the
+//! tmpfs mounts of `--mount type=tmpfs` (made as `--tmpfs` ones are).
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use super::error::{DockerError, DockerResult};
 use super::volume_store::{invalid_name, valid_name};
 use super::volumes::VolumeMount;
-use crate::core::MountSpec;
+use crate::core::{MountSpec, TmpfsMount};
 
 /// One entry of `HostConfig.Mounts`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -21,6 +22,17 @@ pub struct MountRequest {
     pub read_only: bool,
     pub bind_options: Option<BindOptions>,
     pub volume_options: Option<VolumeOptions>,
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `--mount type=tmpfs,tmpfs-size=...,tmpfs-mode=...`: the size in bytes, the mode as
+/// the octal number the CLI parsed, and (API 1.46) raw options as `[name, value]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    pub mode: u32,
+    pub options: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,6 +51,7 @@ pub struct VolumeOptions {
 pub struct MountPlan {
     pub binds: Vec<MountSpec>,
     pub volumes: Vec<VolumeMount>,
+    pub tmpfs: Vec<TmpfsMount>,
 }
 
 impl MountPlan {
@@ -116,9 +129,35 @@ fn parse_mount(request: &MountRequest, plan: &mut MountPlan) -> DockerResult<()>
             let name = if anonymous { crate::core::ids::new_id()? } else { request.source.clone() };
             plan.volumes.push(VolumeMount { name, container_path: target.into(), readonly: request.read_only, no_copy, anonymous });
         }
-        other => return Err(DockerError::bad_request(format!("mount type {other:?} is not supported in --mount by berthd (bind and volume are)"))),
+        "tmpfs" => plan.tmpfs.push(tmpfs_mount(request)?),
+        other => return Err(DockerError::bad_request(format!("mount type {other:?} is not supported in --mount by berthd (bind, volume and tmpfs are)"))),
     }
     Ok(())
+}
+
+/// A tmpfs of `--mount`, with dockerd's mount options: size with the largest unit that
+/// divides it, mode in octal, `ro`, then the raw options.
+fn tmpfs_mount(request: &MountRequest) -> DockerResult<TmpfsMount> {
+    if !request.source.is_empty() {
+        return Err(DockerError::bad_request("invalid mount config for type \"tmpfs\": field Source must not be specified"));
+    }
+    let given = request.tmpfs_options.clone().unwrap_or_default();
+    if given.size_bytes < 0 {
+        return Err(DockerError::bad_request(format!("invalid mount config for type \"tmpfs\": invalid tmpfs size {}", given.size_bytes)));
+    }
+    let mut options = Vec::new();
+    if given.size_bytes > 0 {
+        let (size, unit) = [(1 << 30, "g"), (1 << 20, "m"), (1 << 10, "k")].into_iter().find(|(unit, _)| given.size_bytes % unit == 0).map(|(unit, name)| (given.size_bytes / unit, name)).unwrap_or((given.size_bytes, ""));
+        options.push(format!("size={size}{unit}"));
+    }
+    if given.mode != 0 {
+        options.push(format!("mode={:o}", given.mode & 0o7777));
+    }
+    if request.read_only {
+        options.push("ro".into());
+    }
+    options.extend(given.options.iter().filter(|o| !o.is_empty()).map(|o| o.join("=")));
+    Ok(TmpfsMount { container_path: request.target.clone(), options })
 }
 
 /// The whole plan: binds and mounts as asked, then an anonymous volume for each of
@@ -132,7 +171,7 @@ pub fn plan(binds: &[String], mounts: &[MountRequest], anonymous_paths: &[String
         parse_mount(mount, &mut plan)?;
     }
     let mut targets = BTreeSet::new();
-    let all_targets = plan.binds.iter().map(|b| b.container_path.as_str()).chain(plan.volumes.iter().map(|v| v.container_path.as_str()));
+    let all_targets = plan.binds.iter().map(|b| b.container_path.as_str()).chain(plan.volumes.iter().map(|v| v.container_path.as_str())).chain(plan.tmpfs.iter().map(|t| t.container_path.as_str()));
     for target in all_targets {
         if !targets.insert(target.trim_end_matches('/').to_string()) {
             return Err(DockerError::bad_request(format!("Duplicate mount point: {target}")));
@@ -178,5 +217,21 @@ mod tests {
         let plan = plan(&["named:/data".to_string()], &[], &["/data".to_string(), "/other".to_string()]).ok().unwrap_or_default();
         assert_eq!(plan.volumes.len(), 2);
         assert!(plan.volumes[1].anonymous && plan.volumes[1].container_path == "/other");
+    }
+
+    #[test]
+    fn tmpfs_options_are_dockerds() {
+        let tmpfs = |size_bytes, mode, read_only| MountRequest {
+            kind: "tmpfs".into(),
+            target: "/data".into(),
+            read_only,
+            tmpfs_options: Some(TmpfsOptions { size_bytes, mode, options: vec![vec!["exec".into()]] }),
+            ..MountRequest::default()
+        };
+        let made = |request: MountRequest| tmpfs_mount(&request).map(|m| m.options).unwrap_or_default();
+        assert_eq!(made(tmpfs(4 << 20, 0o1770, true)), ["size=4m", "mode=1770", "ro", "exec"]);
+        assert_eq!(made(tmpfs(1536, 0, false)), ["size=1536", "exec"]);
+        assert!(tmpfs_mount(&MountRequest { source: "x".into(), ..tmpfs(0, 0, false) }).is_err());
+        assert!(tmpfs_mount(&tmpfs(-1, 0, false)).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! A container's filesystem as berthd reaches it: a running container's through
 //! `/proc/PID/root` (its mounts included), a stopped one's through a short-lived
 //! overlay mount of its snapshot. Paths inside it are resolved as the container would
-//! resolve them: `..` and symlinks never lead out of its root.
+//! resolve them: `..` and symlinks never lead out of its root. `open_layers` gives
+//! the merged layers alone (read-only, none of the container's mounts), as export wants.
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -27,9 +28,22 @@ impl RootView {
             }
         }
         let overlay = core.images.active_mounts(&current.snapshot_key).map_err(|e| DockerError::internal(format!("the container's filesystem: {e}")))?;
-        let target = core.paths.state.join("docker").join(&current.spec.sandbox_id).join(format!("view-{}", crate::core::now_nanos()));
+        Self::mount_with(core, &current, |target| overlay.mount(target))
+    }
+
+    /// The container's layers merged read-only (its writable layer on top), running or
+    /// not: what the image and the container wrote, without /proc, /sys, binds or volumes.
+    pub fn open_layers(core: &Core, record: &ContainerRecord) -> DockerResult<RootView> {
+        let overlay = core.images.active_mounts(&record.snapshot_key).map_err(|e| DockerError::internal(format!("the container's filesystem: {e}")))?;
+        let layers: Vec<PathBuf> = std::iter::once(overlay.upperdir.clone()).chain(overlay.lowerdirs.iter().cloned()).collect();
+        Self::mount_with(core, record, |target| crate::snapshot::mount_layers_read_only(&layers, target))
+    }
+
+    /// Mounts with `mount` at a fresh directory of the container's state.
+    fn mount_with(core: &Core, record: &ContainerRecord, mount: impl FnOnce(&Path) -> io::Result<()>) -> DockerResult<RootView> {
+        let target = core.paths.state.join("docker").join(&record.spec.sandbox_id).join(format!("view-{}", crate::core::now_nanos()));
         std::fs::create_dir_all(&target).map_err(|e| DockerError::internal(format!("creating {}: {e}", target.display())))?;
-        if let Err(error) = overlay.mount(&target) {
+        if let Err(error) = mount(&target) {
             let _ = std::fs::remove_dir(&target);
             return Err(DockerError::internal(format!("mounting the container's filesystem: {error}")));
         }

@@ -230,6 +230,9 @@ pub fn resources_section(container: &ContainerSpec) -> Value {
         let limits: Vec<Value> = r.hugepage_limits.iter().map(|(size, limit)| json!({ "pageSize": size, "limit": limit })).collect();
         resources["hugepageLimits"] = json!(limits);
     }
+    if r.pids_limit != 0 {
+        resources["pids"] = json!({ "limit": r.pids_limit });
+    }
     if !r.unified.is_empty() {
         resources["unified"] = json!(r.unified);
     }
