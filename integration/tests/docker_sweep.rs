@@ -98,6 +98,14 @@ fn update_changes_the_cgroup_and_what_inspect_shows() {
     docker.docker(&["update", "--pids-limit", "-1", "lim"]).ok();
     assert_eq!(cgroup_file(&pid, "pids", "pids.max"), "max");
 
+    // A stopped container: the update applies at its next start, as with dockerd.
+    docker.docker(&["stop", "-t", "0", "lim"]).ok();
+    docker.docker(&["update", "--memory", "96m", "--memory-swap", "192m", "lim"]).ok();
+    docker.docker(&["start", "lim"]).ok();
+    let pid = docker.inspect("lim", "{{.State.Pid}}");
+    assert_eq!(cgroup_file(&pid, "memory", "memory.limit_in_bytes"), "100663296");
+    assert_eq!(docker.inspect("lim", "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}}"), "100663296 256");
+
     let bad = docker.docker(&["update", "--restart", "sometimes", "lim"]).failed();
     assert!(bad.stderr.contains("invalid restart policy") || bad.stderr.contains("sometimes"), "{bad}");
     assert_eq!(docker.inspect("lim", "{{.HostConfig.RestartPolicy.Name}}"), "on-failure");

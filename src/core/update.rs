@@ -1,6 +1,7 @@
 //! Changes to a container: new resource limits (for a running one written to its cgroup
 //! by the runtime, through the shim; for a created one written into its bundle's spec,
-//! which the start applies; kept in its record either way) and reopening its CRI log.
+//! which the start applies, as for a stopped one; kept in its record either way) and
+//! reopening its CRI log.
 use containerd_shim_protos::api::UpdateTaskRequest;
 use protobuf::well_known_types::any::Any;
 
@@ -26,7 +27,8 @@ impl Core {
             };
             let client = self.shims.client(&record.shim_address).await?;
             client.update(context(), &request).await?;
-        } else if record.state == ContainerState::Created {
+        } else if matches!(record.state, ContainerState::Created | ContainerState::Exited) {
+            // A stopped container starts again from its bundle (`rearm_container`).
             let spec = ContainerSpec { resources: resources.clone(), ..record.spec.clone() };
             rewrite_bundle_resources(std::path::Path::new(&record.bundle), &spec)?;
         } else {
