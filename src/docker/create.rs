@@ -394,7 +394,7 @@ pub async fn create(State(docker): State<super::State>, Query(query): Query<Crea
     let mut security = security(&host, &user)?;
     security.pid = modes.pid;
     security.supplemental_group_names = host.group_add.clone().unwrap_or_default();
-    let gateway = super::networks::find_network(&docker, "bridge").ok().and_then(|n| n.record).map(|r| std::net::IpAddr::V4(r.gateway));
+    let gateway = || super::networks::find_network(&docker, "bridge").ok().and_then(|n| n.record).map(|r| std::net::IpAddr::V4(r.gateway));
     let extra_hosts = super::host_options::extra_hosts(&host, gateway)?;
     let tty = body.tty.unwrap_or(false);
     let extras = super::extras::extras_of(&host, &mount_plan.tmpfs)?;

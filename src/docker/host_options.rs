@@ -38,8 +38,9 @@ fn unsupported(flag: &str, value: &str) -> DockerError {
 }
 
 /// `--add-host NAME:IP` (or `NAME=IP`; IPv6 addresses may be bracketed) as hosts-file
-/// lines; `host-gateway` stands for `gateway`, the default bridge's address.
-pub fn extra_hosts(host: &HostConfig, gateway: Option<IpAddr>) -> DockerResult<Vec<String>> {
+/// lines; `host-gateway` stands for `gateway()`, the default bridge's address (looked up
+/// only when an entry names it).
+pub fn extra_hosts(host: &HostConfig, gateway: impl Fn() -> Option<IpAddr>) -> DockerResult<Vec<String>> {
     let mut lines = Vec::new();
     for entry in host.extra_hosts.iter().flatten() {
         let (name, address) = entry
@@ -48,7 +49,7 @@ pub fn extra_hosts(host: &HostConfig, gateway: Option<IpAddr>) -> DockerResult<V
             .ok_or_else(|| DockerError::bad_request(format!("invalid IP address in add-host: {entry:?} (want NAME:IP)")))?;
         let address = address.trim_start_matches('[').trim_end_matches(']');
         let ip = match address {
-            "host-gateway" => gateway.ok_or_else(|| DockerError::bad_request("unable to derive the IP value for host-gateway: the default bridge has no gateway"))?,
+            "host-gateway" => gateway().ok_or_else(|| DockerError::bad_request("unable to derive the IP value for host-gateway: the default bridge has no gateway"))?,
             literal => literal.parse::<IpAddr>().map_err(|_| DockerError::bad_request(format!("invalid IP address in add-host: {address:?}")))?,
         };
         if name.is_empty() {
@@ -97,12 +98,12 @@ mod tests {
 
     #[test]
     fn add_host_forms() {
-        let gateway = Some("172.17.0.1".parse().expect("ip"));
+        let gateway = || Some("172.17.0.1".parse().expect("ip"));
         let lines = extra_hosts(&with_hosts(&["db:10.0.0.5", "web=10.0.0.6", "v6:[fd00::1]", "v6b:fd00::2", "gw:host-gateway"]), gateway).expect("valid");
         assert_eq!(lines, ["10.0.0.5\tdb", "10.0.0.6\tweb", "fd00::1\tv6", "fd00::2\tv6b", "172.17.0.1\tgw"]);
         assert!(extra_hosts(&with_hosts(&["db:not-an-ip"]), gateway).is_err());
         assert!(extra_hosts(&with_hosts(&["nocolon"]), gateway).is_err());
-        assert!(extra_hosts(&with_hosts(&["gw:host-gateway"]), None).is_err());
+        assert!(extra_hosts(&with_hosts(&["gw:host-gateway"]), || None).is_err());
     }
 
     #[test]
