@@ -94,6 +94,21 @@ pub fn median_ms(samples: &[Duration]) -> f64 {
     sorted.get(sorted.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
+/// CPU time the whole machine has spent busy (user, nice, system, irq, softirq, steal;
+/// all cores), from `/proc/stat`. The difference across a burst says how much work the
+/// burst cost, whichever processes did it.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|line| line.split_whitespace().skip(1).enumerate().filter(|(i, _)| ![3, 4].contains(i)).take(6).filter_map(|(_, v)| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
 pub async fn timed<T>(future: impl std::future::Future<Output = T>) -> (T, Duration) {
     let begin = Instant::now();
     let output = future.await;

@@ -60,13 +60,22 @@ impl PodInit {
     }
 
     /// Ends the namespace (and every process left in it) and waits, a little, for the
-    /// kernel to finish the init's exit; idempotent.
+    /// kernel to finish the init's exit; idempotent. The wait is on a pidfd opened while
+    /// the pid was still the init's (checked again once it is open), so a pod's removal
+    /// costs no polling; without pidfds it polls.
     pub async fn stop(&self) {
         if !self.is_alive() {
             return;
         }
         let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let watched = crate::task::ProcessExit::watch(self.pid).ok().filter(|_| self.is_alive());
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if let Some(exit) = watched {
+            if !exit.wait(STOP_POLL_INTERVAL * STOP_POLLS).await {
+                tracing::warn!(pid = self.pid, "the pod's init has not exited after SIGKILL");
+            }
+            return;
+        }
         for _ in 0..STOP_POLLS {
             if !self.is_alive() {
                 return;

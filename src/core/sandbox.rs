@@ -203,8 +203,12 @@ impl Core {
         if let Some(init) = &record.pod_init {
             init.release().await;
         }
-        // An init started by a run that died before recording it.
-        pod_init::kill_strays(&self.pod_init_root_path(&record.id, record.spec.user_namespace.is_some())).await;
+        // An init started by a run that died before recording it (a recorded init's
+        // starter has exited: it printed the pid that was recorded). The search reads
+        // every process's command line, so it runs only when it can find something.
+        if record.pod_init.is_none() {
+            pod_init::kill_strays(&self.pod_init_root_path(&record.id, record.spec.user_namespace.is_some())).await;
+        }
         let dir = self.paths.sandbox_dir(&record.id);
         pin::unpin_path(&dir.join(POD_INIT_PIN));
         pin::unmount_shm(&dir.join("shm"));

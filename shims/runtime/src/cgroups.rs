@@ -8,6 +8,7 @@ mod path;
 mod shared_parent;
 mod stats;
 mod swap_v2;
+mod v1_managers;
 
 pub use shared_parent::SharedParent;
 
@@ -16,6 +17,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
@@ -197,8 +199,22 @@ const V1_CONTROLLERS: &[&str] = &[
 /// A v1 hierarchy in mountinfo: controllers, mount point, root of the mount.
 type V1Mount = (Vec<String>, PathBuf, PathBuf);
 
-/// Parses /proc/self/mountinfo once: (v1 hierarchies, cgroup2 mount point).
+/// The cgroup mounts, found once per process (runc does the same): they do not change
+/// while a runtime or shim runs, and mountinfo grows with every container's mounts, so
+/// one scan per container made each start on a busy node slower than the last.
+static MOUNTS: OnceLock<(Vec<V1Mount>, Option<PathBuf>)> = OnceLock::new();
+
+/// (v1 hierarchies, cgroup2 mount point), from [`MOUNTS`].
 fn mounts() -> Result<(Vec<V1Mount>, Option<PathBuf>), CgroupError> {
+    if let Some(found) = MOUNTS.get() {
+        return Ok(found.clone());
+    }
+    let found = scan_mounts()?;
+    Ok(MOUNTS.get_or_init(|| found).clone())
+}
+
+/// Parses /proc/self/mountinfo: (v1 hierarchies, cgroup2 mount point).
+fn scan_mounts() -> Result<(Vec<V1Mount>, Option<PathBuf>), CgroupError> {
     let info = read(Path::new("/proc/self/mountinfo"))?;
     let (mut v1, mut v2) = (Vec::new(), None);
     for line in info.lines() {
@@ -672,15 +688,6 @@ impl ContainerCgroup {
             .map_err(|e| library("opening v2 cgroup", &self.path, e))
     }
 
-    fn manager(&self) -> Result<libcgroups::common::AnyCgroupManager, CgroupError> {
-        match self.version {
-            CgroupVersion::V1 => libcgroups::v1::manager::Manager::new(&self.path)
-                .map(|m| m.any())
-                .map_err(|e| library("opening v1 cgroup", &self.path, e)),
-            CgroupVersion::V2 => self.v2_manager().map(|m| m.any()),
-        }
-    }
-
     fn set_freezer(&self, state: FreezerState, op: &'static str) -> Result<(), CgroupError> {
         if self.version == CgroupVersion::V1 && self.hierarchy("freezer").is_none() {
             return Err(CgroupError::ControllerMissing {
@@ -688,9 +695,10 @@ impl ContainerCgroup {
                 field: "(pause/resume)",
             });
         }
-        self.manager()?
-            .freeze(state)
-            .map_err(|e| library(op, &self.path, e))
+        match self.version {
+            CgroupVersion::V1 => v1_managers::get(&self.path)?.freeze(state).map_err(|e| library(op, &self.path, e)),
+            CgroupVersion::V2 => self.v2_manager()?.freeze(state).map_err(|e| library(op, &self.path, e)),
+        }
     }
 
     /// Freezes every process of the container (`pause`).
@@ -737,10 +745,10 @@ impl ContainerCgroup {
 
     /// Statistics shaped as runc's `events --stats` "data".
     pub fn stats(&self) -> Result<CgroupStats, CgroupError> {
-        let s = self
-            .manager()?
-            .stats()
-            .map_err(|e| library("reading stats", &self.path, e))?;
+        let s = match self.version {
+            CgroupVersion::V1 => v1_managers::get(&self.path)?.stats().map_err(|e| library("reading stats", &self.path, e))?,
+            CgroupVersion::V2 => self.v2_manager()?.stats().map_err(|e| library("reading stats", &self.path, e))?,
+        };
         Ok(CgroupStats::from(&s))
     }
 
@@ -749,6 +757,7 @@ impl ContainerCgroup {
     /// that now holds other containers' cgroups (a pod's, made by its first container):
     /// it is left to the last of them.
     pub fn destroy(&self) -> Result<(), CgroupError> {
+        v1_managers::forget(&self.path);
         let mut first_err = None;
         for dir in self.created.iter().rev() {
             if let Err(e) = remove_with_retry(dir) {
