@@ -124,8 +124,9 @@ async fn rotated(file: &tokio::fs::File, path: &Path) -> bool {
     }
 }
 
-/// Reads what the log holds now and sends its complete entries; false once the
-/// client is gone.
+/// Reads what the log holds now and sends its complete entries, each run of entries
+/// from one stream as one chunk (a line per send kept a follower of a fast writer far
+/// behind the shim, which rotates on regardless); false once the client is gone.
 async fn pass_on(file: &mut tokio::fs::File, pending: &mut Vec<u8>, sink: &mpsc::Sender<(bool, Bytes)>) -> bool {
     use tokio::io::AsyncReadExt;
     let mut buffer = vec![0u8; 32 << 10];
@@ -135,19 +136,33 @@ async fn pass_on(file: &mut tokio::fs::File, pending: &mut Vec<u8>, sink: &mpsc:
             return true;
         }
         pending.extend_from_slice(&buffer[..count]);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            if let Some((stderr, content, partial)) = parse_log_line(&line[..line.len() - 1]) {
-                let mut bytes = content.to_vec();
-                if !partial {
-                    bytes.push(b'\n');
-                }
-                if sink.send((stderr, Bytes::from(bytes))).await.is_err() {
-                    return false;
-                }
+        for (stderr, chunk) in complete_entries(pending) {
+            if sink.send((stderr, Bytes::from(chunk))).await.is_err() {
+                return false;
             }
         }
     }
+}
+
+/// Takes the complete log lines out of `pending`: their contents, consecutive ones of
+/// one stream joined, in order.
+fn complete_entries(pending: &mut Vec<u8>) -> Vec<(bool, Vec<u8>)> {
+    let Some(last_end) = pending.iter().rposition(|b| *b == b'\n') else { return Vec::new() };
+    let complete: Vec<u8> = pending.drain(..=last_end).collect();
+    let mut chunks: Vec<(bool, Vec<u8>)> = Vec::new();
+    for line in complete.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+        let Some((stderr, content, partial)) = parse_log_line(line) else { continue };
+        match chunks.last_mut() {
+            Some((last_stderr, chunk)) if *last_stderr == stderr => chunk.extend_from_slice(content),
+            _ => chunks.push((stderr, content.to_vec())),
+        }
+        if !partial {
+            if let Some((_, chunk)) = chunks.last_mut() {
+                chunk.push(b'\n');
+            }
+        }
+    }
+    chunks
 }
 
 impl Core {
@@ -190,5 +205,14 @@ mod tests {
         assert_eq!(parse_log_line(b"t stderr P part"), Some((true, &b"part"[..], true)));
         assert_eq!(parse_log_line(b"t stdout F "), Some((false, &b""[..], false)));
         assert_eq!(parse_log_line(b"garbage"), None);
+    }
+
+    #[test]
+    fn complete_entries_join_runs_of_one_stream_and_keep_the_rest() {
+        let mut pending = b"t stdout F a\nt stdout P b\nt stdout F c\nt stderr F e\nt stdout F d\nt stdout F unfinish".to_vec();
+        let chunks = complete_entries(&mut pending);
+        assert_eq!(chunks, vec![(false, b"a\nbc\n".to_vec()), (true, b"e\n".to_vec()), (false, b"d\n".to_vec())]);
+        assert_eq!(pending, b"t stdout F unfinish".to_vec());
+        assert!(complete_entries(&mut pending).is_empty());
     }
 }
