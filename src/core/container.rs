@@ -45,8 +45,12 @@ impl Core {
         Ok(all.into_iter().filter(|c| c.spec.sandbox_id == sandbox_id).collect())
     }
 
-    /// A container by id or unique id prefix.
+    /// A container by id or unique id prefix (a full id is read alone).
     pub fn container(&self, namespace: &str, id: &str) -> CoreResult<ContainerRecord> {
+        let exact = self.store.read(|txn| txn.get::<ContainerRecord>(CONTAINERS, &record_key(namespace, id)))?;
+        if let Some(record) = exact.filter(|r| r.complete && r.id == id) {
+            return Ok(record);
+        }
         let records = self.list_containers(namespace)?;
         let id = ids::resolve("container", id, records.iter().map(|r| r.id.as_str()))?;
         records

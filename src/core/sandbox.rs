@@ -263,13 +263,22 @@ impl Core {
         Ok(records.into_iter().map(|(_, record)| record).filter(|r| r.complete).map(with_live_state).collect())
     }
 
-    /// A sandbox by id or unique id prefix.
+    /// A sandbox by id or unique id prefix. A full id is read alone: listing every pod
+    /// (each record decoded, each init checked) made every call on a busy node cost
+    /// more than the last.
     pub fn sandbox(&self, namespace: &str, id: &str) -> CoreResult<SandboxRecord> {
-        let records = self.list_sandboxes(namespace)?;
+        let exact = self.store.read(|txn| txn.get::<SandboxRecord>(SANDBOXES, &record_key(namespace, id)))?;
+        if let Some(record) = exact.filter(|r| r.complete && r.id == id) {
+            return Ok(with_live_state(record));
+        }
+        let prefix = format!("{namespace}/");
+        let records = self.store.read(|txn| txn.list_prefix(SANDBOXES, &prefix))?;
+        let records: Vec<SandboxRecord> = records.into_iter().map(|(_, record)| record).filter(|r| r.complete).collect();
         let id = ids::resolve("sandbox", id, records.iter().map(|r| r.id.as_str()))?;
         records
             .into_iter()
             .find(|r| r.id == id)
+            .map(with_live_state)
             .ok_or_else(|| CoreError::NotFound(format!("sandbox {id} not found")))
     }
 
