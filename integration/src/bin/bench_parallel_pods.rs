@@ -2,7 +2,7 @@
 //!
 //!     cargo build --release --workspace --bins && sudo target/release/bench_parallel_pods [ROUNDS] [K...]
 //!
-//! For K = 1, 10, 20 and 50, starts K pods at once, each with its own RunPodSandbox,
+//! For each K (default 1, 10, 20 and 50), starts K pods at once, each with its own RunPodSandbox,
 //! CreateContainer and StartContainer (one `sleep` container, the pod network: berth's
 //! bridge, and for containerd the Debian CNI bridge plugin), and times the wall clock
 //! until all K run. berthd and, when installed, Debian's containerd 1.6 with runc run
@@ -25,7 +25,7 @@ const DEFAULT_COUNTS: [usize; 4] = [1, 10, 20, 50];
 struct Daemon {
     name: &'static str,
     client: RuntimeServiceClient<Channel>,
-    /// Wall times per K (same order as COUNTS).
+    /// Wall times per K (in the order of the K values asked for).
     walls: Vec<Vec<Duration>>,
     /// The machine's busy CPU time during each burst, per K.
     busy: Vec<Vec<Duration>>,
